@@ -1,0 +1,87 @@
+//! Renders `docs/METRICS.md`, the reference from OTel names to the Prometheus series that
+//! dashboards and alerts query. `cargo xtask docs` writes it; a test fails when the checked-in
+//! file differs from what the catalogue says now.
+
+use super::{ALL, Attribute, Values, prometheus};
+use std::fmt::Write;
+
+/// The whole of `docs/METRICS.md`.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# Metrics reference\n\n\
+         Generated from the catalogue in `otel/src/catalogue/` by `cargo xtask docs`; do not edit.\n\
+         A test fails when this file is stale.\n\n\
+         Names are what the OpenTelemetry Collector's `prometheus` exporter (the version pinned in\n\
+         `collector/builder-config.yaml`, `translation_strategy: UnderscoreEscapingWithSuffixes`)\n\
+         emits; the translation proof test checks them against the real collector.\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "Every series also carries `{}` (from `service.namespace/service.name` and \
+         `service.instance.id`) and `{}`. Other resource attributes are on `{}`.\n",
+        prometheus::RESOURCE_LABELS.join("`, `"),
+        prometheus::SCOPE_LABELS.join("`, `"),
+        prometheus::TARGET_INFO,
+    );
+    out.push_str("| OTel instrument | Prometheus series | Type | Unit | Labels | Description |\n");
+    out.push_str("|---|---|---|---|---|---|\n");
+    for instrument in ALL {
+        let family = prometheus::family(instrument);
+        let series = family.series.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>();
+        let labels = instrument.attributes.iter().map(describe).collect::<Vec<_>>();
+        let _ = writeln!(
+            out,
+            "| `{}` ({}) | {} | {} | `{}` | {} | {} |",
+            instrument.name,
+            instrument.kind.otel_name(),
+            series.join("<br>"),
+            family.metric_type.as_str(),
+            instrument.unit,
+            if labels.is_empty() { "—".to_string() } else { labels.join("<br>") },
+            instrument.description,
+        );
+    }
+    out.push_str("\n## Histogram buckets\n\n");
+    for instrument in ALL.iter().filter(|i| !i.buckets.is_empty()) {
+        let bounds = instrument.buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>();
+        let _ =
+            writeln!(out, "- `{}` ({}): {}", instrument.name, instrument.unit, bounds.join(", "));
+    }
+    out
+}
+
+fn describe(attribute: &Attribute) -> String {
+    let values = match attribute.values {
+        Values::OneOf(values) => values.join(", "),
+        Values::BoundedBy(bound) => bound.to_string(),
+    };
+    let when = attribute.only_when.map(|w| format!("; only when {w}")).unwrap_or_default();
+    format!("`{}` ({values}{when})", prometheus::label_name(attribute.key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/METRICS.md");
+        let on_disk = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {path}: {e}; run `cargo xtask docs`"));
+        assert!(
+            on_disk == markdown(),
+            "docs/METRICS.md is stale: run `cargo xtask docs` and commit the result"
+        );
+    }
+
+    #[test]
+    fn every_instrument_and_series_is_listed() {
+        let doc = markdown();
+        for family in prometheus::families() {
+            for series in &family.series {
+                assert!(doc.contains(&format!("`{series}`")), "{series} missing");
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! What the collector's `prometheus` exporter makes of each catalogue instrument.
+//!
+//! The rules are those of `prometheus/otlptranslator` v1.0.0, which the pinned collector (0.161.0)
+//! uses with `translation_strategy: UnderscoreEscapingWithSuffixes` (set in
+//! `collector-config.yaml`): the name is split on every character outside `[a-zA-Z0-9:]` and the
+//! pieces joined with `_`; the unit becomes a suffix (`s` → `seconds`, `By` → `bytes`, `{…}`
+//! annotations dropped, `A/B` → `A_per_B`) unless the name already has that word; monotonic sums
+//! end in `_total`; gauges of unit `1` end in `_ratio`. The translation proof
+//! (`otel/tests/translation.rs`) checks every rule used here against the real collector, so an
+//! upgrade that changes a name fails a test instead of blanking a dashboard.
+
+use super::{ALL, Instrument, Kind};
+
+/// Labels the exporter puts on every series of a service: `job` is
+/// `service.namespace/service.name`, `instance` is `service.instance.id`.
+pub const RESOURCE_LABELS: &[&str] = &["job", "instance"];
+/// Labels naming the instrumentation scope (the meter) on every series.
+pub const SCOPE_LABELS: &[&str] = &["otel_scope_name", "otel_scope_version"];
+/// The series carrying a service's other resource attributes, one per service instance.
+pub const TARGET_INFO: &str = "target_info";
+
+/// A Prometheus metric type, as in the `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// `counter`: monotonic sums.
+    Counter,
+    /// `gauge`: gauges and non-monotonic sums.
+    Gauge,
+    /// `histogram`: explicit-bucket histograms.
+    Histogram,
+}
+
+impl MetricType {
+    /// The word in the `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+        }
+    }
+}
+
+/// The Prometheus metric family one instrument becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// The family name (the name in `# HELP` and `# TYPE`).
+    pub name: String,
+    /// The family's type.
+    pub metric_type: MetricType,
+    /// The `# HELP` text: the instrument's description.
+    pub help: &'static str,
+    /// Names of the sample lines (`_bucket`, `_sum`, `_count` for histograms).
+    pub series: Vec<String>,
+    /// Label names from the instrument's attributes, sorted (`le` on buckets and the resource
+    /// and scope labels come on top).
+    pub labels: Vec<String>,
+}
+
+impl Family {
+    /// Every label key a fully attributed sample of `series` carries, sorted.
+    pub fn all_labels(&self, series: &str) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .labels
+            .iter()
+            .cloned()
+            .chain(RESOURCE_LABELS.iter().chain(SCOPE_LABELS).map(|s| s.to_string()))
+            .collect();
+        if series.ends_with("_bucket") && self.metric_type == MetricType::Histogram {
+            labels.push("le".to_string());
+        }
+        labels.sort();
+        labels
+    }
+}
+
+/// The family of one instrument.
+pub fn family(instrument: &Instrument) -> Family {
+    let name = metric_name(instrument.name, instrument.unit, instrument.kind);
+    let metric_type = match instrument.kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::UpDownCounter | Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
+    };
+    let series = match metric_type {
+        MetricType::Histogram => {
+            ["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}")).collect()
+        }
+        _ => vec![name.clone()],
+    };
+    let mut labels: Vec<String> = instrument.attributes.iter().map(|a| label_name(a.key)).collect();
+    labels.sort();
+    Family { name, metric_type, help: instrument.description, series, labels }
+}
+
+/// The families of the whole catalogue, in catalogue order.
+pub fn families() -> Vec<Family> {
+    ALL.iter().map(|i| family(i)).collect()
+}
+
+fn is_metric_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == ':'
+}
+
+/// The Prometheus name of an instrument (otlptranslator's `normalizeName`).
+pub fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
+    let mut tokens: Vec<String> =
+        name.split(|c| !is_metric_char(c)).filter(|t| !t.is_empty()).map(String::from).collect();
+
+    let (main_unit, per_unit) = unit_suffixes(unit);
+    let main_unit = clean_up_unit(&main_unit);
+    let per_unit = clean_up_unit(&per_unit);
+    let main_unit = if tokens.contains(&main_unit) { String::new() } else { main_unit };
+    let per_unit = match per_unit.as_str() {
+        "per_" => String::new(),
+        p => {
+            let p = p.trim_end_matches('_').to_string();
+            if tokens.contains(&p) { String::new() } else { p }
+        }
+    };
+    let main_unit =
+        if per_unit.is_empty() { main_unit } else { main_unit.trim_end_matches('_').to_string() };
+    for suffix in [main_unit, per_unit] {
+        if !suffix.is_empty() {
+            tokens.push(suffix);
+        }
+    }
+    if kind == Kind::Counter {
+        tokens.retain(|t| t != "total");
+        tokens.push("total".into());
+    }
+    if unit == "1" && kind == Kind::Gauge {
+        tokens.retain(|t| t != "ratio");
+        tokens.push("ratio".into());
+    }
+    let joined = tokens.join("_");
+    if joined.starts_with(|c: char| c.is_ascii_digit()) { format!("_{joined}") } else { joined }
+}
+
+/// The Prometheus label name of an attribute key (otlptranslator's `LabelNamer`).
+pub fn label_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' };
+        // Runs of underscores collapse to one, as in `sanitizeLabelName`.
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) { format!("key_{out}") } else { out }
+}
+
+fn unit_word(unit: &str) -> &str {
+    match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tibibytes",
+        "KBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "1" => "",
+        "%" => "percent",
+        other => other,
+    }
+}
+
+fn per_unit_word(unit: &str) -> &str {
+    match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        other => other,
+    }
+}
+
+fn unit_suffixes(unit: &str) -> (String, String) {
+    let mut parts = unit.splitn(2, '/');
+    let main = parts.next().unwrap_or_default().trim();
+    let main = if main.is_empty() || main.contains(['{', '}']) {
+        String::new()
+    } else {
+        unit_word(main).to_string()
+    };
+    let per = match parts.next().map(str::trim) {
+        Some(p) if !p.is_empty() && !p.contains(['{', '}']) => format!("per_{}", per_unit_word(p)),
+        _ => String::new(),
+    };
+    (main, per)
+}
+
+fn clean_up_unit(unit: &str) -> String {
+    let mapped: String = unit.chars().map(|c| if is_metric_char(c) { c } else { '_' }).collect();
+    let mut collapsed = String::with_capacity(mapped.len());
+    for c in mapped.chars() {
+        if !(c == '_' && collapsed.ends_with('_')) {
+            collapsed.push(c);
+        }
+    }
+    collapsed.trim_start_matches('_').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    // Cases from otlptranslator's own tests (metric_namer_test.go) for the rules we rely on.
+    #[test]
+    fn names_follow_otlptranslator() {
+        let cases = [
+            (
+                "http.server.request.duration",
+                "s",
+                Kind::Histogram,
+                "http_server_request_duration_seconds",
+            ),
+            ("system.io", "By", Kind::Counter, "system_io_bytes_total"),
+            ("queue.jobs", "{job}", Kind::Gauge, "queue_jobs"),
+            ("cpu.utilization", "1", Kind::Gauge, "cpu_utilization_ratio"),
+            ("cpu.utilization", "1", Kind::UpDownCounter, "cpu_utilization"),
+            ("requests.total", "{request}", Kind::Counter, "requests_total"),
+            ("transfer.rate", "By/s", Kind::Gauge, "transfer_rate_bytes_per_second"),
+            ("latency.seconds", "s", Kind::Histogram, "latency_seconds"),
+            ("2xx.requests", "1", Kind::Counter, "_2xx_requests_total"),
+            ("disk.free", "MiBy", Kind::Gauge, "disk_free_mebibytes"),
+            ("wait_time", "ms", Kind::Histogram, "wait_time_milliseconds"),
+        ];
+        for (name, unit, kind, want) in cases {
+            assert_eq!(metric_name(name, unit, kind), want, "{name} [{unit}] {kind:?}");
+        }
+    }
+
+    #[test]
+    fn labels_replace_dots_and_collapse_underscores() {
+        assert_eq!(label_name("http.request.method"), "http_request_method");
+        assert_eq!(label_name("db.client.connection.pool.name"), "db_client_connection_pool_name");
+        assert_eq!(label_name("a..b"), "a_b");
+        assert_eq!(label_name("9lives"), "key_9lives");
+    }
+
+    #[test]
+    fn families_cover_the_catalogue_with_distinct_series() {
+        let families = families();
+        assert_eq!(families.len(), ALL.len());
+        let mut seen = HashSet::new();
+        for f in &families {
+            for s in &f.series {
+                assert!(seen.insert(s.clone()), "two instruments map to {s}");
+            }
+        }
+        let http = family(&crate::catalogue::HTTP_SERVER_REQUEST_DURATION);
+        assert_eq!(http.name, "http_server_request_duration_seconds");
+        assert_eq!(http.metric_type, MetricType::Histogram);
+        assert_eq!(
+            http.series,
+            [
+                "http_server_request_duration_seconds_bucket",
+                "http_server_request_duration_seconds_sum",
+                "http_server_request_duration_seconds_count"
+            ]
+        );
+        assert!(http.all_labels(&http.series[0]).contains(&"le".to_string()));
+        assert!(!http.all_labels(&http.series[1]).contains(&"le".to_string()));
+    }
+}

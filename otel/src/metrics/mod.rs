@@ -1,0 +1,30 @@
+//! Typed recording helpers, one module per area the platform watches.
+//!
+//! Each helper builds its instruments from [`crate::catalogue`] and takes its attribute values as
+//! enums ([`labels`]) whose strings are exactly the catalogue's bounded sets, so a service cannot
+//! record a name, a unit or an attribute value the catalogue does not know.
+
+mod breaker;
+mod cache;
+mod export;
+mod graph;
+mod http;
+mod intervention;
+pub mod labels;
+mod pool;
+mod process;
+mod queue;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod worker;
+
+pub use breaker::BreakerMetrics;
+pub use cache::CacheMetrics;
+pub use export::ExportMetrics;
+pub use graph::GraphMetrics;
+pub use http::{HttpServerMetrics, InFlightRequest, RequestOutcome};
+pub use intervention::InterventionMetrics;
+pub use pool::{PoolMetrics, PoolStats};
+pub use process::ProcessMetrics;
+pub use queue::{QueueMetrics, QueueStats};
+pub use worker::{ActiveTask, WorkerMetrics};

@@ -1,0 +1,268 @@
+//! The one call a service makes at start-up: [`init`] installs the meter provider (OTLP,
+//! cumulative, periodic), the `tracing` subscriber (logs, and spans when traces are switched on)
+//! and the process metrics, and hands back a [`Telemetry`] guard that flushes on shutdown.
+//!
+//! The global providers are set before `init` returns, so every meter taken afterwards is real;
+//! a meter taken before stays a no-op forever (the SDK caches nothing for it to upgrade).
+
+use crate::config::{Config, ConfigError, LogFormat, Protocol, TracesExporter};
+use crate::metrics::ProcessMetrics;
+use crate::resource::{ServiceInfo, build_resource};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::mpsc;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Why telemetry could not be set up. The service should print it and exit non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// An `OTEL_*` (or `RUST_LOG`/`LOG_FORMAT`) variable is malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The OTLP exporter could not be built.
+    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {reason}")]
+    Exporter {
+        /// `metrics` or `traces`.
+        signal: &'static str,
+        /// The endpoint it was built for.
+        endpoint: String,
+        /// The SDK's reason.
+        reason: String,
+    },
+    /// `RUST_LOG` is not a valid filter.
+    #[error("RUST_LOG={value:?} is invalid: {reason}")]
+    LogFilter {
+        /// The filter text.
+        value: String,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// The gRPC exporter needs a Tokio runtime to build its channel on.
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs a Tokio runtime: call otel::init inside one")]
+    NoRuntime,
+    /// A global `tracing` subscriber was already installed.
+    #[error("a tracing subscriber is already installed: {0}")]
+    Subscriber(String),
+}
+
+/// Shutdown did not complete cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    /// The final flush took longer than its bound; what it held may be lost.
+    #[error("telemetry shutdown did not finish within {0:?}")]
+    TimedOut(Duration),
+    /// A provider reported an error while flushing.
+    #[error("telemetry shutdown failed: {0}")]
+    Failed(String),
+}
+
+/// Keeps telemetry running; [`Telemetry::shutdown`] (or drop) flushes what is buffered, within
+/// `OTEL_METRIC_EXPORT_TIMEOUT`.
+pub struct Telemetry {
+    meter_provider: Option<SdkMeterProvider>,
+    tracer_provider: Option<SdkTracerProvider>,
+    shutdown_timeout: Duration,
+    process: Option<ProcessMetrics>,
+}
+
+/// Reads the configuration from the environment and sets telemetry up; see [`init_with`].
+pub fn init(service: ServiceInfo) -> Result<Telemetry, InitError> {
+    init_with(Config::from_env()?, service)
+}
+
+/// Sets telemetry up from `config`: the resource, the global meter provider (unless
+/// `OTEL_SDK_DISABLED=true`) with process metrics, the tracer provider when
+/// `OTEL_TRACES_EXPORTER=otlp`, and the global `tracing` subscriber. With the gRPC protocol it
+/// must run inside a Tokio runtime.
+pub fn init_with(config: Config, service: ServiceInfo) -> Result<Telemetry, InitError> {
+    let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| InitError::LogFilter {
+        value: config.log_filter.clone(),
+        reason: e.to_string(),
+    })?;
+    // Globals are installed only once the subscriber is: a failed init leaves no trace behind.
+    let mut telemetry = Telemetry::build(&config, service)?;
+    let otel_layer = telemetry
+        .tracer_provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(crate::METER_NAME)));
+    let (json, pretty) = match config.log_format {
+        LogFormat::Json => (Some(tracing_subscriber::fmt::layer().json()), None),
+        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer().pretty())),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .with(pretty)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| InitError::Subscriber(e.to_string()))?;
+    telemetry.install_globals();
+    tracing::info!(
+        service = service.name,
+        version = service.version,
+        metrics = telemetry.meter_provider.is_some(),
+        traces = telemetry.tracer_provider.is_some(),
+        endpoint = %config.endpoint,
+        protocol = ?config.protocol,
+        export_interval_ms = config.export_interval.as_millis() as u64,
+        "telemetry initialised"
+    );
+    Ok(telemetry)
+}
+
+/// A meter provider exporting to the configured OTLP endpoint every `OTEL_METRIC_EXPORT_INTERVAL`,
+/// with cumulative temporality (the collector's `prometheus` exporter drops or mangles delta
+/// histograms, and cumulative sums lose nothing while the collector is away). Not installed
+/// globally: [`init_with`] does that; tests use it to build private providers.
+pub fn meter_provider(config: &Config, resource: Resource) -> Result<SdkMeterProvider, InitError> {
+    let endpoint = config.signal_endpoint("/v1/metrics");
+    // One export must end before the next is due and within OTEL_METRIC_EXPORT_TIMEOUT.
+    let timeout = config.otlp_timeout.min(config.export_timeout);
+    let builder = MetricExporter::builder().with_temporality(Temporality::Cumulative);
+    let exporter = match config.protocol {
+        Protocol::Grpc => {
+            ensure_runtime()?;
+            builder.with_tonic().with_endpoint(&endpoint).with_timeout(timeout).build()
+        }
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(&endpoint)
+            .with_timeout(timeout)
+            .build(),
+    }
+    .map_err(|e| InitError::Exporter { signal: "metrics", endpoint, reason: e.to_string() })?;
+    let reader = PeriodicReader::builder(exporter).with_interval(config.export_interval).build();
+    Ok(SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build())
+}
+
+fn tracer_provider(config: &Config, resource: Resource) -> Result<SdkTracerProvider, InitError> {
+    let endpoint = config.signal_endpoint("/v1/traces");
+    let exporter = match config.protocol {
+        Protocol::Grpc => {
+            ensure_runtime()?;
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(&endpoint)
+                .with_timeout(config.otlp_timeout)
+                .build()
+        }
+        Protocol::HttpProtobuf => SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(&endpoint)
+            .with_timeout(config.otlp_timeout)
+            .build(),
+    }
+    .map_err(|e| InitError::Exporter { signal: "traces", endpoint, reason: e.to_string() })?;
+    Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
+}
+
+fn ensure_runtime() -> Result<(), InitError> {
+    tokio::runtime::Handle::try_current().map(|_| ()).map_err(|_| InitError::NoRuntime)
+}
+
+impl Telemetry {
+    /// The providers without the `tracing` subscriber: builds the resource, installs the global
+    /// meter provider (unless the SDK is disabled) with the process metrics, and the global
+    /// tracer provider when traces are on. [`init_with`] calls it; tests call it directly, as the
+    /// subscriber can be installed only once per process.
+    pub fn start(config: &Config, service: ServiceInfo) -> Result<Telemetry, InitError> {
+        let mut telemetry = Telemetry::build(config, service)?;
+        telemetry.install_globals();
+        Ok(telemetry)
+    }
+
+    fn build(config: &Config, service: ServiceInfo) -> Result<Telemetry, InitError> {
+        let enabled = !config.sdk_disabled;
+        let resource = build_resource(config, &service);
+        let meter_provider =
+            enabled.then(|| meter_provider(config, resource.clone())).transpose()?;
+        let tracer_provider = (enabled && config.traces == TracesExporter::Otlp)
+            .then(|| tracer_provider(config, resource))
+            .transpose()?;
+        Ok(Telemetry {
+            meter_provider,
+            tracer_provider,
+            shutdown_timeout: config.export_timeout,
+            process: None,
+        })
+    }
+
+    /// Makes the providers global and starts the process metrics on the global meter.
+    fn install_globals(&mut self) {
+        if let Some(provider) = &self.tracer_provider {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+        }
+        if let Some(provider) = &self.meter_provider {
+            opentelemetry::global::set_meter_provider(provider.clone());
+            self.process = Some(ProcessMetrics::new(&crate::meter()));
+        }
+    }
+
+    /// The installed meter provider; `None` when the SDK is disabled.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter_provider.as_ref()
+    }
+
+    /// Flushes and stops the providers, giving up after `OTEL_METRIC_EXPORT_TIMEOUT`. Never
+    /// hangs: the flush runs on a thread of its own and is abandoned at the deadline.
+    ///
+    /// With the gRPC exporter the flush needs the Tokio runtime to make progress, so on a
+    /// current-thread runtime call [`Telemetry::shutdown_async`] instead: blocking the only
+    /// runtime thread here would leave the flush nothing to run on until the deadline.
+    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
+        self.shutdown_now()
+    }
+
+    /// [`Telemetry::shutdown`] from async code, on the blocking pool so the runtime keeps
+    /// driving the exporter's I/O (safe on current-thread runtimes).
+    pub async fn shutdown_async(self) -> Result<(), ShutdownError> {
+        let timeout = self.shutdown_timeout;
+        tokio::task::spawn_blocking(move || self.shutdown())
+            .await
+            .unwrap_or(Err(ShutdownError::TimedOut(timeout)))
+    }
+
+    fn shutdown_now(&mut self) -> Result<(), ShutdownError> {
+        let meters = self.meter_provider.take();
+        let tracers = self.tracer_provider.take();
+        if meters.is_none() && tracers.is_none() {
+            return Ok(());
+        }
+        let (done, wait) = mpsc::channel();
+        let spawned = std::thread::Builder::new().name("otel-shutdown".into()).spawn(move || {
+            let mut errors = Vec::new();
+            if let Some(p) = tracers {
+                errors.extend(p.shutdown().err().map(|e| format!("traces: {e}")));
+            }
+            if let Some(p) = meters {
+                errors.extend(p.shutdown().err().map(|e| format!("metrics: {e}")));
+            }
+            // The receiver may have given up; nothing to do then.
+            let _ = done.send(errors);
+        });
+        if let Err(e) = spawned {
+            return Err(ShutdownError::Failed(format!("cannot spawn the shutdown thread: {e}")));
+        }
+        match wait.recv_timeout(self.shutdown_timeout) {
+            Ok(errors) if errors.is_empty() => Ok(()),
+            Ok(errors) => Err(ShutdownError::Failed(errors.join("; "))),
+            Err(_) => Err(ShutdownError::TimedOut(self.shutdown_timeout)),
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown_now() {
+            tracing::warn!(error = %e, "telemetry shutdown on drop");
+        }
+    }
+}

@@ -12,6 +12,7 @@
 pub mod catalogue;
 pub mod config;
 mod init;
+pub mod layers;
 pub mod metrics;
 mod resource;
 

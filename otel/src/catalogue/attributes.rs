@@ -21,7 +21,8 @@ pub const HTTP_ROUTE: Attribute =
         .only_when("a route matched (absent for unknown paths)");
 /// `http.response.status_code`.
 pub const HTTP_RESPONSE_STATUS_CODE: Attribute =
-    Attribute::bounded_by(semconv::HTTP_RESPONSE_STATUS_CODE, "HTTP status codes (100-599)");
+    Attribute::bounded_by(semconv::HTTP_RESPONSE_STATUS_CODE, "HTTP status codes (100-599)")
+        .only_when("a response was sent");
 /// `error.type`: the status code for 5xx responses, or `timeout`/`_OTHER` when no response was sent.
 pub const ERROR_TYPE: Attribute =
     Attribute::bounded_by(semconv::ERROR_TYPE, "5xx status codes, `timeout`, `_OTHER`")

@@ -78,6 +78,24 @@ impl InFlightRequest {
         self.metrics.response_size.record(outcome.response_bytes, &attributes);
         // Drop decrements the active count.
     }
+
+    /// The request ended without a response (the service failed, or the request was abandoned
+    /// before the response was ready): records the duration and the request size with
+    /// `error.type` `_OTHER` and no status code, as the semantic conventions ask when no status
+    /// was sent. No response size is recorded, since there was no response.
+    pub fn fail(self, route: Option<&str>, request_bytes: u64) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
+        attributes.push(self.scheme.key_value());
+        if let Some(route) = route {
+            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_string()));
+        }
+        attributes.push(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
+        self.metrics.duration.record(elapsed, &attributes);
+        self.metrics.request_size.record(request_bytes, &attributes);
+        // Drop decrements the active count.
+    }
 }
 
 impl Drop for InFlightRequest {
@@ -146,6 +164,22 @@ mod tests {
         assert!(!point.attributes.contains_key("error.type"));
         assert!(!point.attributes.contains_key("http.route"));
         assert_eq!(point.attributes["url.scheme"], "https");
+    }
+
+    #[test]
+    fn failed_request_has_error_type_other_and_no_status() {
+        let recorder = Recorder::new();
+        let metrics = HttpServerMetrics::new(recorder.meter());
+        metrics.start("POST", Scheme::Http).fail(Some("/api/graph/nodes"), 7);
+        let points = recorder.collect();
+        assert_eq!(points.value("http.server.active_requests", &[]), 0.0);
+        let point = points.only("http.server.request.duration");
+        assert_eq!(point.count, 1);
+        assert_eq!(point.attributes["error.type"], "_OTHER");
+        assert_eq!(point.attributes["http.route"], "/api/graph/nodes");
+        assert!(!point.attributes.contains_key("http.response.status_code"));
+        assert_eq!(points.sum("http.server.request.body.size", &[("error.type", "_OTHER")]), 7.0);
+        assert_eq!(points.series("http.server.response.body.size"), 0);
     }
 
     #[test]

@@ -54,12 +54,12 @@ impl PoolMetrics {
         let (s, n) = (stats.clone(), name.clone());
         let max = catalogue::DB_CLIENT_CONNECTION_MAX
             .i64_observable_up_down_counter(meter, move |o| {
-                o.observe(to_i64(s().max), &[n.clone()])
+                o.observe(to_i64(s().max), std::slice::from_ref(&n))
             });
         let (s, n) = (stats, name);
         let pending = catalogue::DB_CLIENT_CONNECTION_PENDING_REQUESTS
             .i64_observable_up_down_counter(meter, move |o| {
-                o.observe(to_i64(s().pending), &[n.clone()])
+                o.observe(to_i64(s().pending), std::slice::from_ref(&n))
             });
         PoolMetrics {
             pool,

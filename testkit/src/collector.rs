@@ -1,0 +1,144 @@
+//! A real OpenTelemetry Collector for tests: the binary built from `collector/builder-config.yaml`,
+//! running the repo's own `collector-config.yaml` (never a copy) with every listener moved to a
+//! free loopback port through the config's `COLLECTOR_*` variables.
+
+use crate::process::Daemon;
+use crate::scratch::ScratchDir;
+use crate::{free_port, http_get, tools, wait_for};
+use std::collections::BTreeSet;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+/// How long the collector may take to report healthy.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running collector; killed on drop.
+#[derive(Debug)]
+pub struct Collector {
+    daemon: Daemon,
+    ports: Ports,
+    // Dropped after `daemon` (fields drop in order): the log outlives the process.
+    _dir: ScratchDir,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    otlp_grpc: u16,
+    otlp_http: u16,
+    prometheus: u16,
+    health: u16,
+    telemetry: u16,
+}
+
+enum Startup {
+    Healthy,
+    Exited(ExitStatus),
+}
+
+impl Collector {
+    /// Starts the collector and returns once its health endpoint answers 200. Fails with the
+    /// collector's log if it exits first or is not healthy within 30 s.
+    pub fn start() -> anyhow::Result<Collector> {
+        let binary = tools::require(&tools::otelcol_path()?, "otelcol")?;
+        let config = crate::repo_root().join("collector-config.yaml");
+        let ports = Ports::pick();
+        let dir = ScratchDir::new("collector")?;
+        let loopback = |port: u16| format!("127.0.0.1:{port}");
+        let mut command = Command::new(&binary);
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("COLLECTOR_OTLP_GRPC_ENDPOINT", loopback(ports.otlp_grpc))
+            .env("COLLECTOR_OTLP_HTTP_ENDPOINT", loopback(ports.otlp_http))
+            .env("COLLECTOR_PROMETHEUS_ENDPOINT", loopback(ports.prometheus))
+            .env("COLLECTOR_HEALTH_ENDPOINT", loopback(ports.health))
+            .env("COLLECTOR_TELEMETRY_HOST", "127.0.0.1")
+            .env("COLLECTOR_TELEMETRY_PORT", ports.telemetry.to_string());
+        let daemon = Daemon::spawn("otelcol", command, &dir.path().join("otelcol.log"))?;
+        let mut collector = Collector { daemon, ports, _dir: dir };
+        let health = collector.health_url();
+        let startup = wait_for(&format!("collector health at {health}"), STARTUP_TIMEOUT, || {
+            if let Some(status) = collector.daemon.exited()? {
+                return Ok(Some(Startup::Exited(status)));
+            }
+            match http_get(&health)? {
+                (200, _) => Ok(Some(Startup::Healthy)),
+                (status, body) => anyhow::bail!("health answered {status}: {body}"),
+            }
+        });
+        let failure = match startup {
+            Ok(Startup::Healthy) => return Ok(collector),
+            Ok(Startup::Exited(status)) => format!("the collector exited early ({status})"),
+            Err(e) => format!("{e:#}"),
+        };
+        anyhow::bail!(
+            "{failure}\ncollector log ({}):\n{}",
+            collector.daemon.log_path().display(),
+            collector.log()
+        )
+    }
+
+    /// The OTLP/gRPC endpoint, `http://127.0.0.1:<port>`.
+    pub fn otlp_grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
+    }
+
+    /// The OTLP/HTTP endpoint (base URL, without `/v1/metrics`), `http://127.0.0.1:<port>`.
+    pub fn otlp_http_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_http)
+    }
+
+    /// The `prometheus` exporter's scrape URL: the services' metrics.
+    pub fn prometheus_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.prometheus)
+    }
+
+    /// The `health_check` extension's URL.
+    pub fn health_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.ports.health)
+    }
+
+    /// The collector's own telemetry (`otelcol_*` metrics).
+    pub fn telemetry_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.telemetry)
+    }
+
+    /// One scrape of [`Collector::prometheus_url`]; any status but 200 is an error.
+    pub fn scrape(&self) -> anyhow::Result<String> {
+        let url = self.prometheus_url();
+        match http_get(&url)? {
+            (200, body) => Ok(body),
+            (status, body) => anyhow::bail!("GET {url} answered {status}: {body}"),
+        }
+    }
+
+    /// The collector's output so far.
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+}
+
+impl Ports {
+    /// Five distinct free ports.
+    fn pick() -> Ports {
+        let mut seen = BTreeSet::new();
+        let mut next = || loop {
+            let port = free_port();
+            if seen.insert(port) {
+                return port;
+            }
+        };
+        Ports {
+            otlp_grpc: next(),
+            otlp_http: next(),
+            prometheus: next(),
+            health: next(),
+            telemetry: next(),
+        }
+    }
+}

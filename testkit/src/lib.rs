@@ -1,0 +1,32 @@
+//! The test harness of the workspace. Integration tests of every crate (and `cargo xtask`) share
+//! one way to find the natively built tools, pick free ports, wait with a deadline, speak HTTP to
+//! loopback servers, and run a real collector, so no test grows its own half-working copy.
+//!
+//! * [`tools`]: where the pinned tools live (the cache outside the clone) and the versions of
+//!   `.env`.
+//! * [`free_port`], [`wait_for`], [`http_get`]: the small pieces every server test needs.
+//! * [`process::Daemon`]: a child process that logs to a file and dies with its owner.
+//! * [`Collector`]: the collector built from `collector/builder-config.yaml`, running the repo's own
+//!   `collector-config.yaml` on free loopback ports.
+
+mod collector;
+mod http;
+mod net;
+pub mod process;
+mod scratch;
+pub mod tools;
+mod wait;
+
+pub use collector::Collector;
+pub use http::http_get;
+pub use net::free_port;
+pub use wait::wait_for;
+
+use std::path::{Path, PathBuf};
+
+/// The root of the repository (the workspace directory), found from this crate's location at
+/// compile time, so it is right whatever the current directory of a test or tool is.
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map_or_else(|| manifest_dir.join(".."), Path::to_path_buf)
+}

@@ -1,0 +1,89 @@
+//! The pinned versions of the stack, read from the repo's `.env` (the one place they are written;
+//! compose reads the same file), so no Rust code spells a version.
+
+use anyhow::Context;
+use std::collections::BTreeMap;
+
+/// The versions of `.env` the native tools are built at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    /// `OTELCOL_VERSION`, e.g. `0.161.0`: the collector, its builder and every component.
+    pub otelcol: String,
+    /// `PROMETHEUS_VERSION`, e.g. `3.16.0`.
+    pub prometheus: String,
+}
+
+/// Reads `<repo>/.env`.
+pub fn versions() -> anyhow::Result<Versions> {
+    let path = crate::repo_root().join(".env");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Versions::from_env_file(&text).with_context(|| format!("in {}", path.display()))
+}
+
+impl Versions {
+    /// The versions in the text of an env file.
+    pub fn from_env_file(text: &str) -> anyhow::Result<Versions> {
+        let vars = parse_env_file(text)?;
+        let get = |key: &str| {
+            vars.get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("{key} is not set"))
+        };
+        Ok(Versions { otelcol: get("OTELCOL_VERSION")?, prometheus: get("PROMETHEUS_VERSION")? })
+    }
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped, surrounding quotes removed.
+pub fn parse_env_file(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("line {}: expected KEY=VALUE, got `{line}`", n + 1))?;
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        vars.insert(key.trim().to_string(), value.to_string());
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
+        let text =
+            "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\nX='y'\n";
+        let v = Versions::from_env_file(text)?;
+        assert_eq!(v, Versions { otelcol: "0.161.0".into(), prometheus: "3.16.0".into() });
+        assert_eq!(parse_env_file(text)?.get("X").map(String::as_str), Some("y"));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_key_and_bad_line_are_named() {
+        let err = Versions::from_env_file("OTELCOL_VERSION=1\n").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("PROMETHEUS_VERSION is not set"));
+        let err = parse_env_file("# ok\nnonsense\n").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("line 2: expected KEY=VALUE, got `nonsense`"));
+    }
+
+    #[test]
+    fn the_repo_env_file_has_both_versions() -> anyhow::Result<()> {
+        let v = versions()?;
+        assert!(v.otelcol.starts_with("0."), "{v:?}");
+        assert!(v.prometheus.starts_with("3."), "{v:?}");
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! `cargo xtask stack`: the native stack for machines without Docker. The same services as
+//! compose, on the same ports, but on 127.0.0.1, running the repo's own config files (never a
+//! copy). Each service runs detached in its own process group; its log and pid file are under
+//! `<repo>/target/stack/`, and `down` stops only what a pid file says this tool started.
+
+mod pid;
+mod service;
+
+use crate::run::human;
+use clap::Subcommand;
+use service::{Native, Service};
+use std::time::{Duration, Instant};
+
+/// How long a service may take to become healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lines of a log shown when a service fails.
+const LOG_TAIL: usize = 40;
+
+/// What to do with the stack.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Start every native service (a running one is left alone) and wait until all are healthy.
+    Up,
+    /// Stop every service this tool started.
+    Down,
+    /// One line per service: running (pid, healthy or not) or stopped.
+    Status,
+    /// Start one service and wait until it is healthy.
+    Start {
+        /// The service, named as in compose.
+        service: Service,
+    },
+    /// Stop one service.
+    Stop {
+        /// The service, named as in compose.
+        service: Service,
+    },
+}
+
+/// The `stack` subcommand.
+pub fn command(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Up => {
+            for service in Service::ALL {
+                match service.native()? {
+                    Some(native) => start(&native)?,
+                    None => eprintln!("{service}: {}", service.not_native_reason()),
+                }
+            }
+            eprintln!("stack is up; logs in {}", service::stack_dir().display());
+            Ok(())
+        }
+        Action::Down => {
+            let mut failures = Vec::new();
+            for service in Service::ALL.iter().rev() {
+                if let Some(native) = service.native()? {
+                    if let Err(e) = stop(&native) {
+                        failures.push(format!("{service}: {e:#}"));
+                    }
+                }
+            }
+            anyhow::ensure!(failures.is_empty(), "{}", failures.join("\n"));
+            Ok(())
+        }
+        Action::Status => {
+            for service in Service::ALL {
+                let line = match service.native()? {
+                    Some(native) => status_line(&native),
+                    None => service.not_native_reason().to_string(),
+                };
+                println!("{:<13}{line}", service.to_string());
+            }
+            Ok(())
+        }
+        Action::Start { service } => match service.native()? {
+            Some(native) => start(&native),
+            None => anyhow::bail!("{service}: {}", service.not_native_reason()),
+        },
+        Action::Stop { service } => match service.native()? {
+            Some(native) => stop(&native),
+            None => anyhow::bail!("{service}: {}", service.not_native_reason()),
+        },
+    }
+}
+
+/// Starts `native` unless it runs already, then waits until it is healthy.
+fn start(native: &Native) -> anyhow::Result<()> {
+    let name = native.service;
+    let mut child = None;
+    match pid::running(native) {
+        Some(pid) => eprintln!("{name}: already running (pid {pid})"),
+        None => {
+            native.check_ports_free()?;
+            let spawned = native.spawn()?;
+            eprintln!("{name}: started (pid {}), waiting for {}", spawned.id(), native.health_url);
+            child = Some(spawned);
+        }
+    }
+    let started = Instant::now();
+    let result = testkit::wait_for(
+        &format!("{name} to be healthy at {}", native.health_url),
+        HEALTH_TIMEOUT,
+        || {
+            if let Some(status) = child.as_mut().map(|c| c.try_wait()).transpose()?.flatten() {
+                return Ok(Some(Err(anyhow::anyhow!(
+                    "{name} exited ({status}) before it was healthy"
+                ))));
+            }
+            if child.is_none() && pid::running(native).is_none() {
+                return Ok(Some(Err(anyhow::anyhow!("{name} stopped before it was healthy"))));
+            }
+            native.health().map(|()| Some(Ok(())))
+        },
+    )
+    .and_then(|outcome| outcome);
+    match result {
+        Ok(()) => {
+            match child {
+                Some(_) => eprintln!("{name}: healthy ({} after start)", human(started.elapsed())),
+                None => eprintln!("{name}: healthy"),
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                pid::remove(native);
+            }
+            anyhow::bail!(
+                "{name} is not healthy: {e:#}\nlast lines of {}:\n{}",
+                native.log_path.display(),
+                tail(&native.log_path, LOG_TAIL)
+            )
+        }
+    }
+}
+
+/// Stops `native` if a pid file names a live process of it.
+fn stop(native: &Native) -> anyhow::Result<()> {
+    let name = native.service;
+    match pid::running(native) {
+        Some(pid) => {
+            pid::terminate(pid, name)?;
+            pid::remove(native);
+            eprintln!("{name}: stopped (was pid {pid})");
+        }
+        None => {
+            pid::remove(native);
+            eprintln!("{name}: not running");
+        }
+    }
+    Ok(())
+}
+
+fn status_line(native: &Native) -> String {
+    match pid::running(native) {
+        Some(pid) => match native.health() {
+            Ok(()) => format!("running (pid {pid}, healthy)"),
+            Err(e) => format!("running (pid {pid}, NOT healthy: {e:#})"),
+        },
+        None => "stopped".to_string(),
+    }
+}
+
+/// The last `lines` lines a service wrote since it was last started, or why they cannot be read.
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let since_start = text.rfind(service::START_MARKER).map_or(&text[..], |i| &text[i..]);
+            let all: Vec<&str> = since_start.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}

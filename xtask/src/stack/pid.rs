@@ -1,0 +1,74 @@
+//! Pid files of the native stack, and stopping by them. A pid counts as ours only while
+//! `/proc/<pid>` is alive and its command line starts with the service's binary, so a stale pid
+//! file whose number was reused never gets someone else's process killed.
+
+use super::service::Native;
+use crate::run::{Output, run};
+use anyhow::Context;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// How long a service gets to exit after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(15);
+
+/// How long SIGKILL may take.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Records `pid` as the running process of `native`.
+pub fn write(native: &Native, pid: u32) -> anyhow::Result<()> {
+    std::fs::write(&native.pid_path, format!("{pid}\n"))
+        .with_context(|| format!("writing {}", native.pid_path.display()))
+}
+
+/// Removes the pid file, if any.
+pub fn remove(native: &Native) {
+    let _ = std::fs::remove_file(&native.pid_path);
+}
+
+/// The pid of `native` if its pid file names a live process running its binary.
+pub fn running(native: &Native) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(&native.pid_path).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|&b| b == 0).next()?;
+    (alive(pid) && Path::new(std::str::from_utf8(argv0).ok()?) == native.binary).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie (a reaped-later child of an init that may never reap).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Format: `pid (comm) state …`; comm may contain spaces and parentheses.
+        Ok(stat) => {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM, wait up to 15 s, then SIGKILL and wait up to 5 s more.
+pub fn terminate(pid: u32, name: impl std::fmt::Display) -> anyhow::Result<()> {
+    signal("TERM", pid)?;
+    let gone = |grace| {
+        testkit::wait_for(&format!("{name} (pid {pid}) to exit"), grace, || {
+            Ok((!alive(pid)).then_some(()))
+        })
+    };
+    if gone(TERM_GRACE).is_ok() {
+        return Ok(());
+    }
+    eprintln!("{name}: still running {}s after SIGTERM, sending SIGKILL", TERM_GRACE.as_secs());
+    signal("KILL", pid)?;
+    gone(KILL_GRACE)
+}
+
+/// `kill -<signal> <pid>`: the `kill` command, since this workspace forbids `unsafe`.
+fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
+    let mut kill = Command::new("kill");
+    kill.arg(format!("-{signal}")).arg(pid.to_string());
+    let what = format!("kill -{signal} {pid}");
+    match run(&what, &mut kill, Output::Quiet, Duration::from_secs(10)) {
+        // A process that exited meanwhile is fine: `alive` decides.
+        Err(e) if alive(pid) => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,61 @@
+//! The collector: the builder (ocb) at `OTELCOL_VERSION`, then the collector it builds from
+//! `collector/builder-config.yaml`, in `<cache>/otelcol-<version>` (the manifest's
+//! `output_path: ./_build` is relative to that working directory).
+
+use super::go;
+use super::manifest::{self, Manifest};
+use crate::run::{self, Output};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use testkit::tools;
+
+/// The builder binary, installed with `go install` if missing or broken.
+pub fn ensure_builder(version: &str) -> anyhow::Result<PathBuf> {
+    let path = tools::builder_path()?;
+    if path.is_file() && run::runs(&path, &["version"]) {
+        eprintln!("builder {version}: ok ({})", path.display());
+        return Ok(path);
+    }
+    eprintln!("builder {version}: building (about a minute)");
+    let package = format!("go.opentelemetry.io/collector/cmd/builder@v{version}");
+    go::install("builder", &tools::builder_dir()?, &[package])?;
+    tools::require(&path, "builder")
+}
+
+/// The collector binary, (re)built when it is missing, does not run, or holds other components
+/// than the manifest lists.
+pub fn ensure_otelcol(builder: &Path, manifest: &Manifest) -> anyhow::Result<PathBuf> {
+    let path = tools::otelcol_path()?;
+    let version = &manifest.version;
+    match built_as(&path, manifest) {
+        Ok(()) => {
+            eprintln!("otelcol {version}: ok ({})", path.display());
+            return Ok(path);
+        }
+        Err(why) => eprintln!("otelcol {version}: building, because {why:#} (takes minutes)"),
+    }
+    let dir = tools::otelcol_build_dir()?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    let mut command = Command::new(builder);
+    command.arg("--config").arg(manifest::path()).current_dir(&dir);
+    run::run("otelcol build", &mut command, Output::Prefixed("otelcol build"), go::BUILD_TIMEOUT)?;
+    tools::require(&path, "otelcol")?;
+    built_as(&path, manifest).map_err(|e| e.context("the collector just built"))?;
+    Ok(path)
+}
+
+/// `Ok` if the collector at `path` runs and holds exactly the manifest's components.
+fn built_as(path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    anyhow::ensure!(path.is_file(), "{} does not exist", path.display());
+    let components = run::capture(path, &["components"])?;
+    let built = Manifest::from_components_output(&components)?;
+    anyhow::ensure!(
+        manifest.is_built_as(&built),
+        "{} was built from another manifest (version {}, {} components)",
+        path.display(),
+        built.version,
+        built.modules.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! `go install` into a chosen directory, the one way the Go tools get built: Go's own module and
+//! build caches (`~/go/pkg/mod`, `~/.cache/go-build`) make a second build cheap.
+
+use crate::run::{Output, run};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Bound on one Go build: the collector and Prometheus take minutes on two cores.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(90 * 60);
+
+/// The `go` binary, or an error saying Go is needed.
+pub fn go() -> anyhow::Result<std::path::PathBuf> {
+    testkit::tools::find_on_path("go").ok_or_else(|| {
+        anyhow::anyhow!("`go` not found on PATH: the native tools are built from Go modules; install Go (https://go.dev/dl/)")
+    })
+}
+
+/// `GOBIN=<gobin> go install <packages…>`, output streamed with `[<label>]` in front.
+pub fn install(label: &str, gobin: &Path, packages: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(gobin)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", gobin.display()))?;
+    let mut command = Command::new(go()?);
+    command.arg("install").args(packages).env("GOBIN", gobin);
+    eprintln!("[{label}] GOBIN={} go install {}", gobin.display(), packages.join(" "));
+    run(label, &mut command, Output::Prefixed(label), BUILD_TIMEOUT)
+}

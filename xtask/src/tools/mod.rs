@@ -1,0 +1,73 @@
+//! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
+//! The Go-built ones (collector builder, collector, Prometheus, promtool) go to the cache outside
+//! the clone at the versions of `.env`, at exactly the paths `testkit::tools` looks at; Postgres
+//! and Redis come from the OS packages.
+
+mod collector;
+mod go;
+mod manifest;
+mod prometheus;
+mod system;
+
+use std::path::PathBuf;
+
+/// Absolute paths of every tool, once they are known to exist.
+#[derive(Debug)]
+pub struct ToolSet {
+    /// The collector built from `collector/builder-config.yaml`.
+    pub otelcol: PathBuf,
+    /// The Prometheus server.
+    pub prometheus: PathBuf,
+    /// promtool.
+    pub promtool: PathBuf,
+    /// The collector builder (ocb).
+    pub builder: PathBuf,
+    /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
+    pub pg_ctl: PathBuf,
+    /// `redis-server`.
+    pub redis_server: PathBuf,
+}
+
+/// The `tools` subcommand.
+pub fn command(print: bool) -> anyhow::Result<()> {
+    let tools = ensure()?;
+    if print {
+        for (name, path) in tools.lines() {
+            println!("{name}={}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Builds or finds every tool. Progress goes to stderr.
+pub fn ensure() -> anyhow::Result<ToolSet> {
+    let versions = testkit::tools::versions()?;
+    let manifest = manifest::Manifest::read(&manifest::path())?;
+    manifest.check_version(&versions.otelcol)?;
+    let builder = collector::ensure_builder(&versions.otelcol)?;
+    let otelcol = collector::ensure_otelcol(&builder, &manifest)?;
+    let (prometheus, promtool) = prometheus::ensure(&versions.prometheus)?;
+    let system = system::ensure()?;
+    Ok(ToolSet {
+        otelcol,
+        prometheus,
+        promtool,
+        builder,
+        pg_ctl: system.pg_ctl,
+        redis_server: system.redis_server,
+    })
+}
+
+impl ToolSet {
+    /// `(name, path)` in the order `--print` prints them.
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 6] {
+        [
+            ("otelcol", &self.otelcol),
+            ("prometheus", &self.prometheus),
+            ("promtool", &self.promtool),
+            ("builder", &self.builder),
+            ("pg_ctl", &self.pg_ctl),
+            ("redis-server", &self.redis_server),
+        ]
+    }
+}

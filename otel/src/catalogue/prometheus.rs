@@ -14,8 +14,11 @@ use super::{ALL, Instrument, Kind};
 /// Labels the exporter puts on every series of a service: `job` is
 /// `service.namespace/service.name`, `instance` is `service.instance.id`.
 pub const RESOURCE_LABELS: &[&str] = &["job", "instance"];
-/// Labels naming the instrumentation scope (the meter) on every series.
-pub const SCOPE_LABELS: &[&str] = &["otel_scope_name", "otel_scope_version"];
+/// Labels naming the instrumentation scope (the meter) on every series. Collector 0.161 writes
+/// `otel_scope_schema_url` even when the scope has none (as an empty value, which Prometheus
+/// drops at ingestion), so it is part of the exposition's label set.
+pub const SCOPE_LABELS: &[&str] =
+    &["otel_scope_name", "otel_scope_schema_url", "otel_scope_version"];
 /// The series carrying a service's other resource attributes, one per service instance.
 pub const TARGET_INFO: &str = "target_info";
 

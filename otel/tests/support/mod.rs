@@ -1,0 +1,2 @@
+//! Helpers for the otel crate's integration tests.
+pub mod exposition;

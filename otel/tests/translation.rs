@@ -8,8 +8,6 @@
 //! its `# TYPE` and `# HELP`, the label keys of every sample, `job`/`instance` from the resource,
 //! `target_info`, and no series nobody expects. It needs the collector binary: `cargo xtask tools`.
 
-mod support;
-
 use opentelemetry::metrics::{Meter, MeterProvider};
 use otel::catalogue::{self, prometheus};
 use otel::metrics::labels::*;
@@ -17,8 +15,8 @@ use otel::metrics::*;
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::exposition::Exposition;
 use testkit::Collector;
+use testkit::exposition::Exposition;
 
 const SERVICE: &str = "translation-proof";
 const NAMESPACE: &str = "orgraph";

@@ -5,14 +5,22 @@
 //! * [`tools`]: where the pinned tools live (the cache outside the clone) and the versions of
 //!   `.env`.
 //! * [`free_port`], [`wait_for`], [`http_get`]: the small pieces every server test needs.
-//! * [`process::Daemon`]: a child process that logs to a file and dies with its owner.
+//! * [`process::Daemon`]: a child process that logs to a file and dies with its owner;
+//!   [`process::output`]: a short command under a deadline.
 //! * [`Collector`]: the collector built from `collector/builder-config.yaml`, running the repo's own
 //!   `collector-config.yaml` on free loopback ports.
+//! * [`Postgres`], [`Redis`]: real servers from the OS packages on free loopback ports, which fault
+//!   tests can stop and start again; [`pg`]: the Postgres cluster handling (initdb, running as the
+//!   `postgres` user when root) they share with `cargo xtask stack`.
 
 mod collector;
+pub mod exposition;
 mod http;
 mod net;
+pub mod pg;
+mod postgres;
 pub mod process;
+mod redis;
 mod scratch;
 pub mod tools;
 mod wait;
@@ -20,6 +28,8 @@ mod wait;
 pub use collector::Collector;
 pub use http::http_get;
 pub use net::free_port;
+pub use postgres::Postgres;
+pub use redis::Redis;
 pub use wait::wait_for;
 
 use std::path::{Path, PathBuf};

@@ -1,25 +1,34 @@
 //! A small reader for the Prometheus text exposition format (version 0.0.4) as the collector's
 //! `prometheus` exporter writes it: `# HELP`, `# TYPE` and sample lines with quoted label values.
+//! Tests that check what the collector emits (the translation proof, the services' emitted
+//! series) read scrapes with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One sample line.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The sample name (with `_bucket`, `_sum`, ... suffixes).
     pub name: String,
+    /// Its labels.
     pub labels: BTreeMap<String, String>,
+    /// Its value.
     pub value: f64,
 }
 
 /// A whole scrape.
 #[derive(Debug, Default)]
 pub struct Exposition {
+    /// `# HELP` text by family name.
     pub help: BTreeMap<String, String>,
+    /// `# TYPE` by family name.
     pub types: BTreeMap<String, String>,
+    /// Every sample line.
     pub samples: Vec<Sample>,
 }
 
 impl Exposition {
+    /// Parses a scrape; a malformed line is an error naming it.
     pub fn parse(text: &str) -> Result<Exposition, String> {
         let mut out = Exposition::default();
         for (n, line) in text.lines().enumerate() {
@@ -119,6 +128,7 @@ fn unescape(text: &str) -> String {
     text.replace("\\n", "\n").replace("\\\\", "\\")
 }
 
+#[cfg(test)]
 #[test]
 fn parses_labels_with_escapes_and_special_values() {
     let text = "# HELP a_total Some help.\n# TYPE a_total counter\n\

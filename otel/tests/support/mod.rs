@@ -1,2 +1,0 @@
-//! Helpers for the otel crate's integration tests.
-pub mod exposition;

@@ -218,10 +218,10 @@ fn parse_endpoint(value: String) -> Result<String, ConfigError> {
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(invalid(VAR, value, "the URL has no host"));
     }
-    if let Some(port) = port {
-        if port.parse::<u16>().is_err() {
-            return Err(invalid(VAR, value, "the port is not a number from 0 to 65535"));
-        }
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid(VAR, value, "the port is not a number from 0 to 65535"));
     }
     Ok(value)
 }

@@ -65,6 +65,19 @@ impl Recorder {
         Recorder { provider, exporter, meter }
     }
 
+    /// The process-wide recorder, installed as the global meter provider on first use, so code
+    /// that records through [`crate::meter`] (a whole service under test) lands in it. Call it
+    /// before the code under test takes its meters. Tests sharing it should compare their own
+    /// labels or use a test binary of their own.
+    pub fn global() -> &'static Recorder {
+        static GLOBAL: std::sync::OnceLock<Recorder> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let recorder = Recorder::new();
+            opentelemetry::global::set_meter_provider(recorder.provider.clone());
+            recorder
+        })
+    }
+
     pub fn meter(&self) -> &Meter {
         &self.meter
     }

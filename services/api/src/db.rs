@@ -1,0 +1,119 @@
+//! Postgres access: one sqlx pool, watched by the pool metrics (`db.client.connection.*`) and
+//! guarded by the `postgres` circuit breaker. Every query of the API runs through [`Db::run`],
+//! which times the wait for a connection, counts pool timeouts, and lets the breaker turn an
+//! outage into immediate 503s instead of a pile of timeouts.
+
+use crate::config::Config;
+use crate::error::{ApiError, is_db_outage};
+use otel::layers::breaker::{BreakerConfig, CircuitBreaker};
+use otel::metrics::labels::{BreakerName, PoolName};
+use otel::metrics::{BreakerMetrics, PoolMetrics, PoolStats};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// The database handle shared by all requests.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    breaker: CircuitBreaker,
+    metrics: Arc<PoolMetrics>,
+    waiting: Arc<AtomicU64>,
+}
+
+impl Db {
+    /// A lazily connecting pool (the API starts even if Postgres is not up yet; readiness says
+    /// so), with its metrics and breaker.
+    pub fn new(config: &Config, breakers: &BreakerMetrics) -> anyhow::Result<Db> {
+        let options = PgConnectOptions::from_str(&config.database_url)
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL is invalid: {e}"))?
+            .application_name("orgraph-api");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pg_pool_max)
+            .acquire_timeout(config.pg_pool_timeout)
+            .connect_lazy_with(options);
+        let waiting = Arc::new(AtomicU64::new(0));
+        let (p, w, max) = (pool.clone(), waiting.clone(), u64::from(config.pg_pool_max));
+        let metrics = PoolMetrics::new(&otel::meter(), PoolName::Postgres, move || {
+            let size = u64::from(p.size());
+            let idle = p.num_idle() as u64;
+            PoolStats {
+                idle,
+                used: size.saturating_sub(idle),
+                max,
+                pending: w.load(Ordering::Relaxed),
+            }
+        });
+        let breaker = CircuitBreaker::new(
+            BreakerName::Postgres,
+            BreakerConfig {
+                failure_threshold: config.breaker_failures,
+                open_for: config.breaker_open_for,
+                half_open_probes: 1,
+            },
+            breakers.clone(),
+        );
+        Ok(Db { pool, breaker, metrics: Arc::new(metrics), waiting })
+    }
+
+    /// The pool itself, for migrations at start-up.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The breaker, for readiness.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs `f` on a pooled connection, through the breaker. Only outages (lost connections,
+    /// pool timeouts) count as breaker failures; a constraint violation is the query's fault.
+    pub async fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, ApiError> {
+        self.breaker
+            .call_with(
+                || async {
+                    let mut conn = self.acquire().await?;
+                    f(&mut conn).await
+                },
+                is_db_outage,
+            )
+            .await
+            .map_err(ApiError::from_db_call)
+    }
+
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        let started = Instant::now();
+        let waiting = Waiting::new(&self.waiting);
+        let result = self.pool.acquire().await;
+        drop(waiting);
+        match &result {
+            Ok(_) => self.metrics.acquired(started.elapsed()),
+            Err(sqlx::Error::PoolTimedOut) => self.metrics.timed_out(started.elapsed()),
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+/// Counts a caller waiting for a connection; the count goes down even if the request is
+/// abandoned while waiting.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

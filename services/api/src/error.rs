@@ -1,0 +1,182 @@
+//! Every error the API answers with is an RFC 9457 problem (`application/problem+json`) with a
+//! `detail` that says what was wrong. Handlers return [`ApiError`]; rejections of axum's
+//! extractors are mapped by [`crate::extract`]; responses produced outside the handlers (timeouts,
+//! body limits, unknown methods) are rewritten by [`ensure_problem`].
+//!
+//! 5xx is for real server faults only; those are logged with their cause. A dependency that is
+//! down or whose breaker is open is a 503 with `Retry-After`, answered at once.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use otel::layers::breaker::BreakerError;
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The media type of problem responses.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem (relative: `/problems/<kind>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What exactly went wrong with this request.
+    pub detail: String,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (syntax, parameters).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is well-formed but its values are not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency is down, or its breaker is open.
+    #[error("{dependency} is unavailable")]
+    Unavailable {
+        /// `postgres` or `redis`.
+        dependency: &'static str,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A server fault.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A database error as the client sees it: lost connections and pool timeouts are
+    /// "unavailable", anything else is a server fault.
+    pub fn from_db(error: sqlx::Error) -> ApiError {
+        if is_db_outage(&error) {
+            tracing::warn!(error = %error, "postgres unavailable");
+            ApiError::Unavailable { dependency: "postgres", retry_after: Duration::from_secs(1) }
+        } else {
+            ApiError::Internal(anyhow::Error::new(error).context("database query"))
+        }
+    }
+
+    /// A breaker-wrapped database call's error.
+    pub fn from_db_call(error: BreakerError<sqlx::Error>) -> ApiError {
+        match error {
+            BreakerError::Open { retry_after, .. } => {
+                ApiError::Unavailable { dependency: "postgres", retry_after }
+            }
+            BreakerError::Inner(e) => ApiError::from_db(e),
+        }
+    }
+}
+
+/// Whether a database error means Postgres is unreachable (rather than the query being wrong).
+/// Only these count as failures for the breaker.
+pub fn is_db_outage(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+    ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+/// A problem response with `status` and `detail`.
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error").to_string();
+    let kind = format!("/problems/{}", title.to_ascii_lowercase().replace(' ', "-"));
+    let body = Problem { kind, title, status: status.as_u16(), detail: detail.into() };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = (status, json).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                "an internal error occurred; it has been logged".to_string()
+            }
+            ApiError::Unavailable { dependency, retry_after } => {
+                let mut response = problem(
+                    status,
+                    format!(
+                        "{dependency} is unavailable; retry after {} s",
+                        retry_after.as_secs().max(1)
+                    ),
+                );
+                let seconds = retry_after.as_secs().max(1).to_string();
+                if let Ok(value) = HeaderValue::from_str(&seconds) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return response;
+            }
+            other => other.to_string(),
+        };
+        problem(status, detail)
+    }
+}
+
+/// Rewrites error responses made outside the handlers (axum's 405, tower-http's 413 and
+/// timeout) into problems, so every 4xx/5xx the API sends is `application/problem+json`.
+pub async fn ensure_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not support the request's method",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the limit",
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+            "the request took longer than the server's time limit"
+        }
+        StatusCode::NOT_FOUND => "no such resource",
+        _ => "the request could not be processed",
+    };
+    let mut rewritten = problem(status, detail);
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        rewritten.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    rewritten
+}

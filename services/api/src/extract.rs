@@ -1,0 +1,76 @@
+//! axum's extractors with their rejections turned into problems: malformed JSON is a 400, wrong
+//! types or missing fields a 422, a body over the limit a 413, a body that is not JSON a 415, and
+//! a bad path or query parameter a 400, each with a `detail` that names what was wrong.
+
+use crate::error::ApiError;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// A JSON body.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => ApiError::Invalid(text),
+        JsonRejection::JsonSyntaxError(_) => ApiError::BadRequest(text),
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "the body must be JSON with `Content-Type: application/json`".into(),
+        ),
+        JsonRejection::BytesRejection(_) if rejection_status(&text) => {
+            ApiError::TooLarge("the request body is larger than the limit".into())
+        }
+        _ => ApiError::BadRequest(text),
+    }
+}
+
+/// axum reports a body over the limit as a bytes rejection whose text says so.
+fn rejection_status(text: &str) -> bool {
+    text.contains("length limit") || text.contains("too large")
+}
+
+/// Query parameters.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|r: QueryRejection| ApiError::BadRequest(r.body_text()))
+    }
+}
+
+/// Path parameters.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(
+            |r: PathRejection| match r.status() {
+                StatusCode::INTERNAL_SERVER_ERROR => {
+                    ApiError::Internal(anyhow::anyhow!("path extraction: {}", r.body_text()))
+                }
+                _ => ApiError::BadRequest(r.body_text()),
+            },
+        )
+    }
+}

@@ -1,0 +1,134 @@
+//! Background jobs as API resources: accepting one (a `jobs` row and its queue entry in one
+//! transaction, via `domain::enqueue`) and reading its state. A finished job never changes, so
+//! finished jobs are served from an in-process cache (`job_status`); pending and running ones
+//! always come from Postgres.
+
+use crate::db::Db;
+use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use domain::{JobKind, JobStatus};
+use otel::layers::cache::L1Cache;
+use otel::metrics::CacheMetrics;
+use otel::metrics::labels::CacheName;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Row};
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// The job id.
+    pub id: Uuid,
+    /// `analysis`, `export`, `intervention_execute` or `intervention_rollback`.
+    pub kind: String,
+    /// `pending`, `running`, `done` or `failed`.
+    pub status: String,
+    /// What was asked.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// The result, once `done`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// Why it failed, once `failed`.
+    pub error: Option<String>,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When its last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What accepting a job returns (202).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    /// The job id.
+    pub id: Uuid,
+    /// Always `pending`.
+    pub status: String,
+    /// Where to follow it.
+    pub location: String,
+}
+
+/// Reads a job of one of `kinds`.
+pub async fn fetch(
+    conn: &mut PgConnection,
+    id: Uuid,
+    kinds: &[JobKind],
+) -> Result<Option<JobView>, sqlx::Error> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    let row = sqlx::query(
+        "SELECT id, kind, status, params, result, error, attempts, created_at, started_at, \
+                finished_at \
+         FROM jobs WHERE id = $1 AND kind = ANY($2)",
+    )
+    .bind(id)
+    .bind(&kinds)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| JobView {
+        id: r.get("id"),
+        kind: r.get("kind"),
+        status: r.get("status"),
+        params: r.get("params"),
+        result: r.get("result"),
+        error: r.get("error"),
+        attempts: r.get("attempts"),
+        created_at: r.get("created_at"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+    }))
+}
+
+/// Finished jobs, kept in process.
+#[derive(Clone)]
+pub struct JobCache {
+    l1: L1Cache<Arc<JobView>>,
+}
+
+impl JobCache {
+    /// A cache bounded by `max_bytes`; entries live 10 minutes.
+    pub fn new(metrics: CacheMetrics, max_bytes: u64) -> JobCache {
+        let l1 = L1Cache::new(
+            CacheName::JobStatus,
+            max_bytes,
+            Duration::from_secs(600),
+            |job: &Arc<JobView>| {
+                let json = job.result.as_ref().map_or(0, |r| r.to_string().len());
+                (std::mem::size_of::<JobView>() + json).min(u32::MAX as usize) as u32
+            },
+            metrics,
+        );
+        JobCache { l1 }
+    }
+
+    /// The job `id` of one of `kinds`: from the cache if finished, else from Postgres.
+    pub async fn get(&self, db: &Db, id: Uuid, kinds: &[JobKind]) -> Result<JobView, ApiError> {
+        let key = id.to_string();
+        if let Some(job) = self.l1.get(&key) {
+            if kinds.iter().any(|k| k.as_str() == job.kind) {
+                return Ok((*job).clone());
+            }
+            return Err(not_found(id));
+        }
+        let job =
+            db.run(async |c| fetch(c, id, kinds).await).await?.ok_or_else(|| not_found(id))?;
+        let finished = matches!(
+            JobStatus::parse(&job.status),
+            Some(JobStatus::Done) | Some(JobStatus::Failed)
+        );
+        if finished {
+            self.l1.insert(key, Arc::new(job.clone()));
+        }
+        Ok(job)
+    }
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no job {id}"))
+}

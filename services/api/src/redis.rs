@@ -1,0 +1,198 @@
+//! Redis, the shared second-level (L2) cache: a deadpool pool watched by the pool metrics and
+//! guarded by the `redis` circuit breaker. Redis is an optimisation, never a dependency of a
+//! correct answer: every failure here is logged and reported as a miss (or a skipped write), so
+//! with Redis down the API serves from L1 and Postgres. Every call is bounded by
+//! `REDIS_POOL_TIMEOUT_MS`, so a hung Redis cannot hold a request.
+
+use crate::config::Config;
+use deadpool_redis::redis::{self, AsyncCommands};
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use otel::layers::breaker::{BreakerConfig, CircuitBreaker};
+use otel::metrics::labels::{BreakerName, CacheLayer, CacheName, PoolName};
+use otel::metrics::{BreakerMetrics, CacheMetrics, PoolMetrics, PoolStats};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a Redis call did not happen or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// No connection within the time limit.
+    #[error("no redis connection: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// The command failed.
+    #[error("redis command: {0}")]
+    Command(#[from] redis::RedisError),
+    /// The call took longer than the limit.
+    #[error("redis call timed out after {0:?}")]
+    Timeout(Duration),
+    /// The breaker is open: Redis failed recently, so it was not asked.
+    #[error("redis circuit breaker is open")]
+    BreakerOpen,
+}
+
+/// The L2 cache.
+#[derive(Clone)]
+pub struct Redis {
+    pool: Pool,
+    breaker: CircuitBreaker,
+    pool_metrics: Arc<PoolMetrics>,
+    cache_metrics: CacheMetrics,
+    timeout: Duration,
+}
+
+impl Redis {
+    /// A pool that connects on first use (the API starts without Redis).
+    pub fn new(
+        config: &Config,
+        breakers: &BreakerMetrics,
+        cache_metrics: CacheMetrics,
+    ) -> anyhow::Result<Redis> {
+        let timeout = config.redis_timeout;
+        let mut pool_config = PoolConfig::new(config.redis_pool_max);
+        pool_config.timeouts =
+            Timeouts { wait: Some(timeout), create: Some(timeout), recycle: Some(timeout) };
+        let mut redis_config = deadpool_redis::Config::from_url(config.redis_url.clone());
+        redis_config.pool = Some(pool_config);
+        let pool = redis_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| anyhow::anyhow!("REDIS_URL: cannot create the pool: {e}"))?;
+        let p = pool.clone();
+        let pool_metrics = PoolMetrics::new(&otel::meter(), PoolName::Redis, move || {
+            let status = p.status();
+            let idle = status.available as u64;
+            PoolStats {
+                idle,
+                used: (status.size as u64).saturating_sub(idle),
+                max: status.max_size as u64,
+                pending: status.waiting as u64,
+            }
+        });
+        let breaker = CircuitBreaker::new(
+            BreakerName::Redis,
+            BreakerConfig {
+                failure_threshold: config.breaker_failures,
+                open_for: config.breaker_open_for,
+                half_open_probes: 1,
+            },
+            breakers.clone(),
+        );
+        Ok(Redis { pool, breaker, pool_metrics: Arc::new(pool_metrics), cache_metrics, timeout })
+    }
+
+    /// The breaker, for readiness.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Looks `key` up in cache `name`; any failure is a miss (logged, and a breaker failure).
+    pub async fn get(&self, name: CacheName, key: &str) -> Option<Vec<u8>> {
+        let result = self
+            .call(async |conn: &mut deadpool_redis::Connection| {
+                conn.get::<_, Option<Vec<u8>>>(key).await
+            })
+            .await;
+        match result {
+            Ok(Some(value)) => {
+                self.cache_metrics.hit(CacheLayer::L2, name);
+                Some(value)
+            }
+            Ok(None) => {
+                self.cache_metrics.miss(CacheLayer::L2, name);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, cache = ?name, "L2 read skipped");
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl`; a failure only costs a later miss.
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) {
+        let seconds = ttl.as_secs().max(1);
+        let result = self
+            .call(async |conn: &mut deadpool_redis::Connection| {
+                conn.set_ex::<_, _, ()>(key, value, seconds).await
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "L2 write skipped");
+        }
+    }
+
+    /// Removes `key`. A failure leaves a stale entry until its TTL ends (L2 TTLs are short).
+    pub async fn delete(&self, key: &str) {
+        let result = self
+            .call(async |conn: &mut deadpool_redis::Connection| conn.del::<_, ()>(key).await)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "L2 delete skipped; the entry expires with its TTL");
+        }
+    }
+
+    /// `PING`, for readiness (through the breaker, so an open breaker reports down at once).
+    pub async fn ping(&self) -> Result<(), String> {
+        self.call(async |conn: &mut deadpool_redis::Connection| {
+            redis::cmd("PING").query_async::<String>(conn).await.map(|_| ())
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Reports the L2 size (keys and used memory of the Redis database) to the cache gauges.
+    pub async fn report_size(&self, name: CacheName) {
+        let result = self
+            .call(async |conn: &mut deadpool_redis::Connection| {
+                let keys: u64 = redis::cmd("DBSIZE").query_async(&mut *conn).await?;
+                let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+                Ok((keys, used_memory(&info)))
+            })
+            .await;
+        if let Ok((keys, bytes)) = result {
+            self.cache_metrics.set_size(CacheLayer::L2, name, keys, bytes);
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T, redis::RedisError>,
+    ) -> Result<T, RedisError> {
+        let timeout = self.timeout;
+        let outcome = self
+            .breaker
+            .call(|| async {
+                let work = async {
+                    let started = Instant::now();
+                    let mut conn = match self.pool.get().await {
+                        Ok(conn) => {
+                            self.pool_metrics.acquired(started.elapsed());
+                            conn
+                        }
+                        Err(e) => {
+                            if matches!(e, deadpool_redis::PoolError::Timeout(_)) {
+                                self.pool_metrics.timed_out(started.elapsed());
+                            }
+                            return Err(RedisError::Pool(e));
+                        }
+                    };
+                    f(&mut conn).await.map_err(RedisError::Command)
+                };
+                tokio::time::timeout(timeout, work)
+                    .await
+                    .unwrap_or(Err(RedisError::Timeout(timeout)))
+            })
+            .await;
+        outcome.map_err(|e| match e {
+            otel::layers::breaker::BreakerError::Open { .. } => RedisError::BreakerOpen,
+            otel::layers::breaker::BreakerError::Inner(e) => e,
+        })
+    }
+}
+
+/// `used_memory:<bytes>` from `INFO memory`.
+fn used_memory(info: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,62 @@
+//! The router: every route with its OpenAPI description (utoipa), the problem-shaped fallback,
+//! and the layers every request goes through. From the outside in: HTTP metrics (so they see the
+//! final status, timeouts included), problem rewriting, the request timeout, the body limit.
+
+mod graph;
+mod health;
+mod interventions;
+pub mod jobs;
+
+use crate::config::Config;
+use crate::error::{ApiError, ensure_problem};
+use crate::state::AppState;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware::map_response;
+use axum::routing::get;
+use otel::layers::HttpMetricsLayer;
+use otel::metrics::HttpServerMetrics;
+use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The API's OpenAPI document header; the paths come from the routers.
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "orgraph API",
+    description = "The org-graph platform: graph statistics and updates, causal-analysis and \
+                   export jobs, interventions. Errors are RFC 9457 problems."
+))]
+struct ApiDoc;
+
+/// The whole application.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(graph::router())
+        .merge(jobs::router())
+        .merge(interventions::router())
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    router
+        .route(
+            "/api/openapi.json",
+            get(move || async move { axum::Json(openapi.as_ref().clone()) }),
+        )
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
+        .layer(RequestBodyLimitLayer::new(config.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(map_response(ensure_problem))
+        .layer(HttpMetricsLayer::new(HttpServerMetrics::new(&otel::meter())))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}

@@ -405,3 +405,24 @@ async fn redis_down_degrades_to_postgres_and_recovers() {
     assert_eq!(api.get("/api/graph/stats").await.status, 200);
     api.stop().await.expect("graceful stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_is_a_quick_503_and_the_api_recovers() {
+    let mut api = TestApi::start(&[]).await;
+    api.post("/api/graph/seed", json!({"employees": 20, "avg_reports": 3, "seed": 4})).await;
+    tokio::task::block_in_place(|| api.pg.stop()).expect("postgres stops");
+    // The first failures go to Postgres; once the breaker is open the answer is immediate.
+    for _ in 0..5 {
+        let reply = api.get("/api/graph/nodes").await;
+        reply.assert_problem(503, "postgres is unavailable");
+        assert!(reply.header("retry-after").parse::<u64>().is_ok(), "Retry-After: {reply:?}");
+    }
+    api.post("/api/analysis", json!({})).await.assert_problem(503, "postgres");
+    api.get("/health/ready").await.assert_problem(503, "postgres");
+    tokio::task::block_in_place(|| api.pg.start_again()).expect("postgres starts again");
+    eventually("the API to serve from Postgres again", Duration::from_secs(30), async || {
+        (api.get("/api/graph/nodes?limit=5").await.status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(api.get("/api/graph/stats").await.status, 200);
+}

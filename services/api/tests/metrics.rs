@@ -19,7 +19,7 @@ fn route_count(points: &Points, route: &str, status: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_records_every_instrument_with_bounded_attributes() {
     let recorder = Recorder::global();
-    let api = TestApi::start(&[]).await;
+    let mut api = TestApi::start(&[]).await;
 
     api.post("/api/graph/seed", json!({"employees": 30, "avg_reports": 3, "seed": 5})).await;
     for _ in 0..3 {
@@ -152,6 +152,40 @@ async fn the_api_records_every_instrument_with_bounded_attributes() {
     assert_eq!(now, before, "series of {http:?} after 10,000 unique URLs");
     let unrouted = after.count(DURATION, &[("http.response.status_code", "404")]);
     assert!(unrouted >= 10_000, "the flood was recorded: {unrouted}");
+
+    redis_outage_shows_in_the_breaker_metrics(recorder, &mut api).await;
+}
+
+/// Redis stops: stats keep coming (from Postgres), the redis breaker opens and says so in the
+/// metrics, and closes again once Redis is back.
+async fn redis_outage_shows_in_the_breaker_metrics(recorder: &Recorder, api: &mut TestApi) {
+    let state = |points: &Points, s| {
+        points.value(
+            "orgraph.circuit_breaker.state",
+            &[("circuit_breaker.name", "redis"), ("circuit_breaker.state", s)],
+        )
+    };
+    tokio::task::block_in_place(|| api.redis.stop()).expect("redis stops");
+    for _ in 0..10 {
+        api.post("/api/graph/nodes", json!({"name": "n", "team": "t"})).await; // drops the cache
+        assert_eq!(api.get("/api/graph/stats").await.status, 200);
+    }
+    let points = recorder.collect();
+    assert_eq!(state(&points, "open"), 1.0, "the redis breaker is open");
+    let calls = |o| {
+        points.value(
+            "orgraph.circuit_breaker.calls",
+            &[("circuit_breaker.name", "redis"), ("circuit_breaker.outcome", o)],
+        )
+    };
+    assert!(calls("failure") >= 3.0 && calls("rejected") >= 1.0);
+    tokio::task::block_in_place(|| api.redis.start_again()).expect("redis starts again");
+    eventually("the redis breaker to close", Duration::from_secs(20), async || {
+        api.post("/api/graph/nodes", json!({"name": "n", "team": "t"})).await;
+        api.get("/api/graph/stats").await;
+        (state(&recorder.collect(), "closed") == 1.0).then_some(())
+    })
+    .await;
 }
 
 fn uuid_like(n: u64) -> String {

@@ -2,7 +2,8 @@
 //!
 //! * `tools`: builds the pinned native tools (collector, Prometheus, promtool) into the cache
 //!   outside the clone and checks the OS packages (Postgres, Redis).
-//! * `stack`: runs the collector and Prometheus natively on the compose ports, on 127.0.0.1.
+//! * `stack`: runs Postgres, Redis, the collector, Prometheus and the API natively on the compose
+//!   ports, on 127.0.0.1.
 //! * `docs`: regenerates `docs/METRICS.md` from the metric catalogue.
 //! * `test`: everything CI checks, in order, failing fast.
 
@@ -31,7 +32,7 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
-    /// Run the native stack (collector, Prometheus) on 127.0.0.1, on the compose ports.
+    /// Run the native stack (Postgres, Redis, collector, Prometheus, API) on 127.0.0.1, on the compose ports.
     Stack {
         #[command(subcommand)]
         action: stack::Action,

@@ -1,12 +1,17 @@
 //! `cargo xtask stack`: the native stack for machines without Docker. The same services as
 //! compose, on the same ports, but on 127.0.0.1, running the repo's own config files (never a
 //! copy). Each service runs detached in its own process group; its log and pid file are under
-//! `<repo>/target/stack/`, and `down` stops only what a pid file says this tool started.
+//! `<repo>/target/stack/`, and `down` stops only what a pid file says this tool started. `up`
+//! starts Postgres and Redis first (from the OS packages; see [`service`] for their data and
+//! authentication), then the collector and Prometheus, then the API (built with `cargo build`
+//! first; it needs Postgres, Redis and the collector healthy). `down` stops them in reverse: the
+//! API first, so it drains and flushes its telemetry while the collector still runs.
 
 mod pid;
 mod service;
 
 use crate::run::human;
+use anyhow::Context;
 use clap::Subcommand;
 use service::{Native, Service};
 use std::time::{Duration, Instant};
@@ -54,10 +59,9 @@ pub fn command(action: Action) -> anyhow::Result<()> {
         Action::Down => {
             let mut failures = Vec::new();
             for service in Service::ALL.iter().rev() {
-                if let Some(native) = service.native()? {
-                    if let Err(e) = stop(&native) {
-                        failures.push(format!("{service}: {e:#}"));
-                    }
+                let Some(native) = service.native()? else { continue };
+                if let Err(e) = stop(&native) {
+                    failures.push(format!("{service}: {e:#}"));
                 }
             }
             anyhow::ensure!(failures.is_empty(), "{}", failures.join("\n"));
@@ -91,15 +95,18 @@ fn start(native: &Native) -> anyhow::Result<()> {
     match pid::running(native) {
         Some(pid) => eprintln!("{name}: already running (pid {pid})"),
         None => {
+            check_needs(name)?;
             native.check_ports_free()?;
+            native.build()?;
             let spawned = native.spawn()?;
-            eprintln!("{name}: started (pid {}), waiting for {}", spawned.id(), native.health_url);
+            let target = native.health_target();
+            eprintln!("{name}: started (pid {}), waiting for {target}", spawned.id());
             child = Some(spawned);
         }
     }
     let started = Instant::now();
     let result = testkit::wait_for(
-        &format!("{name} to be healthy at {}", native.health_url),
+        &format!("{name} to be healthy at {}", native.health_target()),
         HEALTH_TIMEOUT,
         || {
             if let Some(status) = child.as_mut().map(|c| c.try_wait()).transpose()?.flatten() {
@@ -119,6 +126,9 @@ fn start(native: &Native) -> anyhow::Result<()> {
             match child {
                 Some(_) => eprintln!("{name}: healthy ({} after start)", human(started.elapsed())),
                 None => eprintln!("{name}: healthy"),
+            }
+            if let Some(done) = native.after_healthy()? {
+                eprintln!("{name}: {done}");
             }
             Ok(())
         }
@@ -140,7 +150,7 @@ fn stop(native: &Native) -> anyhow::Result<()> {
     let name = native.service;
     match pid::running(native) {
         Some(pid) => {
-            pid::terminate(pid, name)?;
+            pid::terminate(pid, name, native.stop_signal(), native.stop_grace())?;
             pid::remove(native);
             eprintln!("{name}: stopped (was pid {pid})");
         }
@@ -148,6 +158,23 @@ fn stop(native: &Native) -> anyhow::Result<()> {
             pid::remove(native);
             eprintln!("{name}: not running");
         }
+    }
+    Ok(())
+}
+
+/// Fails unless every service `service` needs is healthy, naming the first that is not.
+fn check_needs(service: Service) -> anyhow::Result<()> {
+    for &needed in service.needs() {
+        let health = match needed.native()? {
+            Some(native) => native.health(),
+            None => Err(anyhow::anyhow!("{}", needed.not_native_reason())),
+        };
+        health.with_context(|| {
+            format!(
+                "{service} needs {needed} healthy first (`cargo xtask stack up` starts everything \
+                 in order)"
+            )
+        })?;
     }
     Ok(())
 }

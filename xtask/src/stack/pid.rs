@@ -1,6 +1,7 @@
 //! Pid files of the native stack, and stopping by them. A pid counts as ours only while
 //! `/proc/<pid>` is alive and its command line starts with the service's binary, so a stale pid
-//! file whose number was reused never gets someone else's process killed.
+//! file whose number was reused never gets someone else's process killed. (Redis rewrites its
+//! command line into one title, `<binary> 127.0.0.1:6379`; its first word counts then.)
 
 use super::service::Native;
 use crate::run::{Output, run};
@@ -8,9 +9,6 @@ use anyhow::Context;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-/// How long a service gets to exit after SIGTERM before SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(15);
 
 /// How long SIGKILL may take.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -30,8 +28,10 @@ pub fn remove(native: &Native) {
 pub fn running(native: &Native) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(&native.pid_path).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let argv0 = cmdline.split(|&b| b == 0).next()?;
-    (alive(pid) && Path::new(std::str::from_utf8(argv0).ok()?) == native.binary).then_some(pid)
+    let argv0 = std::str::from_utf8(cmdline.split(|&b| b == 0).next()?).ok()?;
+    let ours = |program: &str| Path::new(program) == native.binary;
+    let retitled = argv0.split_once(' ').is_some_and(|(program, _)| ours(program));
+    (alive(pid) && (ours(argv0) || retitled)).then_some(pid)
 }
 
 /// Whether `pid` exists and is not a zombie (a reaped-later child of an init that may never reap).
@@ -45,18 +45,24 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-/// SIGTERM, wait up to 15 s, then SIGKILL and wait up to 5 s more.
-pub fn terminate(pid: u32, name: impl std::fmt::Display) -> anyhow::Result<()> {
-    signal("TERM", pid)?;
+/// `signal_name` (TERM for most services, INT for Postgres's fast shutdown), wait up to `grace`
+/// (the service's, see `Native::stop_grace`), then SIGKILL and wait up to 5 s more.
+pub fn terminate(
+    pid: u32,
+    name: impl std::fmt::Display,
+    signal_name: &str,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    signal(signal_name, pid)?;
     let gone = |grace| {
         testkit::wait_for(&format!("{name} (pid {pid}) to exit"), grace, || {
             Ok((!alive(pid)).then_some(()))
         })
     };
-    if gone(TERM_GRACE).is_ok() {
+    if gone(grace).is_ok() {
         return Ok(());
     }
-    eprintln!("{name}: still running {}s after SIGTERM, sending SIGKILL", TERM_GRACE.as_secs());
+    eprintln!("{name}: still running {}s after SIG{signal_name}, sending SIGKILL", grace.as_secs());
     signal("KILL", pid)?;
     gone(KILL_GRACE)
 }

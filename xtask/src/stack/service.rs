@@ -1,5 +1,17 @@
 //! The services of the stack, named as in compose, and how each native one is started: binary,
-//! arguments, environment, listen ports and health URL. Ports are compose's, bound to 127.0.0.1.
+//! arguments, environment, listen ports and health check. Ports are compose's, bound to 127.0.0.1.
+//!
+//! Postgres and Redis come from the OS packages. Postgres keeps its cluster in
+//! `target/stack/postgres/data` (initdb'd on the first start, with its unix socket next to it),
+//! made by the same code as the tests' servers ([`testkit::pg`]): superuser `postgres` with
+//! **trust** authentication, which is acceptable only because it listens on 127.0.0.1 alone; the
+//! database `orgraph` is created once, so the services use
+//! `postgres://postgres@127.0.0.1:5432/orgraph`. When run as root the server runs as the `postgres`
+//! system user, which then owns that directory. Redis persists nothing (`--save "" --appendonly
+//! no`): it is a cache.
+//!
+//! The platform's own services (the API) are built with `cargo build` before each start and run
+//! from the target directory; their environment is one table, [`app_env`].
 
 use anyhow::Context;
 use std::ffi::OsString;
@@ -10,7 +22,9 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use testkit::tools;
+use std::time::Duration;
+use testkit::pg::{self, Cluster};
+use testkit::{Redis, tools};
 
 /// A service of the stack, as compose names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,13 +56,60 @@ pub struct Native {
     env: Vec<(&'static str, String)>,
     ports: Vec<u16>,
     dirs: Vec<PathBuf>,
-    /// GET this; 200 means healthy.
-    pub health_url: String,
+    kind: Kind,
     /// `<repo>/target/stack/<service>.log`.
     pub log_path: PathBuf,
     /// `<repo>/target/stack/<service>.pid`.
     pub pid_path: PathBuf,
 }
+
+/// What kind of server a service is: how it is set up, checked and stopped.
+#[derive(Debug)]
+enum Kind {
+    /// Healthy when a GET of this URL answers 200; stopped with SIGTERM.
+    Http(String),
+    /// Initialised before its first start, run as the `postgres` user when root, healthy when
+    /// `pg_isready` says so, given its database once healthy; stopped with SIGINT (fast shutdown:
+    /// SIGTERM would wait for every client to disconnect).
+    Postgres(Box<Cluster>),
+    /// Healthy when `PING` on this port answers `+PONG`; stopped with SIGTERM.
+    Redis(u16),
+    /// One of the platform's own binaries: built with `cargo build -p <package> --bin <bin>`
+    /// before each start, healthy when a GET of `health` answers 200, stopped with SIGTERM and
+    /// given time to drain its requests and flush its telemetry.
+    Built {
+        /// The cargo package.
+        package: &'static str,
+        /// The binary target of the package.
+        bin: &'static str,
+        /// The readiness URL.
+        health: String,
+    },
+    /// It cannot be started: its binaries are not installed, or what its environment needs
+    /// cannot be found; this says why and how to fix it.
+    Missing(String),
+}
+
+/// How long `cargo build` of one of the platform's binaries may take (a first build compiles
+/// every dependency).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How long a service gets to exit after its stop signal before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// How long one of the platform's services gets after SIGTERM: it drains in-flight requests (at
+/// most the API's `REQUEST_TIMEOUT_MS`, 10 s by default), then flushes its telemetry (one export,
+/// at most `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
+const BUILT_STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// The native Postgres port (compose's).
+const POSTGRES_PORT: u16 = 5432;
+
+/// The native Redis port (compose's).
+const REDIS_PORT: u16 = 6379;
+
+/// The native API port (compose's).
+const API_PORT: u16 = 8000;
 
 /// Written to a service's log before each start, so a failure shows only this start's lines.
 pub const START_MARKER: &str = "--- cargo xtask stack: starting ";
@@ -73,25 +134,41 @@ impl Service {
     /// How to run it natively, or `None` if the native stack does not have it yet.
     pub fn native(self) -> anyhow::Result<Option<Native>> {
         match self {
+            Service::Postgres => postgres().map(Some),
+            Service::Redis => redis().map(Some),
             Service::Collector => collector().map(Some),
             Service::Prometheus => prometheus().map(Some),
-            _ => Ok(None),
+            Service::Api => api().map(Some),
+            Service::Alertmanager | Service::Worker => Ok(None),
+        }
+    }
+
+    /// The services that must be healthy before this one starts (compose's `depends_on` with
+    /// `condition: service_healthy`).
+    pub fn needs(self) -> &'static [Service] {
+        match self {
+            Service::Api => &[Service::Postgres, Service::Redis, Service::Collector],
+            Service::Postgres
+            | Service::Redis
+            | Service::Collector
+            | Service::Prometheus
+            | Service::Alertmanager
+            | Service::Worker => &[],
         }
     }
 
     /// Why [`Service::native`] is `None`.
     pub fn not_native_reason(self) -> &'static str {
         match self {
-            Service::Postgres | Service::Redis => {
-                "not part of the native stack yet (arrives with the issue that adds the worker's \
-                 queue and the cache)"
-            }
             Service::Alertmanager => {
                 "not part of the native stack yet (arrives with the issue that adds the alerts)"
             }
-            Service::Api => "not part of the native stack yet (arrives with the API issue)",
             Service::Worker => "not part of the native stack yet (arrives with the worker issue)",
-            Service::Collector | Service::Prometheus => "part of the native stack",
+            Service::Postgres
+            | Service::Redis
+            | Service::Collector
+            | Service::Prometheus
+            | Service::Api => "part of the native stack",
         }
     }
 }
@@ -111,10 +188,50 @@ impl fmt::Display for Service {
     }
 }
 
+/// The stack's Postgres cluster: data in `target/stack/postgres/data`, socket next to it, on
+/// 127.0.0.1:5432. Fails when the Postgres binaries are not installed.
+fn postgres_cluster() -> anyhow::Result<Cluster> {
+    let dir = stack_dir().join("postgres");
+    Cluster::new(&dir.join("data"), &dir, POSTGRES_PORT)
+}
+
+/// Postgres on 127.0.0.1:5432, its cluster in `target/stack/postgres/data`.
+fn postgres() -> anyhow::Result<Native> {
+    let cluster = match postgres_cluster() {
+        Ok(cluster) => cluster,
+        // `status` and `down` work without the binaries; only a start needs them.
+        Err(e) => return Native::new(Service::Postgres, "postgres".into(), missing(e)),
+    };
+    let mut native =
+        Native::new(Service::Postgres, cluster.server_binary(), Kind::Postgres(Box::new(cluster)))?;
+    native.ports = vec![POSTGRES_PORT];
+    Ok(native)
+}
+
+/// Redis on 127.0.0.1:6379, persisting nothing; its working directory is `target/stack/redis`.
+fn redis() -> anyhow::Result<Native> {
+    let binary = match tools::redis_server() {
+        Ok(binary) => binary,
+        Err(e) => return Native::new(Service::Redis, "redis-server".into(), missing(e)),
+    };
+    let dir = stack_dir().join("redis");
+    let mut native = Native::new(Service::Redis, binary, Kind::Redis(REDIS_PORT))?;
+    native.args = Redis::server_args(REDIS_PORT, &dir);
+    native.ports = vec![REDIS_PORT];
+    native.dirs = vec![dir];
+    Ok(native)
+}
+
+/// The lookup error names the OS packages to install.
+fn missing(e: anyhow::Error) -> Kind {
+    Kind::Missing(format!("{e:#}"))
+}
+
 /// The collector with `collector-config.yaml`, its listeners moved to loopback.
 fn collector() -> anyhow::Result<Native> {
     let config = testkit::repo_root().join("collector-config.yaml");
-    let mut native = Native::new(Service::Collector, tools::otelcol_path()?)?;
+    let health = Kind::Http("http://127.0.0.1:13133/".into());
+    let mut native = Native::new(Service::Collector, tools::otelcol_path()?, health)?;
     native.args = vec!["--config".into(), config.into()];
     native.env = vec![
         ("COLLECTOR_OTLP_GRPC_ENDPOINT", "127.0.0.1:4317".into()),
@@ -125,7 +242,6 @@ fn collector() -> anyhow::Result<Native> {
         ("COLLECTOR_TELEMETRY_PORT", "8888".into()),
     ];
     native.ports = vec![4317, 4318, 8889, 8888, 13133];
-    native.health_url = "http://127.0.0.1:13133/".into();
     Ok(native)
 }
 
@@ -133,7 +249,8 @@ fn collector() -> anyhow::Result<Native> {
 fn prometheus() -> anyhow::Result<Native> {
     let config = testkit::repo_root().join("prometheus").join("prometheus.yml");
     let data = stack_dir().join("prometheus").join("data");
-    let mut native = Native::new(Service::Prometheus, tools::prometheus_path()?)?;
+    let health = Kind::Http("http://127.0.0.1:9090/-/ready".into());
+    let mut native = Native::new(Service::Prometheus, tools::prometheus_path()?, health)?;
     let flag = |name: &str, value: &std::path::Path| {
         let mut arg = OsString::from(format!("--{name}="));
         arg.push(value);
@@ -148,12 +265,101 @@ fn prometheus() -> anyhow::Result<Native> {
     ];
     native.ports = vec![9090];
     native.dirs = vec![data];
-    native.health_url = "http://127.0.0.1:9090/-/ready".into();
     Ok(native)
 }
 
+/// The API (`services/api`) on 127.0.0.1:8000, from the target directory, with [`app_env`].
+fn api() -> anyhow::Result<Native> {
+    let binary = target_dir().join("debug").join("api");
+    let health = format!("http://127.0.0.1:{API_PORT}/health/ready");
+    // As for Postgres: `status` and `down` work without what only a start needs.
+    let env = match postgres_cluster().and_then(|c| app_env(Service::Api, c.url(pg::DATABASE))) {
+        Ok(env) => env,
+        Err(e) => return Native::new(Service::Api, binary, missing(e)),
+    };
+    let mut native =
+        Native::new(Service::Api, binary, Kind::Built { package: "api", bin: "api", health })?;
+    native.env = env;
+    native.ports = vec![API_PORT];
+    Ok(native)
+}
+
+/// The environment of the platform's own services in the native stack, in one table: compose's
+/// ports on 127.0.0.1, the stack's Postgres (`database_url`) and Redis, OTLP/gRPC to the collector,
+/// exporting as often as Prometheus scrapes, JSON logs.
+fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let own = match service {
+        Service::Api => vec![("API_ADDR", format!("127.0.0.1:{API_PORT}"))],
+        Service::Postgres
+        | Service::Redis
+        | Service::Collector
+        | Service::Prometheus
+        | Service::Alertmanager
+        | Service::Worker => anyhow::bail!("{service} is not one of the platform's services"),
+    };
+    let shared = [
+        ("DATABASE_URL", database_url),
+        ("REDIS_URL", format!("redis://127.0.0.1:{REDIS_PORT}")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317".into()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ("OTEL_SERVICE_NAME", service.to_string()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.namespace=orgraph,deployment.environment.name=native".into(),
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", scrape_interval_ms()?.to_string()),
+        ("LOG_FORMAT", "json".into()),
+    ];
+    Ok(own.into_iter().chain(shared).collect())
+}
+
+/// `global.scrape_interval` of `prometheus/prometheus.yml`, in milliseconds: the services export
+/// exactly as often as Prometheus scrapes (that file says so too).
+fn scrape_interval_ms() -> anyhow::Result<u64> {
+    let path = testkit::repo_root().join("prometheus").join("prometheus.yml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let interval = doc
+        .get("global")
+        .and_then(|g| g.get("scrape_interval"))
+        .and_then(serde_yaml::Value::as_str)
+        .with_context(|| format!("no `global.scrape_interval` in {}", path.display()))?;
+    duration_ms(interval).with_context(|| format!("`global.scrape_interval` in {}", path.display()))
+}
+
+/// A Prometheus duration of one unit (`15s`, `500ms`, `1m`, `1h`) in milliseconds.
+fn duration_ms(text: &str) -> anyhow::Result<u64> {
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => anyhow::bail!("`{text}` is not a whole number of ms, s, m or h"),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|&ms| ms > 0)
+        .with_context(|| format!("`{text}` is not a positive duration"))
+}
+
+/// Where cargo puts its builds: `$CARGO_TARGET_DIR` if set (relative to the repo root unless
+/// absolute), else `<repo>/target`.
+fn target_dir() -> PathBuf {
+    let root = testkit::repo_root();
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
 impl Native {
-    fn new(service: Service, binary: PathBuf) -> anyhow::Result<Native> {
+    fn new(service: Service, binary: PathBuf, kind: Kind) -> anyhow::Result<Native> {
         // Not required to exist here: `status` and `down` work without it.
         let dir = stack_dir();
         Ok(Native {
@@ -163,7 +369,7 @@ impl Native {
             env: Vec::new(),
             ports: Vec::new(),
             dirs: Vec::new(),
-            health_url: String::new(),
+            kind,
             log_path: dir.join(format!("{service}.log")),
             pid_path: dir.join(format!("{service}.pid")),
         })
@@ -183,14 +389,52 @@ impl Native {
         Ok(())
     }
 
+    /// Builds the service if it is one of the platform's own (`cargo build`, output shown), so
+    /// that [`Native::spawn`] runs the current code. Does nothing for the others.
+    pub fn build(&self) -> anyhow::Result<()> {
+        let Kind::Built { package, bin, .. } = &self.kind else { return Ok(()) };
+        let cargo = std::env::var_os("CARGO").filter(|c| !c.is_empty()).unwrap_or("cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "-p", package, "--bin", bin]).current_dir(testkit::repo_root());
+        let what = format!("cargo build -p {package} --bin {bin}");
+        eprintln!("{}: {what}", self.service);
+        crate::run::run(&what, &mut command, crate::run::Output::Inherit, BUILD_TIMEOUT)?;
+        anyhow::ensure!(
+            self.binary.is_file(),
+            "{what} succeeded but left no {} (is the target directory configured elsewhere, \
+             e.g. build.target-dir in a cargo config? Set CARGO_TARGET_DIR instead)",
+            self.binary.display()
+        );
+        Ok(())
+    }
+
     /// Spawns the service detached (own process group, output appended to its log) and writes
     /// its pid file.
     pub fn spawn(&self) -> anyhow::Result<Child> {
         let name = self.service;
+        if let Kind::Missing(why) = &self.kind {
+            anyhow::bail!("{name}: {why}");
+        }
         tools::require(&self.binary, &name.to_string())?;
         for dir in self.dirs.iter().chain([&stack_dir()]) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        let mut command = match &self.kind {
+            Kind::Postgres(cluster) => {
+                if cluster.init()? {
+                    eprintln!(
+                        "{name}: initialised a cluster in {} (superuser {}, trust auth on \
+                         127.0.0.1)",
+                        cluster.data_dir().display(),
+                        pg::SUPERUSER
+                    );
+                }
+                cluster.server_command()?
+            }
+            Kind::Http(_) | Kind::Built { .. } | Kind::Redis(_) | Kind::Missing(_) => {
+                Command::new(&self.binary)
+            }
+        };
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -199,7 +443,7 @@ impl Native {
         writeln!(log, "{START_MARKER}{name} ---")
             .with_context(|| format!("writing {}", self.log_path.display()))?;
         let err_log = log.try_clone().context("duplicating the log file handle")?;
-        let child = Command::new(&self.binary)
+        let child = command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(testkit::repo_root())
@@ -213,13 +457,89 @@ impl Native {
         Ok(child)
     }
 
-    /// `Ok` if the health URL answers 200.
-    pub fn health(&self) -> anyhow::Result<()> {
-        match testkit::http_get(&self.health_url)? {
-            (200, _) => Ok(()),
-            (status, body) => {
-                anyhow::bail!("{} answered {status}: {}", self.health_url, body.trim())
-            }
+    /// What [`Native::health`] checks, for messages: a URL, or an address and the check.
+    pub fn health_target(&self) -> String {
+        match &self.kind {
+            Kind::Http(url) | Kind::Built { health: url, .. } => url.clone(),
+            Kind::Postgres(cluster) => format!("127.0.0.1:{} (pg_isready)", cluster.port()),
+            Kind::Redis(port) => format!("127.0.0.1:{port} (PING)"),
+            Kind::Missing(_) => "nothing (cannot be started)".to_string(),
         }
+    }
+
+    /// `Ok` if the service is healthy: its health URL answers 200, Postgres accepts connections,
+    /// Redis answers `PING`.
+    pub fn health(&self) -> anyhow::Result<()> {
+        match &self.kind {
+            Kind::Http(url) | Kind::Built { health: url, .. } => match testkit::http_get(url)? {
+                (200, _) => Ok(()),
+                (status, body) => anyhow::bail!("{url} answered {status}: {}", body.trim()),
+            },
+            Kind::Postgres(cluster) => cluster.ready(),
+            Kind::Redis(port) => Redis::ping_port(*port),
+            Kind::Missing(why) => anyhow::bail!("{why}"),
+        }
+    }
+
+    /// What a healthy service still needs before others can use it: Postgres its database
+    /// (created once). Returns a line to print if it did something.
+    pub fn after_healthy(&self) -> anyhow::Result<Option<String>> {
+        match &self.kind {
+            Kind::Postgres(cluster) => {
+                if cluster.has_database(pg::DATABASE)? {
+                    return Ok(None);
+                }
+                let url = cluster.ensure_database(pg::DATABASE)?;
+                Ok(Some(format!("created database {} ({url})", pg::DATABASE)))
+            }
+            Kind::Http(_) | Kind::Built { .. } | Kind::Redis(_) | Kind::Missing(_) => Ok(None),
+        }
+    }
+
+    /// The signal that shuts the service down cleanly and promptly.
+    pub fn stop_signal(&self) -> &'static str {
+        match self.kind {
+            Kind::Postgres(_) => "INT",
+            Kind::Http(_) | Kind::Built { .. } | Kind::Redis(_) | Kind::Missing(_) => "TERM",
+        }
+    }
+
+    /// How long the service gets after [`Native::stop_signal`] before SIGKILL.
+    pub fn stop_grace(&self) -> Duration {
+        match self.kind {
+            Kind::Built { .. } => BUILT_STOP_GRACE,
+            Kind::Http(_) | Kind::Postgres(_) | Kind::Redis(_) | Kind::Missing(_) => STOP_GRACE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_of_one_unit_are_read() {
+        assert_eq!(duration_ms("15s").ok(), Some(15_000));
+        assert_eq!(duration_ms("500ms").ok(), Some(500));
+        assert_eq!(duration_ms("1m").ok(), Some(60_000));
+        for bad in ["", "15", "s", "1m30s", "0s", "-1s", "1.5s"] {
+            assert!(duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_api_exports_as_often_as_prometheus_scrapes() -> anyhow::Result<()> {
+        let url = "postgres://postgres@127.0.0.1:5432/orgraph".to_string();
+        let env = app_env(Service::Api, url.clone())?;
+        let get = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("API_ADDR"), Some("127.0.0.1:8000"));
+        assert_eq!(get("DATABASE_URL"), Some(url.as_str()));
+        assert_eq!(get("OTEL_SERVICE_NAME"), Some("api"));
+        assert_eq!(
+            get("OTEL_METRIC_EXPORT_INTERVAL"),
+            Some(scrape_interval_ms()?.to_string()).as_deref()
+        );
+        assert!(app_env(Service::Redis, url).is_err());
+        Ok(())
     }
 }

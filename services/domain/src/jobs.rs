@@ -139,8 +139,10 @@ pub fn queue_name(queue: Queue) -> &'static str {
     queue.as_str()
 }
 
-/// Attempts a job gets before it is failed for good (apalis' `max_attempts`).
-pub const MAX_ATTEMPTS: i32 = 3;
+/// apalis' `max_attempts`: 1, because retries are the worker's policy (transient errors only, with
+/// backoff); apalis would re-fetch a failed job at once. A job whose worker died is still run again:
+/// apalis puts orphaned jobs back to `Pending` whatever their attempts.
+pub const MAX_ATTEMPTS: i32 = 1;
 
 /// Records a job of `kind` with `params` and puts it on its queue, both in `conn`'s transaction.
 /// Returns the job id. Commit the transaction to make the job visible to workers.

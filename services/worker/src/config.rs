@@ -1,0 +1,152 @@
+//! The worker's own settings (telemetry reads its `OTEL_*` variables in `otel`). Defaults work
+//! against a local Postgres; a malformed value stops the worker at start-up naming the variable.
+
+use otel::metrics::labels::Queue;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the worker needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `WORKER_HEALTH_ADDR`: the health listener (default `127.0.0.1:8001`).
+    pub health_addr: SocketAddr,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `PG_POOL_MAX`.
+    pub pg_pool_max: u32,
+    /// `EXPORT_DIR`: where export files are written (default `exports`).
+    pub export_dir: PathBuf,
+    /// `CONCURRENCY_ANALYSIS`, `CONCURRENCY_EXPORT`, `CONCURRENCY_INTERVENTION`.
+    pub concurrency: [u32; 3],
+    /// `TIMEOUT_ANALYSIS_MS`, `TIMEOUT_EXPORT_MS`, `TIMEOUT_INTERVENTION_MS`: per attempt.
+    pub timeouts: [Duration; 3],
+    /// `RETRY_ATTEMPTS`: attempts a job gets when its failures are transient.
+    pub attempts: u32,
+    /// `RETRY_BASE_MS`: the first backoff; each retry doubles it (capped at 30 s).
+    pub retry_base: Duration,
+    /// `QUEUE_STATS_INTERVAL_MS`: how often queue depth is read from the backend.
+    pub stats_interval: Duration,
+    /// `HEARTBEAT_MS`: the worker's heartbeat; a job whose worker missed `MISSED_HEARTBEATS` of
+    /// them is handed to another worker.
+    pub heartbeat: Duration,
+    /// `MISSED_HEARTBEATS`.
+    pub missed_heartbeats: u32,
+    /// `SHUTDOWN_GRACE_MS`: how long in-flight jobs may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// A malformed setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the settings through `lookup`; unset or empty means the default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |key: &str| lookup(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let num = |key: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u32>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(ConfigError {
+                        variable: key,
+                        value: v,
+                        reason: "expected a positive whole number",
+                    }),
+                },
+            }
+        };
+        let ms = |key: &'static str, default: u32| {
+            num(key, default).map(|n| Duration::from_millis(n.into()))
+        };
+        let database_url = get("DATABASE_URL")
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orgraph".into());
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                value: database_url,
+                reason: "expected a postgres:// URL",
+            });
+        }
+        Ok(Config {
+            health_addr: match get("WORKER_HEALTH_ADDR") {
+                None => SocketAddr::from(([127, 0, 0, 1], 8001)),
+                Some(v) => v.parse().map_err(|_| ConfigError {
+                    variable: "WORKER_HEALTH_ADDR",
+                    value: v,
+                    reason: "expected host:port, e.g. 0.0.0.0:8001",
+                })?,
+            },
+            database_url,
+            pg_pool_max: num("PG_POOL_MAX", 10)?,
+            export_dir: get("EXPORT_DIR").map_or_else(|| PathBuf::from("exports"), PathBuf::from),
+            concurrency: [
+                num("CONCURRENCY_ANALYSIS", 1)?,
+                num("CONCURRENCY_EXPORT", 2)?,
+                num("CONCURRENCY_INTERVENTION", 4)?,
+            ],
+            timeouts: [
+                ms("TIMEOUT_ANALYSIS_MS", 600_000)?,
+                ms("TIMEOUT_EXPORT_MS", 300_000)?,
+                ms("TIMEOUT_INTERVENTION_MS", 30_000)?,
+            ],
+            attempts: num("RETRY_ATTEMPTS", 3)?,
+            retry_base: ms("RETRY_BASE_MS", 500)?,
+            stats_interval: ms("QUEUE_STATS_INTERVAL_MS", 5_000)?,
+            heartbeat: ms("HEARTBEAT_MS", 2_000)?,
+            missed_heartbeats: num("MISSED_HEARTBEATS", 3)?,
+            shutdown_grace: ms("SHUTDOWN_GRACE_MS", 30_000)?,
+        })
+    }
+
+    /// The concurrency of `queue`'s worker.
+    pub fn concurrency_of(&self, queue: Queue) -> u32 {
+        self.concurrency[index(queue)]
+    }
+
+    /// The per-attempt timeout of `queue`'s jobs.
+    pub fn timeout_of(&self, queue: Queue) -> Duration {
+        self.timeouts[index(queue)]
+    }
+}
+
+fn index(queue: Queue) -> usize {
+    match queue {
+        Queue::Analysis => 0,
+        Queue::Export => 1,
+        Queue::Intervention => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(c.health_addr.port(), 8001);
+        assert_eq!(c.timeout_of(Queue::Intervention), Duration::from_secs(30));
+        assert_eq!(c.concurrency_of(Queue::Export), 2);
+        for (var, value) in
+            [("CONCURRENCY_EXPORT", "0"), ("TIMEOUT_EXPORT_MS", "x"), ("DATABASE_URL", "redis://x")]
+        {
+            let err = Config::from_lookup(|k| (k == var).then(|| value.to_string())).unwrap_err();
+            assert_eq!(err.variable, var);
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! Writes an export of employee metrics to a file, atomically.
+//!
+//! An export job can crash half-way or be retried by the queue. So the rows go to a temporary
+//! file in the target directory (`.<stem>.<ext>.tmp-<random>`), which is flushed and synced to
+//! disk and only then renamed to its final name `<stem>.<ext>`. A rename within one directory
+//! replaces the target atomically, so the final name only ever holds a complete file, and a
+//! retried export with the same stem cleanly replaces the previous one: one final file per export
+//! id. The directory is synced after the rename so the new name survives a power loss too.
+//!
+//! On an error the temporary file is removed. A process killed mid-write can leave a
+//! `.…tmp-…` file behind (never a final one); such names start with a dot and can be swept.
+
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The longest accepted file stem.
+pub const MAX_STEM_LEN: usize = 100;
+
+/// The CSV header line's fields, in column order; also the JSONL keys.
+pub const COLUMNS: [&str; 7] = ["id", "name", "team", "title", "degree", "pagerank", "betweenness"];
+
+/// One employee's line in an export (also a row of the export query).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct EmployeeRow {
+    /// The employee id.
+    pub id: i64,
+    /// The employee's name.
+    pub name: String,
+    /// Their team.
+    pub team: String,
+    /// Their job title (may be empty).
+    pub title: String,
+    /// Their number of relations in the org graph.
+    pub degree: i64,
+    /// Their PageRank from the latest analysis, if there is one. Written empty (CSV) or `null`
+    /// (JSONL) when missing or not finite.
+    pub pagerank: Option<f64>,
+    /// Their normalised betweenness from the latest analysis, if there is one; written like
+    /// `pagerank`.
+    pub betweenness: Option<f64>,
+}
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Comma-separated values (RFC 4180 quoting, `\n` line ends) with a header line.
+    Csv,
+    /// One JSON object per line (JSON Lines), with the keys of [`COLUMNS`].
+    Jsonl,
+}
+
+impl Format {
+    /// The file extension, without the dot: `csv` or `jsonl`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// What [`write_export`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The final file: `dir/<stem>.<ext>`.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The number of employee rows in it (the CSV header is not counted).
+    pub rows: u64,
+}
+
+/// Why an export file could not be written. Every variant names the path concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportFileError {
+    /// The stem is empty, longer than [`MAX_STEM_LEN`], or has a character outside
+    /// `[A-Za-z0-9_-]` (so it can never name another directory).
+    #[error(
+        "invalid export file name {stem:?} for {}: it must be 1 to {MAX_STEM_LEN} characters of A-Z, a-z, 0-9, '_' or '-'",
+        dir.display()
+    )]
+    InvalidStem {
+        /// The directory the file was to go in.
+        dir: PathBuf,
+        /// The stem as given.
+        stem: String,
+    },
+    /// A file-system operation failed.
+    #[error("export file: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "create directory".
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A row could not be encoded as JSON.
+    #[error("export file: cannot encode row {row} of {} as JSON: {source}", path.display())]
+    Encode {
+        /// The final file being written.
+        path: PathBuf,
+        /// The 0-based index of the row.
+        row: u64,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+}
+
+/// Whether `stem` is a safe file stem: 1 to [`MAX_STEM_LEN`] characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_stem(stem: &str) -> bool {
+    (1..=MAX_STEM_LEN).contains(&stem.len())
+        && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Writes `rows` to `dir/<file_stem>.<ext>` atomically (see the module docs), creating `dir`
+/// if needed and replacing an existing file of that name.
+///
+/// `file_stem` (e.g. the export id) must pass [`is_valid_stem`]. Rows are streamed, so memory
+/// use does not grow with their number.
+pub fn write_export(
+    dir: &Path,
+    file_stem: &str,
+    format: Format,
+    rows: impl IntoIterator<Item = EmployeeRow>,
+) -> Result<Written, ExportFileError> {
+    if !is_valid_stem(file_stem) {
+        return Err(ExportFileError::InvalidStem {
+            dir: dir.to_path_buf(),
+            stem: file_stem.to_owned(),
+        });
+    }
+    fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+    let file_name = format!("{file_stem}.{}", format.extension());
+    let path = dir.join(&file_name);
+    let (temp_path, file) = create_temp(dir, &file_name)?;
+
+    let result = write_and_sync(file, &temp_path, &path, format, rows).and_then(|(bytes, rows)| {
+        fs::rename(&temp_path, &path).map_err(io_error("rename temporary file to", &path))?;
+        Ok((bytes, rows))
+    });
+    let (bytes, rows) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // Best effort: the original error matters more than a failed clean-up.
+            let _ = fs::remove_file(&temp_path);
+            return Err(e);
+        }
+    };
+    sync_dir(dir)?;
+    Ok(Written { path, bytes, rows })
+}
+
+/// Creates `dir/.<file_name>.tmp-<random>` exclusively (never opening an existing file).
+fn create_temp(dir: &Path, file_name: &str) -> Result<(PathBuf, File), ExportFileError> {
+    const ATTEMPTS: u32 = 16;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let temp_path = dir.join(format!(".{file_name}.tmp-{:016x}", random_u64()));
+        match OpenOptions::new().write(true).create_new(true).open(&temp_path) {
+            Ok(file) => return Ok((temp_path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((temp_path, e)),
+            Err(e) => {
+                return Err(ExportFileError::Io { action: "create", path: temp_path, source: e });
+            }
+        }
+    }
+    let (path, source) = match last {
+        Some(found) => found,
+        None => (dir.join(format!(".{file_name}.tmp-")), io::ErrorKind::AlreadyExists.into()),
+    };
+    Err(ExportFileError::Io { action: "create a unique temporary file like", path, source })
+}
+
+/// A random suffix for temporary names, from std alone: the per-process random keys of
+/// [`RandomState`], mixed with the time, the process id and a counter.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
+
+/// Writes the whole content to `file` (the temporary file), flushes and syncs it. Returns the
+/// bytes and rows written.
+fn write_and_sync(
+    file: File,
+    temp_path: &Path,
+    final_path: &Path,
+    format: Format,
+    rows: impl IntoIterator<Item = EmployeeRow>,
+) -> Result<(u64, u64), ExportFileError> {
+    let write_error = io_error("write", temp_path);
+    let mut out = Counting { inner: BufWriter::new(file), bytes: 0 };
+    let mut count = 0u64;
+    match format {
+        Format::Csv => {
+            out.write_all(COLUMNS.join(",").as_bytes()).map_err(&write_error)?;
+            out.write_all(b"\n").map_err(&write_error)?;
+            let mut line = String::new();
+            for row in rows {
+                line.clear();
+                csv_line(&row, &mut line);
+                out.write_all(line.as_bytes()).map_err(&write_error)?;
+                count += 1;
+            }
+        }
+        Format::Jsonl => {
+            for row in rows {
+                let json = JsonRow::from(&row);
+                serde_json::to_writer(&mut out, &json).map_err(|source| {
+                    if source.is_io() {
+                        ExportFileError::Io {
+                            action: "write",
+                            path: temp_path.to_path_buf(),
+                            source: source.into(),
+                        }
+                    } else {
+                        ExportFileError::Encode {
+                            path: final_path.to_path_buf(),
+                            row: count,
+                            source,
+                        }
+                    }
+                })?;
+                out.write_all(b"\n").map_err(&write_error)?;
+                count += 1;
+            }
+        }
+    }
+    let bytes = out.bytes;
+    let file = out.inner.into_inner().map_err(|e| ExportFileError::Io {
+        action: "flush",
+        path: temp_path.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(io_error("sync", temp_path))?;
+    Ok((bytes, count))
+}
+
+/// Makes the rename in `dir` durable. Directories cannot be opened as files on Windows, where
+/// this is a no-op.
+fn sync_dir(dir: &Path) -> Result<(), ExportFileError> {
+    #[cfg(unix)]
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error("sync directory", dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl Fn(io::Error) -> ExportFileError {
+    let path = path.to_path_buf();
+    move |source| ExportFileError::Io { action, path: path.clone(), source }
+}
+
+/// A writer that counts the bytes that pass through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The JSONL form of a row: the same keys, non-finite scores as `null`.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    id: i64,
+    name: &'a str,
+    team: &'a str,
+    title: &'a str,
+    degree: i64,
+    pagerank: Option<f64>,
+    betweenness: Option<f64>,
+}
+
+impl<'a> From<&'a EmployeeRow> for JsonRow<'a> {
+    fn from(row: &'a EmployeeRow) -> Self {
+        JsonRow {
+            id: row.id,
+            name: &row.name,
+            team: &row.team,
+            title: &row.title,
+            degree: row.degree,
+            pagerank: finite(row.pagerank),
+            betweenness: finite(row.betweenness),
+        }
+    }
+}
+
+fn finite(score: Option<f64>) -> Option<f64> {
+    score.filter(|s| s.is_finite())
+}
+
+/// Appends `row` as one CSV line, with its `\n`.
+fn csv_line(row: &EmployeeRow, line: &mut String) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(line, "{},", row.id);
+    csv_field(&row.name, line);
+    line.push(',');
+    csv_field(&row.team, line);
+    line.push(',');
+    csv_field(&row.title, line);
+    let _ = write!(line, ",{},", row.degree);
+    if let Some(p) = finite(row.pagerank) {
+        let _ = write!(line, "{p:?}");
+    }
+    line.push(',');
+    if let Some(b) = finite(row.betweenness) {
+        let _ = write!(line, "{b:?}");
+    }
+    line.push('\n');
+}
+
+/// Appends `field`, quoted (with inner quotes doubled) when it holds a comma, a quote, CR or LF.
+fn csv_field(field: &str, line: &mut String) {
+    if field.contains([',', '"', '\r', '\n']) {
+        line.push('"');
+        for c in field.chars() {
+            if c == '"' {
+                line.push('"');
+            }
+            line.push(c);
+        }
+        line.push('"');
+    } else {
+        line.push_str(field);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh, empty directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let path = std::env::temp_dir().join(format!(
+                "worker-export-file-{name}-{}-{:x}",
+                std::process::id(),
+                random_u64()
+            ));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn tricky_rows() -> Vec<EmployeeRow> {
+        vec![
+            EmployeeRow {
+                id: 1,
+                name: "Smith, Jane".into(),
+                team: "Platform".into(),
+                title: "Staff \"Principal\" Engineer".into(),
+                degree: 12,
+                pagerank: Some(0.125),
+                betweenness: Some(1.0),
+            },
+            EmployeeRow {
+                id: -2,
+                name: "Line\nBreak\r\nName".into(),
+                team: "Zoë's Ünicode 团队 🚀".into(),
+                title: String::new(),
+                degree: 0,
+                pagerank: None,
+                betweenness: Some(0.0),
+            },
+            EmployeeRow {
+                id: i64::MAX,
+                name: "\"".into(),
+                team: ",".into(),
+                title: " leading and trailing spaces ".into(),
+                degree: i64::MIN,
+                pagerank: Some(1e-300),
+                betweenness: None,
+            },
+            EmployeeRow {
+                id: 4,
+                name: "plain".into(),
+                team: "t".into(),
+                title: "\"\"".into(),
+                degree: 3,
+                pagerank: Some(0.1 + 0.2),
+                betweenness: Some(std::f64::consts::PI / 4.0),
+            },
+        ]
+    }
+
+    /// An RFC 4180 parser, for checking only: records of fields.
+    fn parse_csv(text: &str) -> Vec<Vec<String>> {
+        let mut records = Vec::new();
+        let mut record = Vec::new();
+        let mut field = String::new();
+        let mut chars = text.chars().peekable();
+        let mut quoted = false;
+        while let Some(c) = chars.next() {
+            if quoted {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        field.push('"');
+                    } else {
+                        quoted = false;
+                    }
+                } else {
+                    field.push(c);
+                }
+            } else {
+                match c {
+                    '"' => {
+                        assert!(field.is_empty(), "quote inside an unquoted field");
+                        quoted = true;
+                    }
+                    ',' => record.push(std::mem::take(&mut field)),
+                    '\n' => {
+                        record.push(std::mem::take(&mut field));
+                        records.push(std::mem::take(&mut record));
+                    }
+                    '\r' => panic!("bare CR outside quotes"),
+                    _ => field.push(c),
+                }
+            }
+        }
+        assert!(!quoted, "unterminated quote");
+        assert!(field.is_empty() && record.is_empty(), "last line has no newline");
+        records
+    }
+
+    fn score(field: &str) -> Option<f64> {
+        if field.is_empty() { None } else { Some(field.parse().unwrap()) }
+    }
+
+    #[test]
+    fn csv_round_trips_tricky_fields() {
+        let dir = TempDir::new("csv");
+        let rows = tricky_rows();
+        let written = write_export(&dir.0, "export_01-A", Format::Csv, rows.clone()).unwrap();
+        assert_eq!(written.path, dir.0.join("export_01-A.csv"));
+        assert_eq!(written.rows, rows.len() as u64);
+        assert_eq!(written.bytes, fs::metadata(&written.path).unwrap().len());
+
+        let text = fs::read_to_string(&written.path).unwrap();
+        let records = parse_csv(&text);
+        assert_eq!(records[0], COLUMNS);
+        let parsed: Vec<EmployeeRow> = records[1..]
+            .iter()
+            .map(|r| {
+                assert_eq!(r.len(), 7, "{r:?}");
+                EmployeeRow {
+                    id: r[0].parse().unwrap(),
+                    name: r[1].clone(),
+                    team: r[2].clone(),
+                    title: r[3].clone(),
+                    degree: r[4].parse().unwrap(),
+                    pagerank: score(&r[5]),
+                    betweenness: score(&r[6]),
+                }
+            })
+            .collect();
+        assert_eq!(parsed, rows);
+        assert_eq!(names_in(&dir.0), ["export_01-A.csv"]);
+    }
+
+    #[test]
+    fn csv_quotes_only_what_needs_it() {
+        let mut line = String::new();
+        csv_line(&tricky_rows()[0], &mut line);
+        assert_eq!(
+            line,
+            "1,\"Smith, Jane\",Platform,\"Staff \"\"Principal\"\" Engineer\",12,0.125,1.0\n"
+        );
+    }
+
+    #[test]
+    fn jsonl_round_trips_tricky_fields() {
+        let dir = TempDir::new("jsonl");
+        let rows = tricky_rows();
+        let written = write_export(&dir.0, "e1", Format::Jsonl, rows.clone()).unwrap();
+        assert_eq!(written.path, dir.0.join("e1.jsonl"));
+        assert_eq!(written.rows, 4);
+        assert_eq!(written.bytes, fs::metadata(&written.path).unwrap().len());
+
+        let text = fs::read_to_string(&written.path).unwrap();
+        assert!(text.ends_with('\n'));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), rows.len(), "one object per line, even with newlines in names");
+        let parsed: Vec<EmployeeRow> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(parsed, rows);
+
+        let first: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        let keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = COLUMNS.to_vec();
+        expected.sort();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort();
+        assert_eq!(keys_sorted, expected);
+        assert!(first["pagerank"].is_null());
+        assert_eq!(names_in(&dir.0), ["e1.jsonl"]);
+    }
+
+    #[test]
+    fn non_finite_scores_are_written_as_missing() {
+        let dir = TempDir::new("nonfinite");
+        let row = EmployeeRow {
+            id: 9,
+            name: "n".into(),
+            team: "t".into(),
+            title: "x".into(),
+            degree: 1,
+            pagerank: Some(f64::NAN),
+            betweenness: Some(f64::INFINITY),
+        };
+        let csv = write_export(&dir.0, "c", Format::Csv, [row.clone()]).unwrap();
+        assert_eq!(fs::read_to_string(csv.path).unwrap().lines().nth(1), Some("9,n,t,x,1,,"));
+        let jsonl = write_export(&dir.0, "j", Format::Jsonl, [row]).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(jsonl.path).unwrap()).unwrap();
+        assert!(value["pagerank"].is_null() && value["betweenness"].is_null());
+    }
+
+    #[test]
+    fn empty_export_has_only_the_header() {
+        let dir = TempDir::new("empty");
+        let csv = write_export(&dir.0, "none", Format::Csv, []).unwrap();
+        let header = format!("{}\n", COLUMNS.join(","));
+        assert_eq!(fs::read_to_string(&csv.path).unwrap(), header);
+        assert_eq!((csv.rows, csv.bytes), (0, header.len() as u64));
+        let jsonl = write_export(&dir.0, "none", Format::Jsonl, []).unwrap();
+        assert_eq!((jsonl.rows, jsonl.bytes), (0, 0));
+        assert_eq!(fs::metadata(&jsonl.path).unwrap().len(), 0);
+        assert_eq!(names_in(&dir.0), ["none.csv", "none.jsonl"]);
+    }
+
+    #[test]
+    fn creates_missing_directories() {
+        let dir = TempDir::new("nested");
+        let nested = dir.0.join("a").join("b");
+        let written = write_export(&nested, "x", Format::Csv, tricky_rows()).unwrap();
+        assert!(written.path.starts_with(&nested));
+        assert_eq!(names_in(&nested), ["x.csv"]);
+    }
+
+    #[test]
+    fn a_retry_overwrites_the_final_file() {
+        let dir = TempDir::new("overwrite");
+        let big = write_export(&dir.0, "job", Format::Jsonl, tricky_rows()).unwrap();
+        let small_rows = vec![tricky_rows().remove(3)];
+        let small = write_export(&dir.0, "job", Format::Jsonl, small_rows.clone()).unwrap();
+        assert_eq!(small.path, big.path);
+        assert!(small.bytes < big.bytes);
+        assert_eq!(fs::metadata(&small.path).unwrap().len(), small.bytes);
+        let text = fs::read_to_string(&small.path).unwrap();
+        let parsed: EmployeeRow = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(vec![parsed], small_rows);
+        assert_eq!(names_in(&dir.0), ["job.jsonl"], "exactly one file, no temporary left");
+    }
+
+    #[test]
+    fn rejects_unsafe_stems_and_writes_nothing() {
+        let dir = TempDir::new("stems");
+        let long = "a".repeat(MAX_STEM_LEN + 1);
+        for stem in ["../x", "", "a/b", "a\\b", "..", ".hidden", "x.csv", "a b", "é", "x\0", &long]
+        {
+            let err = write_export(&dir.0, stem, Format::Csv, tricky_rows()).unwrap_err();
+            assert!(matches!(err, ExportFileError::InvalidStem { .. }), "{stem:?}: {err}");
+            assert!(err.to_string().contains(&dir.0.display().to_string()));
+        }
+        assert!(names_in(&dir.0).is_empty());
+        assert!(is_valid_stem(&"a".repeat(MAX_STEM_LEN)));
+        assert!(is_valid_stem("01HZX-export_7"));
+    }
+
+    #[test]
+    fn errors_name_the_path_and_leave_no_temporary() {
+        let dir = TempDir::new("errors");
+        // `dir/blocker` is a file, so it cannot be the export directory.
+        let blocker = dir.0.join("blocker");
+        fs::write(&blocker, b"not a directory").unwrap();
+        let err = write_export(&blocker, "x", Format::Csv, tricky_rows()).unwrap_err();
+        assert!(matches!(err, ExportFileError::Io { .. }), "{err}");
+        assert!(err.to_string().contains(&blocker.display().to_string()), "{err}");
+
+        // A directory where the final file should be: the rename fails, the temp file goes.
+        fs::create_dir(dir.0.join("taken.csv")).unwrap();
+        fs::write(dir.0.join("taken.csv").join("inside"), b"keep").unwrap();
+        let err = write_export(&dir.0, "taken", Format::Csv, tricky_rows()).unwrap_err();
+        assert!(err.to_string().contains("taken.csv"), "{err}");
+        assert_eq!(names_in(&dir.0), ["blocker", "taken.csv"]);
+    }
+
+    #[test]
+    fn temporary_names_are_hidden_and_unique() {
+        let dir = TempDir::new("temp");
+        let (a, _fa) = create_temp(&dir.0, "x.csv").unwrap();
+        let (b, _fb) = create_temp(&dir.0, "x.csv").unwrap();
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert!(name.starts_with(".x.csv.tmp-"), "{name}");
+        }
+    }
+}

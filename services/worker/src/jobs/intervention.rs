@@ -1,0 +1,132 @@
+//! Executing and rolling back an intervention: the planned graph change applied (or reverted) in
+//! one transaction with the intervention's new state. Idempotent: the row is locked and its state
+//! checked first, so a retried or redelivered job finds the work done and changes nothing.
+
+use crate::context::Ctx;
+use crate::runner::{JobError, JobRow};
+use domain::InterventionAction;
+use otel::metrics::labels::{GraphOperation, InterventionKind, InterventionOutcome};
+use serde_json::{Value, json};
+use sqlx::Row;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// Runs an intervention job in direction `action`.
+pub async fn run(ctx: Ctx, row: JobRow, action: InterventionAction) -> Result<Value, JobError> {
+    let id: Uuid = row
+        .params
+        .get("intervention_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| JobError::Invalid("params.intervention_id is missing".into()))?;
+    let started = Instant::now();
+    let result = apply(&ctx, id, action).await;
+    let outcome =
+        if result.is_ok() { InterventionOutcome::Success } else { InterventionOutcome::Failure };
+    match action {
+        InterventionAction::Execute => {
+            ctx.interventions.executed(InterventionKind::Reassign, outcome);
+            ctx.graph.updated(GraphOperation::InterventionExecute, started.elapsed());
+        }
+        InterventionAction::Rollback => {
+            ctx.interventions.rolled_back(InterventionKind::Reassign, outcome);
+            ctx.graph.updated(GraphOperation::InterventionRollback, started.elapsed());
+        }
+    }
+    result
+}
+
+async fn apply(ctx: &Ctx, id: Uuid, action: InterventionAction) -> Result<Value, JobError> {
+    let mut tx = ctx.pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT employee_id, new_manager_id, old_manager_id, state FROM interventions \
+         WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| JobError::Invalid(format!("intervention {id} no longer exists")))?;
+    let employee: i64 = row.get("employee_id");
+    let new_manager: i64 = row.get("new_manager_id");
+    let old_manager: Option<i64> = row.get("old_manager_id");
+    let state: String = row.get("state");
+    let (done_state, allowed): (&str, &[&str]) = match action {
+        InterventionAction::Execute => ("executed", &["proposed", "rolled_back"]),
+        InterventionAction::Rollback => ("rolled_back", &["executed"]),
+    };
+    if state == done_state {
+        return Ok(json!({ "intervention_id": id, "state": state, "changed": false }));
+    }
+    if !allowed.contains(&state.as_str()) {
+        return Err(JobError::Invalid(format!("intervention {id} is {state}")));
+    }
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT target_id FROM relations WHERE source_id = $1 AND kind = 'reports_to'",
+    )
+    .bind(employee)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let target = match action {
+        InterventionAction::Execute => {
+            // The new manager must not report (transitively) to the employee: that would be a loop.
+            let cycle: bool = sqlx::query_scalar(
+                "WITH RECURSIVE chain(id) AS ( \
+                   SELECT $2::int8 UNION \
+                   SELECT r.target_id FROM relations r JOIN chain c ON r.source_id = c.id \
+                   WHERE r.kind = 'reports_to') \
+                 SELECT EXISTS (SELECT 1 FROM chain WHERE id = $1)",
+            )
+            .bind(employee)
+            .bind(new_manager)
+            .fetch_one(&mut *tx)
+            .await?;
+            if cycle {
+                return Err(JobError::Invalid(format!(
+                    "employee {new_manager} reports to {employee}: reassigning would make a loop"
+                )));
+            }
+            Some(new_manager)
+        }
+        InterventionAction::Rollback => old_manager,
+    };
+    sqlx::query("DELETE FROM relations WHERE source_id = $1 AND kind = 'reports_to'")
+        .bind(employee)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(manager) = target {
+        sqlx::query(
+            "INSERT INTO relations (source_id, target_id, kind, weight) VALUES ($1, $2, 'reports_to', 1)",
+        )
+        .bind(employee)
+        .bind(manager)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("23503") => JobError::Invalid(format!("employee {manager} no longer exists")),
+            _ => JobError::from(e),
+        })?;
+    }
+    match action {
+        InterventionAction::Execute => sqlx::query(
+            "UPDATE interventions SET state = 'executed', old_manager_id = $2, executed_at = now() \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(current),
+        InterventionAction::Rollback => sqlx::query(
+            "UPDATE interventions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1",
+        )
+        .bind(id),
+    }
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(json!({
+        "intervention_id": id,
+        "state": done_state,
+        "changed": true,
+        "employee_id": employee,
+        "manager_before": current,
+        "manager_after": target,
+    }))
+}

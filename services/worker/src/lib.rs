@@ -1,0 +1,127 @@
+//! The org-graph worker: apalis workers on Postgres, one per queue (`analysis`, `export`,
+//! `intervention`), running the jobs the API accepted, instrumented through the `otel` catalogue.
+//!
+//! What apalis-postgres guarantees, and what this crate adds:
+//! * A job is taken by one worker at a time (`FOR UPDATE SKIP LOCKED`, then locked by worker id).
+//! * A worker heartbeats every `HEARTBEAT_MS`; a job whose worker missed `MISSED_HEARTBEATS` of
+//!   them (a crash, a SIGKILL) is put back to `Pending` by the next worker that registers or
+//!   heartbeats on that queue, and runs again: at-least-once delivery.
+//! * Our jobs are therefore idempotent (exactly once in effect): a finished job row is not run
+//!   again; an intervention checks its state under a row lock; an export writes one file named
+//!   after its job, atomically; an analysis replaces its own scores.
+//! * Retries are ours (`runner`): transient errors only, with exponential backoff. apalis' own
+//!   re-fetching of failed jobs is off (`max_attempts` 1), as it retries at once, without backoff.
+
+pub mod analysis;
+pub mod config;
+pub mod context;
+pub mod export_file;
+pub mod health;
+pub mod jobs;
+pub mod queue_stats;
+pub mod runner;
+
+pub use config::Config;
+pub use context::Ctx;
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use domain::{JobPayload, queue_name};
+use otel::metrics::labels::{Label, Queue};
+use sqlx::postgres::PgPoolOptions;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Runs the worker until `shutdown` resolves: migrates the schema, starts the health listener on
+/// `health`, the queue statistics refresh and one apalis worker per queue. On shutdown the
+/// workers stop taking jobs and in-flight jobs get `SHUTDOWN_GRACE_MS` to finish; a job still
+/// running then is abandoned to the heartbeat recovery of the next worker.
+pub async fn run(
+    config: Config,
+    health: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.pg_pool_max)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&config.database_url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is invalid: {e}"))?;
+    domain::migrate(&pool).await?;
+    tokio::fs::create_dir_all(&config.export_dir).await.map_err(|e| {
+        anyhow::anyhow!("EXPORT_DIR {} cannot be created: {e}", config.export_dir.display())
+    })?;
+    let grace = config.shutdown_grace;
+    let ctx = Ctx::new(pool.clone(), config);
+
+    let running = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let health_app =
+        health::router(health::Health { pool: pool.clone(), running: running.clone() });
+    let mut health_stop = stop_rx.clone();
+    let health_task = tokio::spawn(async move {
+        axum::serve(health, health_app)
+            .with_graceful_shutdown(async move {
+                let _ = health_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let stats_task =
+        tokio::spawn(queue_stats::refresh_forever(ctx.clone(), ctx.config.stats_interval));
+
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let mut workers = tokio::task::JoinSet::new();
+    for queue in Queue::ALL.iter().copied() {
+        let slots = ctx.config.concurrency_of(queue);
+        let backend = PostgresStorage::<JobPayload>::new(&pool).with_config(
+            apalis_postgres::Config::default()
+                .queue(queue_name(queue))
+                .batch_size(slots as usize)
+                .heartbeat_interval(ctx.config.heartbeat)
+                .missed_heartbeats(ctx.config.missed_heartbeats as usize),
+        );
+        let worker = WorkerBuilder::new(format!("orgraph-{}-{instance}", queue.as_str()))
+            .backend(backend)
+            .concurrency(slots as usize)
+            .data(ctx.clone())
+            .build(handle);
+        ctx.worker.worker_started(queue, slots);
+        let mut stop = stop_rx.clone();
+        workers.spawn(worker.run_until(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            Ok::<(), std::io::Error>(())
+        }));
+    }
+    running.store(true, Ordering::Relaxed);
+    tracing::info!(%instance, "worker running");
+
+    shutdown.await;
+    tracing::info!(?grace, "shutdown: no new jobs; waiting for in-flight ones");
+    running.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(result) = workers.join_next().await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "queue worker stopped with an error"),
+                Err(e) => tracing::error!(error = %e, "queue worker task failed"),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(?grace, "jobs still running after the grace period; abandoning them");
+        workers.abort_all();
+    }
+    stats_task.abort();
+    let _ = health_task.await;
+    Ok(())
+}
+
+/// The apalis task function: runs the job through the runner.
+async fn handle(payload: JobPayload, ctx: Data<Ctx>) -> Result<(), BoxDynError> {
+    runner::run(&ctx, payload.job_id, jobs::execute).await.map_err(Into::into)
+}

@@ -1,0 +1,196 @@
+//! Running one job, whatever its kind: the reliability policy and its metrics live here, once.
+//!
+//! * The job's row says what to do; a job already `done` or `failed` (a redelivery after a crash
+//!   between finishing and acknowledging) is not run again.
+//! * Each attempt runs under the queue's timeout with panics caught.
+//! * Transient errors (the database, the file system) are retried with exponential backoff, up to
+//!   `RETRY_ATTEMPTS`; a validation error, a timeout and a panic end the job at once.
+//! * Every attempt is recorded: `orgraph.task.completed` and `orgraph.task.duration` by task type
+//!   and status (`success`, `failure`, `retry`, `timeout`, `panic`), `orgraph.worker.active` while
+//!   it runs, `messaging.client.consumed.messages` when the job is taken.
+
+use crate::context::Ctx;
+use domain::{JobKind, JobStatus};
+use futures_util::FutureExt;
+use otel::metrics::labels::TaskStatus;
+use serde_json::Value;
+use sqlx::Row;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How a job's attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying: the database or file system failed.
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Not worth retrying: the job cannot succeed as asked.
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        JobError::Transient(e.into())
+    }
+}
+
+/// Why the runner gave up on a job (the apalis task then ends `Failed`).
+#[derive(Debug, thiserror::Error)]
+#[error("job {job_id} {status}: {detail}")]
+pub struct JobFailed {
+    /// The job.
+    pub job_id: Uuid,
+    /// The last attempt's status.
+    pub status: &'static str,
+    /// What happened.
+    pub detail: String,
+}
+
+/// One job's row, as the runner needs it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// Its id.
+    pub id: Uuid,
+    /// Its kind.
+    pub kind: JobKind,
+    /// Its parameters.
+    pub params: Value,
+}
+
+/// Runs job `job_id` with `execute` (the kind's work), applying the retry/timeout/panic policy and
+/// recording every attempt. Returns Ok once the job is done (or had already finished).
+pub async fn run<F, Fut>(ctx: &Ctx, job_id: Uuid, execute: F) -> Result<(), JobFailed>
+where
+    F: Fn(Ctx, JobRow) -> Fut,
+    Fut: Future<Output = Result<Value, JobError>> + Send,
+{
+    let failed = |status: &'static str, detail: String| JobFailed { job_id, status, detail };
+    let row = load(ctx, job_id).await.map_err(|e| failed("unreadable", e.to_string()))?;
+    let Some((row, status)) = row else {
+        tracing::warn!(%job_id, "queued job has no row; nothing to do");
+        return Ok(());
+    };
+    let queue = row.kind.queue();
+    ctx.queues.dequeued(queue);
+    if matches!(status, JobStatus::Done | JobStatus::Failed) {
+        tracing::info!(%job_id, status = status.as_str(), "job already finished; not run again");
+        return Ok(());
+    }
+    let task = row.kind.task_type();
+    let timeout = ctx.config.timeout_of(queue);
+    let attempts = ctx.config.attempts;
+    for attempt in 1..=attempts {
+        let _active = ctx.worker.task_started(queue);
+        mark(ctx, job_id, "running", None, None)
+            .await
+            .map_err(|e| failed("unrecorded", e.to_string()))?;
+        let started = Instant::now();
+        let work = AssertUnwindSafe(execute(ctx.clone(), row.clone())).catch_unwind();
+        let outcome = tokio::time::timeout(timeout, work).await;
+        let took = started.elapsed();
+        let (status, detail) = match outcome {
+            Ok(Ok(Ok(result))) => {
+                ctx.worker.task_finished(task, TaskStatus::Success, took);
+                mark(ctx, job_id, "done", Some(result), None)
+                    .await
+                    .map_err(|e| failed("unrecorded", e.to_string()))?;
+                return Ok(());
+            }
+            Ok(Ok(Err(JobError::Transient(e)))) if attempt < attempts => {
+                ctx.worker.task_finished(task, TaskStatus::Retry, took);
+                let wait = backoff(ctx.config.retry_base, attempt);
+                tracing::warn!(%job_id, attempt, error = format!("{e:#}"), ?wait, "transient failure; retrying");
+                mark(ctx, job_id, "pending", None, Some(&format!("attempt {attempt}: {e:#}")))
+                    .await
+                    .ok();
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            Ok(Ok(Err(e))) => (TaskStatus::Failure, e.to_string()),
+            Ok(Err(panic)) => (TaskStatus::Panic, format!("panicked: {}", panic_message(&panic))),
+            Err(_) => (TaskStatus::Timeout, format!("timed out after {timeout:?}")),
+        };
+        ctx.worker.task_finished(task, status, took);
+        tracing::error!(%job_id, attempt, status = ?status, detail, "job failed");
+        mark(ctx, job_id, "failed", None, Some(&detail)).await.ok();
+        return Err(failed(status_word(status), detail));
+    }
+    Err(failed("failure", "no attempts configured".into()))
+}
+
+/// The wait before retry `attempt` + 1: base × 2^(attempt − 1), at most 30 s.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+    base.saturating_mul(factor).min(Duration::from_secs(30))
+}
+
+fn status_word(status: TaskStatus) -> &'static str {
+    use otel::metrics::labels::Label;
+    status.as_str()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".into())
+}
+
+async fn load(ctx: &Ctx, id: Uuid) -> Result<Option<(JobRow, JobStatus)>, sqlx::Error> {
+    let row = sqlx::query("SELECT kind, status, params FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await?;
+    Ok(row.and_then(|r| {
+        let kind = JobKind::parse(r.get::<&str, _>("kind"))?;
+        let status = JobStatus::parse(r.get::<&str, _>("status"))?;
+        Some((JobRow { id, kind, params: r.get("params") }, status))
+    }))
+}
+
+async fn mark(
+    ctx: &Ctx,
+    id: Uuid,
+    status: &str,
+    result: Option<Value>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let query = match status {
+        "running" => sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = now(), \
+             error = NULL WHERE id = $1",
+        )
+        .bind(id),
+        "pending" => sqlx::query("UPDATE jobs SET status = 'pending', error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error),
+        _ => sqlx::query(
+            "UPDATE jobs SET status = $2, result = $3, error = $4, finished_at = now() \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(result)
+        .bind(error),
+    };
+    query.execute(&ctx.pool).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let base = Duration::from_millis(500);
+        assert_eq!(backoff(base, 1), Duration::from_millis(500));
+        assert_eq!(backoff(base, 2), Duration::from_secs(1));
+        assert_eq!(backoff(base, 3), Duration::from_secs(2));
+        assert_eq!(backoff(base, 40), Duration::from_secs(30));
+    }
+}

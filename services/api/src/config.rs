@@ -2,6 +2,7 @@
 //! a default that works against a local Postgres and Redis; a malformed value stops the service
 //! at start-up with a message naming the variable.
 
+use domain::settings::{DEFAULT_DATABASE_URL, POSTGRES_SCHEMES, Settings};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -41,16 +42,7 @@ pub struct Config {
 }
 
 /// A malformed setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong.
-    pub reason: &'static str,
-}
+pub type ConfigError = domain::settings::SettingError;
 
 impl Config {
     /// Reads the process environment.
@@ -60,70 +52,24 @@ impl Config {
 
     /// Reads the settings through `lookup`; unset or empty means the default.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |key: &str| lookup(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let ms = |key: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            positive(key, get(key), default).map(Duration::from_millis)
-        };
+        let s = Settings::new(lookup);
         Ok(Config {
-            addr: match get("API_ADDR") {
-                None => SocketAddr::from(([127, 0, 0, 1], 8000)),
-                Some(v) => v.parse().map_err(|_| ConfigError {
-                    variable: "API_ADDR",
-                    value: v,
-                    reason: "expected host:port, e.g. 0.0.0.0:8000",
-                })?,
-            },
-            database_url: url(
-                "DATABASE_URL",
-                get("DATABASE_URL"),
-                "postgres://postgres@127.0.0.1:5432/orgraph",
-                &["postgres://", "postgresql://"],
-            )?,
-            redis_url: url(
-                "REDIS_URL",
-                get("REDIS_URL"),
-                "redis://127.0.0.1:6379",
-                &["redis://", "rediss://"],
-            )?,
-            pg_pool_max: positive("PG_POOL_MAX", get("PG_POOL_MAX"), 10)? as u32,
-            pg_pool_timeout: ms("PG_POOL_TIMEOUT_MS", 2_000)?,
-            redis_pool_max: positive("REDIS_POOL_MAX", get("REDIS_POOL_MAX"), 10)? as usize,
-            redis_timeout: ms("REDIS_POOL_TIMEOUT_MS", 250)?,
-            request_timeout: ms("REQUEST_TIMEOUT_MS", 10_000)?,
-            body_limit: positive("BODY_LIMIT_BYTES", get("BODY_LIMIT_BYTES"), 64 * 1024)? as usize,
-            l1_ttl: ms("STATS_L1_TTL_MS", 2_000)?,
-            l2_ttl: ms("STATS_L2_TTL_MS", 30_000)?,
-            l1_max_bytes: positive("L1_CACHE_MAX_BYTES", get("L1_CACHE_MAX_BYTES"), 16 << 20)?,
-            breaker_failures: positive("BREAKER_FAILURES", get("BREAKER_FAILURES"), 5)? as u32,
-            breaker_open_for: ms("BREAKER_OPEN_MS", 5_000)?,
-            graph_metrics_interval: ms("GRAPH_METRICS_INTERVAL_MS", 15_000)?,
+            addr: s.addr("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            database_url: s.url("DATABASE_URL", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES)?,
+            redis_url: s.url("REDIS_URL", "redis://127.0.0.1:6379", &["redis://", "rediss://"])?,
+            pg_pool_max: s.positive("PG_POOL_MAX", 10)?,
+            pg_pool_timeout: s.millis("PG_POOL_TIMEOUT_MS", 2_000)?,
+            redis_pool_max: s.positive("REDIS_POOL_MAX", 10)? as usize,
+            redis_timeout: s.millis("REDIS_POOL_TIMEOUT_MS", 250)?,
+            request_timeout: s.millis("REQUEST_TIMEOUT_MS", 10_000)?,
+            body_limit: s.positive("BODY_LIMIT_BYTES", 64 * 1024)? as usize,
+            l1_ttl: s.millis("STATS_L1_TTL_MS", 2_000)?,
+            l2_ttl: s.millis("STATS_L2_TTL_MS", 30_000)?,
+            l1_max_bytes: u64::from(s.positive("L1_CACHE_MAX_BYTES", 16 << 20)?),
+            breaker_failures: s.positive("BREAKER_FAILURES", 5)?,
+            breaker_open_for: s.millis("BREAKER_OPEN_MS", 5_000)?,
+            graph_metrics_interval: s.millis("GRAPH_METRICS_INTERVAL_MS", 15_000)?,
         })
-    }
-}
-
-/// A whole number from 1 to `u32::MAX`.
-fn positive(
-    variable: &'static str,
-    value: Option<String>,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    let Some(value) = value else { return Ok(default) };
-    match value.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(u64::from(n)),
-        _ => Err(ConfigError { variable, value, reason: "expected a positive whole number" }),
-    }
-}
-
-fn url(
-    variable: &'static str,
-    value: Option<String>,
-    default: &str,
-    schemes: &[&str],
-) -> Result<String, ConfigError> {
-    match value {
-        None => Ok(default.to_string()),
-        Some(v) if schemes.iter().any(|s| v.starts_with(s) && v.len() > s.len()) => Ok(v),
-        Some(v) => Err(ConfigError { variable, value: v, reason: "unsupported URL scheme" }),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod jobs;
 pub mod schema;
+pub mod settings;
 
 pub use jobs::{
     ExportFormat, InterventionAction, JobKind, JobPayload, JobStatus, enqueue, queue_name,

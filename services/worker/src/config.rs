@@ -1,6 +1,7 @@
 //! The worker's own settings (telemetry reads its `OTEL_*` variables in `otel`). Defaults work
 //! against a local Postgres; a malformed value stops the worker at start-up naming the variable.
 
+use domain::settings::{DEFAULT_DATABASE_URL, POSTGRES_SCHEMES, Settings};
 use otel::metrics::labels::Queue;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,16 +38,7 @@ pub struct Config {
 }
 
 /// A malformed setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong.
-    pub reason: &'static str,
-}
+pub type ConfigError = domain::settings::SettingError;
 
 impl Config {
     /// Reads the process environment.
@@ -56,60 +48,28 @@ impl Config {
 
     /// Reads the settings through `lookup`; unset or empty means the default.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |key: &str| lookup(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let num = |key: &'static str, default: u32| -> Result<u32, ConfigError> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => match v.parse::<u32>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(ConfigError {
-                        variable: key,
-                        value: v,
-                        reason: "expected a positive whole number",
-                    }),
-                },
-            }
-        };
-        let ms = |key: &'static str, default: u32| {
-            num(key, default).map(|n| Duration::from_millis(n.into()))
-        };
-        let database_url = get("DATABASE_URL")
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orgraph".into());
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError {
-                variable: "DATABASE_URL",
-                value: database_url,
-                reason: "expected a postgres:// URL",
-            });
-        }
+        let s = Settings::new(lookup);
         Ok(Config {
-            health_addr: match get("WORKER_HEALTH_ADDR") {
-                None => SocketAddr::from(([127, 0, 0, 1], 8001)),
-                Some(v) => v.parse().map_err(|_| ConfigError {
-                    variable: "WORKER_HEALTH_ADDR",
-                    value: v,
-                    reason: "expected host:port, e.g. 0.0.0.0:8001",
-                })?,
-            },
-            database_url,
-            pg_pool_max: num("PG_POOL_MAX", 10)?,
-            export_dir: get("EXPORT_DIR").map_or_else(|| PathBuf::from("exports"), PathBuf::from),
+            health_addr: s.addr("WORKER_HEALTH_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?,
+            database_url: s.url("DATABASE_URL", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES)?,
+            pg_pool_max: s.positive("PG_POOL_MAX", 10)?,
+            export_dir: s.get("EXPORT_DIR").map_or_else(|| PathBuf::from("exports"), PathBuf::from),
             concurrency: [
-                num("CONCURRENCY_ANALYSIS", 1)?,
-                num("CONCURRENCY_EXPORT", 2)?,
-                num("CONCURRENCY_INTERVENTION", 4)?,
+                s.positive("CONCURRENCY_ANALYSIS", 1)?,
+                s.positive("CONCURRENCY_EXPORT", 2)?,
+                s.positive("CONCURRENCY_INTERVENTION", 4)?,
             ],
             timeouts: [
-                ms("TIMEOUT_ANALYSIS_MS", 600_000)?,
-                ms("TIMEOUT_EXPORT_MS", 300_000)?,
-                ms("TIMEOUT_INTERVENTION_MS", 30_000)?,
+                s.millis("TIMEOUT_ANALYSIS_MS", 600_000)?,
+                s.millis("TIMEOUT_EXPORT_MS", 300_000)?,
+                s.millis("TIMEOUT_INTERVENTION_MS", 30_000)?,
             ],
-            attempts: num("RETRY_ATTEMPTS", 3)?,
-            retry_base: ms("RETRY_BASE_MS", 500)?,
-            stats_interval: ms("QUEUE_STATS_INTERVAL_MS", 5_000)?,
-            heartbeat: ms("HEARTBEAT_MS", 2_000)?,
-            missed_heartbeats: num("MISSED_HEARTBEATS", 3)?,
-            shutdown_grace: ms("SHUTDOWN_GRACE_MS", 30_000)?,
+            attempts: s.positive("RETRY_ATTEMPTS", 3)?,
+            retry_base: s.millis("RETRY_BASE_MS", 500)?,
+            stats_interval: s.millis("QUEUE_STATS_INTERVAL_MS", 5_000)?,
+            heartbeat: s.millis("HEARTBEAT_MS", 2_000)?,
+            missed_heartbeats: s.positive("MISSED_HEARTBEATS", 3)?,
+            shutdown_grace: s.millis("SHUTDOWN_GRACE_MS", 30_000)?,
         })
     }
 

@@ -1,7 +1,7 @@
-//! Where the project's native tools are: the collector, Prometheus, promtool and the collector
-//! builder live in a cache outside the clone, in directories named after the versions pinned in
-//! `.env`; Postgres and Redis come from the OS packages. `cargo xtask tools` builds into exactly
-//! these paths, and tests only ever look here.
+//! Where the project's native tools are: the collector, Prometheus, promtool, Alertmanager, amtool
+//! and the collector builder live in a cache outside the clone, in directories named after the
+//! versions pinned in `.env`; Postgres and Redis come from the OS packages. `cargo xtask tools`
+//! builds into exactly these paths, and tests only ever look here.
 
 mod system;
 mod versions;
@@ -64,6 +64,21 @@ pub fn promtool_path() -> anyhow::Result<PathBuf> {
     Ok(prometheus_dir()?.join("promtool"))
 }
 
+/// Directory holding `alertmanager` and `amtool` of the pinned Alertmanager version.
+pub fn alertmanager_dir() -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("alertmanager-{}", versions()?.alertmanager)))
+}
+
+/// The Alertmanager binary.
+pub fn alertmanager_path() -> anyhow::Result<PathBuf> {
+    Ok(alertmanager_dir()?.join("alertmanager"))
+}
+
+/// The amtool binary (config checks, routing tests, silences).
+pub fn amtool_path() -> anyhow::Result<PathBuf> {
+    Ok(alertmanager_dir()?.join("amtool"))
+}
+
 /// `path` if it is a file, else an error telling how to get it.
 pub fn require(path: &Path, name: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
@@ -100,6 +115,9 @@ mod tests {
         assert!(otelcol.is_absolute(), "{}", otelcol.display());
         assert!(otelcol.ends_with(format!("otelcol-{}/_build/otelcol", v.otelcol)));
         assert!(promtool_path()?.ends_with(format!("prometheus-{}/promtool", v.prometheus)));
+        let alertmanager = format!("alertmanager-{}", v.alertmanager);
+        assert!(alertmanager_path()?.ends_with(format!("{alertmanager}/alertmanager")));
+        assert!(amtool_path()?.ends_with(format!("{alertmanager}/amtool")));
         assert!(builder_path()?.ends_with(format!("bin/builder-{}/builder", v.otelcol)));
         Ok(())
     }

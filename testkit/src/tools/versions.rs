@@ -11,6 +11,8 @@ pub struct Versions {
     pub otelcol: String,
     /// `PROMETHEUS_VERSION`, e.g. `3.16.0`.
     pub prometheus: String,
+    /// `ALERTMANAGER_VERSION`, e.g. `0.31.1`: Alertmanager and amtool.
+    pub alertmanager: String,
 }
 
 /// Reads `<repo>/.env`.
@@ -31,7 +33,11 @@ impl Versions {
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("{key} is not set"))
         };
-        Ok(Versions { otelcol: get("OTELCOL_VERSION")?, prometheus: get("PROMETHEUS_VERSION")? })
+        Ok(Versions {
+            otelcol: get("OTELCOL_VERSION")?,
+            prometheus: get("PROMETHEUS_VERSION")?,
+            alertmanager: get("ALERTMANAGER_VERSION")?,
+        })
     }
 }
 
@@ -63,10 +69,15 @@ mod tests {
 
     #[test]
     fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
-        let text =
-            "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\nX='y'\n";
+        let text = "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\n\
+                    ALERTMANAGER_VERSION='0.31.1'\nX='y'\n";
         let v = Versions::from_env_file(text)?;
-        assert_eq!(v, Versions { otelcol: "0.161.0".into(), prometheus: "3.16.0".into() });
+        let want = Versions {
+            otelcol: "0.161.0".into(),
+            prometheus: "3.16.0".into(),
+            alertmanager: "0.31.1".into(),
+        };
+        assert_eq!(v, want);
         assert_eq!(parse_env_file(text)?.get("X").map(String::as_str), Some("y"));
         Ok(())
     }
@@ -75,15 +86,20 @@ mod tests {
     fn missing_key_and_bad_line_are_named() {
         let err = Versions::from_env_file("OTELCOL_VERSION=1\n").err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("PROMETHEUS_VERSION is not set"));
+        let err = Versions::from_env_file("OTELCOL_VERSION=1\nPROMETHEUS_VERSION=3.0.0\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("ALERTMANAGER_VERSION is not set"));
         let err = parse_env_file("# ok\nnonsense\n").err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("line 2: expected KEY=VALUE, got `nonsense`"));
     }
 
     #[test]
-    fn the_repo_env_file_has_both_versions() -> anyhow::Result<()> {
+    fn the_repo_env_file_has_every_version() -> anyhow::Result<()> {
         let v = versions()?;
         assert!(v.otelcol.starts_with("0."), "{v:?}");
         assert!(v.prometheus.starts_with("3."), "{v:?}");
+        assert!(v.alertmanager.starts_with("0."), "{v:?}");
         Ok(())
     }
 }

@@ -2,10 +2,12 @@
 //! compose, on the same ports, but on 127.0.0.1, running the repo's own config files (never a
 //! copy). Each service runs detached in its own process group; its log and pid file are under
 //! `<repo>/target/stack/`, and `down` stops only what a pid file says this tool started. `up`
-//! starts Postgres and Redis first (from the OS packages; see [`service`] for their data and
-//! authentication), then the collector and Prometheus, then the API (built with `cargo build`
-//! first; it needs Postgres, Redis and the collector healthy). `down` stops them in reverse: the
-//! API first, so it drains and flushes its telemetry while the collector still runs.
+//! first builds the API and the worker (one `cargo build` for those not running), then starts
+//! Postgres and Redis (from the OS packages; see [`service`] for their data and authentication),
+//! the collector, Alertmanager, Prometheus (which alerts to Alertmanager), the API (it needs
+//! Postgres, Redis and the collector healthy) and the worker (it needs Postgres and the
+//! collector). `down` stops them in reverse: the worker and the API first, so they finish their
+//! jobs and requests and flush their telemetry while the collector still runs.
 
 mod pid;
 mod service;
@@ -47,11 +49,14 @@ pub enum Action {
 pub fn command(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Up => {
-            for service in Service::ALL {
-                match service.native()? {
-                    Some(native) => start(&native)?,
-                    None => eprintln!("{service}: {}", service.not_native_reason()),
-                }
+            let natives = Service::ALL.map(Service::native);
+            let natives: Vec<Native> = natives.into_iter().collect::<anyhow::Result<_>>()?;
+            // Before anything starts, so a compile error leaves nothing half started.
+            let stopped: Vec<&Native> =
+                natives.iter().filter(|native| pid::running(native).is_none()).collect();
+            service::build(&stopped)?;
+            for native in &natives {
+                start(native, Build::Done)?;
             }
             eprintln!("stack is up; logs in {}", service::stack_dir().display());
             Ok(())
@@ -59,8 +64,7 @@ pub fn command(action: Action) -> anyhow::Result<()> {
         Action::Down => {
             let mut failures = Vec::new();
             for service in Service::ALL.iter().rev() {
-                let Some(native) = service.native()? else { continue };
-                if let Err(e) = stop(&native) {
+                if let Err(e) = stop(&service.native()?) {
                     failures.push(format!("{service}: {e:#}"));
                 }
             }
@@ -69,27 +73,27 @@ pub fn command(action: Action) -> anyhow::Result<()> {
         }
         Action::Status => {
             for service in Service::ALL {
-                let line = match service.native()? {
-                    Some(native) => status_line(&native),
-                    None => service.not_native_reason().to_string(),
-                };
+                let line = status_line(&service.native()?);
                 println!("{:<13}{line}", service.to_string());
             }
             Ok(())
         }
-        Action::Start { service } => match service.native()? {
-            Some(native) => start(&native),
-            None => anyhow::bail!("{service}: {}", service.not_native_reason()),
-        },
-        Action::Stop { service } => match service.native()? {
-            Some(native) => stop(&native),
-            None => anyhow::bail!("{service}: {}", service.not_native_reason()),
-        },
+        Action::Start { service } => start(&service.native()?, Build::First),
+        Action::Stop { service } => stop(&service.native()?),
     }
 }
 
+/// Whether [`start`] builds the service (if it is one of the platform's own) before spawning it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// Build it first, so the current code runs.
+    First,
+    /// The caller built it already (`up` builds all of them with one `cargo build`).
+    Done,
+}
+
 /// Starts `native` unless it runs already, then waits until it is healthy.
-fn start(native: &Native) -> anyhow::Result<()> {
+fn start(native: &Native, build: Build) -> anyhow::Result<()> {
     let name = native.service;
     let mut child = None;
     match pid::running(native) {
@@ -97,7 +101,9 @@ fn start(native: &Native) -> anyhow::Result<()> {
         None => {
             check_needs(name)?;
             native.check_ports_free()?;
-            native.build()?;
+            if build == Build::First {
+                native.build()?;
+            }
             let spawned = native.spawn()?;
             let target = native.health_target();
             eprintln!("{name}: started (pid {}), waiting for {target}", spawned.id());
@@ -165,11 +171,7 @@ fn stop(native: &Native) -> anyhow::Result<()> {
 /// Fails unless every service `service` needs is healthy, naming the first that is not.
 fn check_needs(service: Service) -> anyhow::Result<()> {
     for &needed in service.needs() {
-        let health = match needed.native()? {
-            Some(native) => native.health(),
-            None => Err(anyhow::anyhow!("{}", needed.not_native_reason())),
-        };
-        health.with_context(|| {
+        needed.native()?.health().with_context(|| {
             format!(
                 "{service} needs {needed} healthy first (`cargo xtask stack up` starts everything \
                  in order)"

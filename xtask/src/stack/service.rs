@@ -1,5 +1,6 @@
 //! The services of the stack, named as in compose, and how each native one is started: binary,
 //! arguments, environment, listen ports and health check. Ports are compose's, bound to 127.0.0.1.
+//! Every service of compose but Grafana runs natively.
 //!
 //! Postgres and Redis come from the OS packages. Postgres keeps its cluster in
 //! `target/stack/postgres/data` (initdb'd on the first start, with its unix socket next to it),
@@ -8,10 +9,12 @@
 //! database `orgraph` is created once, so the services use
 //! `postgres://postgres@127.0.0.1:5432/orgraph`. When run as root the server runs as the `postgres`
 //! system user, which then owns that directory. Redis persists nothing (`--save "" --appendonly
-//! no`): it is a cache.
+//! no`): it is a cache. Alertmanager keeps its silences and notification log in
+//! `target/stack/alertmanager` and runs without clustering.
 //!
-//! The platform's own services (the API) are built with `cargo build` before each start and run
-//! from the target directory; their environment is one table, [`app_env`].
+//! The platform's own services (the API and the worker) are built with `cargo build` before each
+//! start (one invocation for all that [`build`] is given) and run from the target directory; their
+//! environment is one table, [`app_env`].
 
 use anyhow::Context;
 use std::ffi::OsString;
@@ -76,7 +79,7 @@ enum Kind {
     Redis(u16),
     /// One of the platform's own binaries: built with `cargo build -p <package> --bin <bin>`
     /// before each start, healthy when a GET of `health` answers 200, stopped with SIGTERM and
-    /// given time to drain its requests and flush its telemetry.
+    /// given `stop_grace` to finish its in-flight work and flush its telemetry.
     Built {
         /// The cargo package.
         package: &'static str,
@@ -84,6 +87,8 @@ enum Kind {
         bin: &'static str,
         /// The readiness URL.
         health: String,
+        /// How long it gets after SIGTERM before SIGKILL.
+        stop_grace: Duration,
     },
     /// It cannot be started: its binaries are not installed, or what its environment needs
     /// cannot be found; this says why and how to fix it.
@@ -97,10 +102,15 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a service gets to exit after its stop signal before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// How long one of the platform's services gets after SIGTERM: it drains in-flight requests (at
-/// most the API's `REQUEST_TIMEOUT_MS`, 10 s by default), then flushes its telemetry (one export,
-/// at most `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
-const BUILT_STOP_GRACE: Duration = Duration::from_secs(25);
+/// How long the API gets after SIGTERM: it drains in-flight requests (at most its
+/// `REQUEST_TIMEOUT_MS`, 10 s by default), then flushes its telemetry (one export, at most
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
+const API_STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// How long the worker gets after SIGTERM: its in-flight jobs finish (at most its
+/// `SHUTDOWN_GRACE_MS`, 30 s by default), then it flushes its telemetry (at most
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
+const WORKER_STOP_GRACE: Duration = Duration::from_secs(40);
 
 /// The native Postgres port (compose's).
 const POSTGRES_PORT: u16 = 5432;
@@ -111,6 +121,12 @@ const REDIS_PORT: u16 = 6379;
 /// The native API port (compose's).
 const API_PORT: u16 = 8000;
 
+/// The native port of the worker's health listener (compose's).
+const WORKER_HEALTH_PORT: u16 = 8001;
+
+/// The native Alertmanager port (compose's).
+const ALERTMANAGER_PORT: u16 = 9093;
+
 /// Written to a service's log before each start, so a failure shows only this start's lines.
 pub const START_MARKER: &str = "--- cargo xtask stack: starting ";
 
@@ -120,26 +136,28 @@ pub fn stack_dir() -> PathBuf {
 }
 
 impl Service {
-    /// In compose order: dependencies first, so `up` starts in this order and `down` reverses it.
+    /// Dependencies first, so `up` starts in this order and `down` reverses it. Alertmanager
+    /// comes before Prometheus, which sends it alerts.
     pub const ALL: [Service; 7] = [
         Service::Postgres,
         Service::Redis,
         Service::Collector,
-        Service::Prometheus,
         Service::Alertmanager,
+        Service::Prometheus,
         Service::Api,
         Service::Worker,
     ];
 
-    /// How to run it natively, or `None` if the native stack does not have it yet.
-    pub fn native(self) -> anyhow::Result<Option<Native>> {
+    /// How to run it natively.
+    pub fn native(self) -> anyhow::Result<Native> {
         match self {
-            Service::Postgres => postgres().map(Some),
-            Service::Redis => redis().map(Some),
-            Service::Collector => collector().map(Some),
-            Service::Prometheus => prometheus().map(Some),
-            Service::Api => api().map(Some),
-            Service::Alertmanager | Service::Worker => Ok(None),
+            Service::Postgres => postgres(),
+            Service::Redis => redis(),
+            Service::Collector => collector(),
+            Service::Alertmanager => alertmanager(),
+            Service::Prometheus => prometheus(),
+            Service::Api => api(),
+            Service::Worker => worker(),
         }
     }
 
@@ -148,27 +166,12 @@ impl Service {
     pub fn needs(self) -> &'static [Service] {
         match self {
             Service::Api => &[Service::Postgres, Service::Redis, Service::Collector],
+            Service::Worker => &[Service::Postgres, Service::Collector],
             Service::Postgres
             | Service::Redis
             | Service::Collector
             | Service::Prometheus
-            | Service::Alertmanager
-            | Service::Worker => &[],
-        }
-    }
-
-    /// Why [`Service::native`] is `None`.
-    pub fn not_native_reason(self) -> &'static str {
-        match self {
-            Service::Alertmanager => {
-                "not part of the native stack yet (arrives with the issue that adds the alerts)"
-            }
-            Service::Worker => "not part of the native stack yet (arrives with the worker issue)",
-            Service::Postgres
-            | Service::Redis
-            | Service::Collector
-            | Service::Prometheus
-            | Service::Api => "part of the native stack",
+            | Service::Alertmanager => &[],
         }
     }
 }
@@ -245,20 +248,41 @@ fn collector() -> anyhow::Result<Native> {
     Ok(native)
 }
 
+/// `--<name>=<value>` for a path value (which need not be UTF-8).
+fn path_flag(name: &str, value: &std::path::Path) -> OsString {
+    let mut arg = OsString::from(format!("--{name}="));
+    arg.push(value);
+    arg
+}
+
+/// Alertmanager with `alertmanager/alertmanager.yml` on 127.0.0.1:9093, its silences and
+/// notification log under `target/stack/alertmanager`, without clustering (an empty
+/// `--cluster.listen-address` turns the gossip listener off).
+fn alertmanager() -> anyhow::Result<Native> {
+    let config = testkit::repo_root().join("alertmanager").join("alertmanager.yml");
+    let storage = stack_dir().join("alertmanager");
+    let health = Kind::Http(format!("http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready"));
+    let mut native = Native::new(Service::Alertmanager, tools::alertmanager_path()?, health)?;
+    native.args = vec![
+        path_flag("config.file", &config),
+        path_flag("storage.path", &storage),
+        format!("--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}").into(),
+        "--cluster.listen-address=".into(),
+    ];
+    native.ports = vec![ALERTMANAGER_PORT];
+    native.dirs = vec![storage];
+    Ok(native)
+}
+
 /// Prometheus with `prometheus/prometheus.yml`, data under `target/stack/prometheus/data`.
 fn prometheus() -> anyhow::Result<Native> {
     let config = testkit::repo_root().join("prometheus").join("prometheus.yml");
     let data = stack_dir().join("prometheus").join("data");
     let health = Kind::Http("http://127.0.0.1:9090/-/ready".into());
     let mut native = Native::new(Service::Prometheus, tools::prometheus_path()?, health)?;
-    let flag = |name: &str, value: &std::path::Path| {
-        let mut arg = OsString::from(format!("--{name}="));
-        arg.push(value);
-        arg
-    };
     native.args = vec![
-        flag("config.file", &config),
-        flag("storage.tsdb.path", &data),
+        path_flag("config.file", &config),
+        path_flag("storage.tsdb.path", &data),
         "--storage.tsdb.retention.time=30d".into(),
         "--web.listen-address=127.0.0.1:9090".into(),
         "--web.enable-lifecycle".into(),
@@ -270,36 +294,69 @@ fn prometheus() -> anyhow::Result<Native> {
 
 /// The API (`services/api`) on 127.0.0.1:8000, from the target directory, with [`app_env`].
 fn api() -> anyhow::Result<Native> {
-    let binary = target_dir().join("debug").join("api");
     let health = format!("http://127.0.0.1:{API_PORT}/health/ready");
-    // As for Postgres: `status` and `down` work without what only a start needs.
-    let env = match postgres_cluster().and_then(|c| app_env(Service::Api, c.url(pg::DATABASE))) {
-        Ok(env) => env,
-        Err(e) => return Native::new(Service::Api, binary, missing(e)),
-    };
-    let mut native =
-        Native::new(Service::Api, binary, Kind::Built { package: "api", bin: "api", health })?;
-    native.env = env;
+    let kind = Kind::Built { package: "api", bin: "api", health, stop_grace: API_STOP_GRACE };
+    let mut native = built(Service::Api, kind)?;
     native.ports = vec![API_PORT];
     Ok(native)
 }
 
+/// The worker (`services/worker`), its health listener on 127.0.0.1:8001, writing exports to
+/// `target/stack/exports`, from the target directory, with [`app_env`].
+fn worker() -> anyhow::Result<Native> {
+    let health = format!("http://127.0.0.1:{WORKER_HEALTH_PORT}/health/ready");
+    let kind =
+        Kind::Built { package: "worker", bin: "worker", health, stop_grace: WORKER_STOP_GRACE };
+    let mut native = built(Service::Worker, kind)?;
+    native.ports = vec![WORKER_HEALTH_PORT];
+    native.dirs = vec![exports_dir()];
+    Ok(native)
+}
+
+/// One of the platform's services (`kind` is [`Kind::Built`]), run from the target directory as
+/// `<target>/debug/<bin>` with its [`app_env`].
+fn built(service: Service, kind: Kind) -> anyhow::Result<Native> {
+    let Kind::Built { bin, .. } = &kind else {
+        anyhow::bail!("{service} is not one of the platform's services");
+    };
+    let binary = target_dir().join("debug").join(bin);
+    // As for Postgres: `status` and `down` work without what only a start needs.
+    let env = match postgres_cluster().and_then(|c| app_env(service, c.url(pg::DATABASE))) {
+        Ok(env) => env,
+        Err(e) => return Native::new(service, binary, missing(e)),
+    };
+    let mut native = Native::new(service, binary, kind)?;
+    native.env = env;
+    Ok(native)
+}
+
+/// `<repo>/target/stack/exports`: where the worker writes export files.
+fn exports_dir() -> PathBuf {
+    stack_dir().join("exports")
+}
+
 /// The environment of the platform's own services in the native stack, in one table: compose's
-/// ports on 127.0.0.1, the stack's Postgres (`database_url`) and Redis, OTLP/gRPC to the collector,
+/// ports on 127.0.0.1, the stack's Postgres (`database_url`), Redis for the API (the worker does
+/// not use it), the worker's exports under `target/stack/exports`, OTLP/gRPC to the collector,
 /// exporting as often as Prometheus scrapes, JSON logs.
 fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'static str, String)>> {
     let own = match service {
-        Service::Api => vec![("API_ADDR", format!("127.0.0.1:{API_PORT}"))],
+        Service::Api => vec![
+            ("API_ADDR", format!("127.0.0.1:{API_PORT}")),
+            ("REDIS_URL", format!("redis://127.0.0.1:{REDIS_PORT}")),
+        ],
+        Service::Worker => vec![
+            ("WORKER_HEALTH_ADDR", format!("127.0.0.1:{WORKER_HEALTH_PORT}")),
+            ("EXPORT_DIR", utf8(exports_dir())?),
+        ],
         Service::Postgres
         | Service::Redis
         | Service::Collector
         | Service::Prometheus
-        | Service::Alertmanager
-        | Service::Worker => anyhow::bail!("{service} is not one of the platform's services"),
+        | Service::Alertmanager => anyhow::bail!("{service} is not one of the platform's services"),
     };
     let shared = [
         ("DATABASE_URL", database_url),
-        ("REDIS_URL", format!("redis://127.0.0.1:{REDIS_PORT}")),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317".into()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
         ("OTEL_SERVICE_NAME", service.to_string()),
@@ -311,6 +368,13 @@ fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'stat
         ("LOG_FORMAT", "json".into()),
     ];
     Ok(own.into_iter().chain(shared).collect())
+}
+
+/// `path` as a string, for an environment variable of the table.
+fn utf8(path: PathBuf) -> anyhow::Result<String> {
+    path.into_os_string()
+        .into_string()
+        .map_err(|p| anyhow::anyhow!("{} is not valid UTF-8", PathBuf::from(p).display()))
 }
 
 /// `global.scrape_interval` of `prometheus/prometheus.yml`, in milliseconds: the services export
@@ -358,6 +422,50 @@ fn target_dir() -> PathBuf {
     }
 }
 
+/// Builds those of `natives` that are the platform's own with ONE `cargo build -p <package>… --bin
+/// <bin>…` (output shown; one invocation resolves and links once, where one per service would
+/// repeat it), so that [`Native::spawn`] runs the current code. The others are skipped; nothing
+/// to build runs nothing.
+pub fn build(natives: &[&Native]) -> anyhow::Result<()> {
+    let built: Vec<(&Native, &str, &str)> = natives
+        .iter()
+        .filter_map(|native| match &native.kind {
+            Kind::Built { package, bin, .. } => Some((*native, *package, *bin)),
+            Kind::Http(_) | Kind::Postgres(_) | Kind::Redis(_) | Kind::Missing(_) => None,
+        })
+        .collect();
+    if built.is_empty() {
+        return Ok(());
+    }
+    let targets: Vec<(&str, &str)> =
+        built.iter().map(|&(_, package, bin)| (package, bin)).collect();
+    let args = cargo_build_args(&targets);
+    let cargo = std::env::var_os("CARGO").filter(|c| !c.is_empty()).unwrap_or("cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(&args).current_dir(testkit::repo_root());
+    let what = format!("cargo {}", args.join(" "));
+    let names: Vec<String> = built.iter().map(|(native, ..)| native.service.to_string()).collect();
+    eprintln!("{}: {what}", names.join(", "));
+    crate::run::run(&what, &mut command, crate::run::Output::Inherit, BUILD_TIMEOUT)?;
+    for (native, ..) in built {
+        anyhow::ensure!(
+            native.binary.is_file(),
+            "{what} succeeded but left no {} (is the target directory configured elsewhere, \
+             e.g. build.target-dir in a cargo config? Set CARGO_TARGET_DIR instead)",
+            native.binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// `build -p <package>… --bin <bin>…` for `(package, bin)` targets.
+fn cargo_build_args<'a>(targets: &[(&'a str, &'a str)]) -> Vec<&'a str> {
+    let mut args = vec!["build"];
+    args.extend(targets.iter().flat_map(|&(package, _)| ["-p", package]));
+    args.extend(targets.iter().flat_map(|&(_, bin)| ["--bin", bin]));
+    args
+}
+
 impl Native {
     fn new(service: Service, binary: PathBuf, kind: Kind) -> anyhow::Result<Native> {
         // Not required to exist here: `status` and `down` work without it.
@@ -389,23 +497,9 @@ impl Native {
         Ok(())
     }
 
-    /// Builds the service if it is one of the platform's own (`cargo build`, output shown), so
-    /// that [`Native::spawn`] runs the current code. Does nothing for the others.
+    /// Builds the service if it is one of the platform's own; see [`build`].
     pub fn build(&self) -> anyhow::Result<()> {
-        let Kind::Built { package, bin, .. } = &self.kind else { return Ok(()) };
-        let cargo = std::env::var_os("CARGO").filter(|c| !c.is_empty()).unwrap_or("cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(["build", "-p", package, "--bin", bin]).current_dir(testkit::repo_root());
-        let what = format!("cargo build -p {package} --bin {bin}");
-        eprintln!("{}: {what}", self.service);
-        crate::run::run(&what, &mut command, crate::run::Output::Inherit, BUILD_TIMEOUT)?;
-        anyhow::ensure!(
-            self.binary.is_file(),
-            "{what} succeeded but left no {} (is the target directory configured elsewhere, \
-             e.g. build.target-dir in a cargo config? Set CARGO_TARGET_DIR instead)",
-            self.binary.display()
-        );
-        Ok(())
+        build(&[self])
     }
 
     /// Spawns the service detached (own process group, output appended to its log) and writes
@@ -507,7 +601,7 @@ impl Native {
     /// How long the service gets after [`Native::stop_signal`] before SIGKILL.
     pub fn stop_grace(&self) -> Duration {
         match self.kind {
-            Kind::Built { .. } => BUILT_STOP_GRACE,
+            Kind::Built { stop_grace, .. } => stop_grace,
             Kind::Http(_) | Kind::Postgres(_) | Kind::Redis(_) | Kind::Missing(_) => STOP_GRACE,
         }
     }
@@ -540,6 +634,58 @@ mod tests {
             Some(scrape_interval_ms()?.to_string()).as_deref()
         );
         assert!(app_env(Service::Redis, url).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_worker_gets_its_health_address_exports_and_the_shared_rows() -> anyhow::Result<()> {
+        let url = "postgres://postgres@127.0.0.1:5432/orgraph".to_string();
+        let env = app_env(Service::Worker, url.clone())?;
+        let get = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("WORKER_HEALTH_ADDR"), Some("127.0.0.1:8001"));
+        assert_eq!(get("DATABASE_URL"), Some(url.as_str()));
+        assert_eq!(get("EXPORT_DIR").map(PathBuf::from), Some(stack_dir().join("exports")));
+        assert_eq!(get("OTEL_SERVICE_NAME"), Some("worker"));
+        assert_eq!(get("OTEL_EXPORTER_OTLP_ENDPOINT"), Some("http://127.0.0.1:4317"));
+        assert_eq!(get("API_ADDR"), None);
+        assert_eq!(get("REDIS_URL"), None, "the worker does not use Redis");
+        Ok(())
+    }
+
+    #[test]
+    fn alertmanager_starts_before_prometheus_and_the_platform_last() {
+        let at = |s: Service| Service::ALL.iter().position(|&x| x == s);
+        assert!(at(Service::Alertmanager) < at(Service::Prometheus));
+        assert_eq!(&Service::ALL[5..], &[Service::Api, Service::Worker]);
+        for service in Service::ALL {
+            for needed in service.needs() {
+                assert!(at(*needed) < at(service), "{service} needs {needed} started before it");
+            }
+        }
+    }
+
+    #[test]
+    fn the_platform_is_built_with_one_cargo_invocation() {
+        assert_eq!(
+            cargo_build_args(&[("api", "api"), ("worker", "worker")]),
+            ["build", "-p", "api", "-p", "worker", "--bin", "api", "--bin", "worker"]
+        );
+        assert_eq!(
+            cargo_build_args(&[("worker", "worker")]),
+            ["build", "-p", "worker", "--bin", "worker"]
+        );
+    }
+
+    #[test]
+    fn alertmanager_runs_the_repo_config_without_clustering() -> anyhow::Result<()> {
+        let native = alertmanager()?;
+        let args: Vec<String> =
+            native.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let config = testkit::repo_root().join("alertmanager").join("alertmanager.yml");
+        assert!(args.contains(&format!("--config.file={}", config.display())), "{args:?}");
+        assert!(args.contains(&"--cluster.listen-address=".to_string()), "{args:?}");
+        assert!(args.contains(&"--web.listen-address=127.0.0.1:9093".to_string()), "{args:?}");
+        assert_eq!(native.health_target(), "http://127.0.0.1:9093/-/ready");
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
-//! The Go-built ones (collector builder, collector, Prometheus, promtool) go to the cache outside
-//! the clone at the versions of `.env`, at exactly the paths `testkit::tools` looks at; Postgres
-//! and Redis come from the OS packages.
+//! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool) go
+//! to the cache outside the clone at the versions of `.env`, at exactly the paths `testkit::tools`
+//! looks at; Postgres and Redis come from the OS packages.
 
+mod alertmanager;
 mod collector;
 mod go;
 mod manifest;
@@ -20,6 +21,10 @@ pub struct ToolSet {
     pub prometheus: PathBuf,
     /// promtool.
     pub promtool: PathBuf,
+    /// The Alertmanager server.
+    pub alertmanager: PathBuf,
+    /// amtool.
+    pub amtool: PathBuf,
     /// The collector builder (ocb).
     pub builder: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
@@ -47,11 +52,14 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
     let builder = collector::ensure_builder(&versions.otelcol)?;
     let otelcol = collector::ensure_otelcol(&builder, &manifest)?;
     let (prometheus, promtool) = prometheus::ensure(&versions.prometheus)?;
+    let (alertmanager, amtool) = alertmanager::ensure(&versions.alertmanager)?;
     let system = system::ensure()?;
     Ok(ToolSet {
         otelcol,
         prometheus,
         promtool,
+        alertmanager,
+        amtool,
         builder,
         pg_ctl: system.pg_ctl,
         redis_server: system.redis_server,
@@ -60,11 +68,13 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
 
 impl ToolSet {
     /// `(name, path)` in the order `--print` prints them.
-    pub fn lines(&self) -> [(&'static str, &PathBuf); 6] {
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 8] {
         [
             ("otelcol", &self.otelcol),
             ("prometheus", &self.prometheus),
             ("promtool", &self.promtool),
+            ("alertmanager", &self.alertmanager),
+            ("amtool", &self.amtool),
             ("builder", &self.builder),
             ("pg_ctl", &self.pg_ctl),
             ("redis-server", &self.redis_server),

@@ -1,0 +1,170 @@
+//! Reading the Grafana dashboards of `grafana/dashboards/` (one JSON file per dashboard, one
+//! sub-directory per Grafana folder), shared by the structural checks (`xtask/tests/dashboards.rs`)
+//! and any test that runs the panels' PromQL against a real Prometheus.
+//!
+//! Use it from a test crate with
+//! `#[path = "support/dashboards.rs"] mod dashboards;` (adjust the path), then
+//! [`queries`] gives every (dashboard title, panel title, expr) with Grafana's variables replaced
+//! by [`SUBSTITUTIONS`], ready for Prometheus' `/api/v1/query`.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The uid of the provisioned Prometheus data source
+/// (`grafana/provisioning/datasources/datasources.yaml`); also what `${datasource}` becomes.
+pub const PROVISIONED_DATASOURCE_UID: &str = "prometheus";
+
+/// Grafana's variables in panel queries and what they become outside Grafana, applied in this
+/// order (braced forms first). `$__rate_interval` is `1m`: four scrapes at the 15 s scrape
+/// interval, what Grafana computes for short time ranges. `$job` and `$instance` become `.*`:
+/// the variables' "All" value (`allValue`).
+pub const SUBSTITUTIONS: &[(&str, &str)] = &[
+    ("${__rate_interval}", "1m"),
+    ("$__rate_interval", "1m"),
+    ("${__interval}", "15s"),
+    ("$__interval", "15s"),
+    ("${job}", ".*"),
+    ("$job", ".*"),
+    ("${instance}", ".*"),
+    ("$instance", ".*"),
+    ("${datasource}", PROVISIONED_DATASOURCE_UID),
+    ("$datasource", PROVISIONED_DATASOURCE_UID),
+];
+
+/// One dashboard file.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    /// The file.
+    pub path: PathBuf,
+    /// Its parsed content (Grafana's classic dashboard JSON model).
+    pub json: Value,
+}
+
+impl Dashboard {
+    /// The dashboard's title (empty if it has none).
+    pub fn title(&self) -> &str {
+        self.json["title"].as_str().unwrap_or_default()
+    }
+
+    /// The dashboard's uid (empty if it has none).
+    pub fn uid(&self) -> &str {
+        self.json["uid"].as_str().unwrap_or_default()
+    }
+
+    /// The file's path relative to `grafana/dashboards/`, for messages.
+    pub fn name(&self) -> String {
+        let dir = dashboards_dir();
+        self.path.strip_prefix(&dir).unwrap_or(&self.path).display().to_string()
+    }
+
+    /// Every panel, rows included, with the panels nested in (collapsed) rows after their row.
+    pub fn panels(&self) -> Vec<&Value> {
+        let mut out = Vec::new();
+        for panel in self.json["panels"].as_array().into_iter().flatten() {
+            out.push(panel);
+            out.extend(panel["panels"].as_array().into_iter().flatten());
+        }
+        out
+    }
+
+    /// Every panel that is not a row.
+    pub fn visible_panels(&self) -> Vec<&Value> {
+        self.panels().into_iter().filter(|p| !is_row(p)).collect()
+    }
+
+    /// The template variable named `name`, if any.
+    pub fn variable(&self, name: &str) -> Option<&Value> {
+        self.json["templating"]["list"].as_array()?.iter().find(|v| v["name"] == name)
+    }
+}
+
+/// Whether `panel` is a row (a layout element without queries).
+pub fn is_row(panel: &Value) -> bool {
+    panel["type"] == "row"
+}
+
+/// A panel's title (empty if it has none).
+pub fn title(panel: &Value) -> &str {
+    panel["title"].as_str().unwrap_or_default()
+}
+
+/// A panel's queries (its `targets`).
+pub fn targets(panel: &Value) -> Vec<&Value> {
+    panel["targets"].as_array().into_iter().flatten().collect()
+}
+
+/// The repository root: the nearest ancestor of the including crate's directory that holds
+/// `grafana/dashboards`, so this module works from any crate of the workspace.
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("grafana").join("dashboards").is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("no grafana/dashboards above {}", manifest_dir.display()))
+}
+
+/// `grafana/dashboards/`.
+pub fn dashboards_dir() -> PathBuf {
+    repo_root().join("grafana").join("dashboards")
+}
+
+/// Every `*.json` file under `grafana/dashboards/`, at any depth, sorted.
+pub fn dashboard_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading directory {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|ext| ext == "json") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&dashboards_dir(), &mut files);
+    files.sort();
+    files
+}
+
+/// Reads and parses one dashboard file.
+pub fn load(path: &Path) -> Result<Dashboard, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let json = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    Ok(Dashboard { path: path.to_path_buf(), json })
+}
+
+/// Every dashboard; panics naming the file if one is not valid JSON.
+pub fn load_all() -> Vec<Dashboard> {
+    dashboard_files().iter().map(|p| load(p).unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+/// `expr` with Grafana's variables replaced as [`SUBSTITUTIONS`] says.
+pub fn substitute(expr: &str) -> String {
+    SUBSTITUTIONS.iter().fold(expr.to_string(), |e, (from, to)| e.replace(from, to))
+}
+
+/// Every (dashboard title, panel title, expr) of every dashboard, panels in rows included, with
+/// the variables substituted: what the live proof sends to Prometheus.
+pub fn queries() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for dashboard in load_all() {
+        for panel in dashboard.visible_panels() {
+            for target in targets(panel) {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                out.push((
+                    dashboard.title().to_string(),
+                    title(panel).to_string(),
+                    substitute(expr),
+                ));
+            }
+        }
+    }
+    out
+}

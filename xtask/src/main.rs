@@ -1,13 +1,19 @@
 //! `cargo xtask`: the project's own tooling, in Rust so it runs wherever `cargo` does.
 //!
-//! * `tools`: builds the pinned native tools (collector, Prometheus, promtool) into the cache
-//!   outside the clone and checks the OS packages (Postgres, Redis).
-//! * `stack`: runs Postgres, Redis, the collector, Prometheus and the API natively on the compose
-//!   ports, on 127.0.0.1.
+//! * `tools`: builds the pinned native tools (collector, Prometheus, promtool, Alertmanager,
+//!   amtool) into the cache outside the clone and checks the OS packages (Postgres, Redis).
+//! * `stack`: runs Postgres, Redis, the collector, Alertmanager, Prometheus, the API and the
+//!   worker natively on the compose ports, on 127.0.0.1.
+//! * `load`: drives a mix of requests against the API (replaces locust) and reports counts and
+//!   latencies by route; fails on a 5xx or a transport error.
+//! * `e2e`: the live proof: the whole stack under load, every dashboard and rule query against the
+//!   real Prometheus, alerts under induced faults.
 //! * `docs`: regenerates `docs/METRICS.md` from the metric catalogue.
 //! * `test`: everything CI checks, in order, failing fast.
 
 mod docs;
+mod e2e;
+mod load;
 mod run;
 mod stack;
 mod test;
@@ -26,17 +32,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build (once) and check the native tools: collector, Prometheus, promtool, Postgres, Redis.
+    /// Build (once) and check the native tools: collector, Prometheus, promtool, Alertmanager,
+    /// amtool, Postgres, Redis.
     Tools {
         /// After ensuring every tool, print `name=/absolute/path` lines (only those on stdout).
         #[arg(long)]
         print: bool,
     },
-    /// Run the native stack (Postgres, Redis, collector, Prometheus, API) on 127.0.0.1, on the compose ports.
+    /// Run the native stack (Postgres, Redis, collector, Alertmanager, Prometheus, API, worker) on
+    /// 127.0.0.1, on the compose ports.
     Stack {
         #[command(subcommand)]
         action: stack::Action,
     },
+    /// Drive a mix of requests against the API; report counts and latencies by route.
+    Load(load::Args),
+    /// The live proof: the stack under load; every dashboard and rule query; alerts under faults.
+    E2e,
     /// Regenerate docs/METRICS.md from the metric catalogue.
     Docs,
     /// Run every check CI runs: fmt, clippy, tools, config validation, tests.
@@ -48,6 +60,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tools { print } => tools::command(print),
         Command::Stack { action } => stack::command(action),
+        Command::Load(args) => load::command(args),
+        Command::E2e => e2e::command(),
         Command::Docs => docs::command(),
         Command::Test => test::command(),
     };

@@ -12,6 +12,8 @@
 mod pid;
 mod service;
 
+pub use service::STACK_DIR_ENV;
+
 use crate::run::human;
 use anyhow::Context;
 use clap::Subcommand;

@@ -130,9 +130,16 @@ const ALERTMANAGER_PORT: u16 = 9093;
 /// Written to a service's log before each start, so a failure shows only this start's lines.
 pub const START_MARKER: &str = "--- cargo xtask stack: starting ";
 
-/// `<repo>/target/stack`: logs, pid files and data of the native stack.
+/// Overrides where the stack keeps its state: the live proof runs its own stack in a fresh
+/// directory, leaving a developer's `target/stack` (its data) alone.
+pub const STACK_DIR_ENV: &str = "ORGRAPH_STACK_DIR";
+
+/// `<repo>/target/stack` (or `$ORGRAPH_STACK_DIR`): logs, pid files and data of the native stack.
 pub fn stack_dir() -> PathBuf {
-    testkit::repo_root().join("target").join("stack")
+    match std::env::var_os(STACK_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => testkit::repo_root().join("target").join("stack"),
+    }
 }
 
 impl Service {

@@ -1,0 +1,327 @@
+//! `cargo xtask e2e`: the live proof that the dashboards and rules fit the pipeline.
+//!
+//! It runs the whole native stack (Postgres, Redis, the collector, Alertmanager, Prometheus with
+//! the repo's rules, the API, the worker) in a fresh state directory on the compose ports, drives
+//! it with the load generator (every endpoint and job kind, bad requests included), and checks:
+//! Prometheus' counters equal the load generator's own counts; every rule loaded with health
+//! `ok`; no alert fires under healthy load; induced faults (the worker stopped, Postgres stopped
+//! under load) put the matching alerts in `pending` or `firing`, and a firing alert reaches the
+//! webhook receiver; and every query of every dashboard panel and every recording rule parses and
+//! returns data, except the ones named in [`exempt`] with the reason they may be empty.
+//! It ends with one `N passed, M failed` line.
+
+mod checks;
+#[allow(missing_docs)]
+#[path = "../../tests/support/dashboards.rs"]
+mod dashboards;
+mod prom;
+mod sink;
+
+use crate::load::{self, Options, Stop};
+use checks::Checks;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Ports the stack (and the sink) listen on; the proof needs them free.
+const PORTS: &[(u16, &str)] = &[
+    (5432, "postgres"),
+    (6379, "redis"),
+    (4317, "collector OTLP/gRPC"),
+    (4318, "collector OTLP/HTTP"),
+    (8888, "collector telemetry"),
+    (8889, "collector prometheus exporter"),
+    (13133, "collector health"),
+    (9093, "alertmanager"),
+    (9090, "prometheus"),
+    (8000, "api"),
+    (8001, "worker"),
+    (9099, "webhook sink"),
+];
+
+/// The `e2e` subcommand.
+pub fn command() -> anyhow::Result<()> {
+    let started = Instant::now();
+    for (port, what) in PORTS {
+        if std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+            anyhow::bail!(
+                "port {port} ({what}) is in use: the live proof runs the stack on the compose ports; \
+                 stop what holds it (`cargo xtask stack down` for the native stack)"
+            );
+        }
+    }
+    let sink = sink::Sink::start()?;
+    let stack = Stack::up()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut checks = Checks::default();
+    let result = prove(&mut checks, &stack, &sink, &runtime);
+    drop(stack);
+    checks.summary(started.elapsed());
+    result?;
+    anyhow::ensure!(checks.failed() == 0, "{} live-proof checks failed", checks.failed());
+    Ok(())
+}
+
+fn prove(
+    checks: &mut Checks,
+    stack: &Stack,
+    sink: &sink::Sink,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    // 1. Healthy load: every endpoint and job kind, bad requests included.
+    step("healthy load: 60 s of the full mix");
+    let report = runtime.block_on(load::run(Options {
+        stop: Stop::After(Duration::from_secs(60)),
+        rate: Some(40.0),
+        concurrency: 8,
+        seed_graph: 2_000,
+        seed: 7,
+        progress: true,
+        ..Options::default()
+    }))?;
+    checks.check(
+        "the healthy load saw no 5xx and no transport error",
+        report.problems(false).is_empty(),
+        || format!("{:?}", report.problems(false)),
+    );
+    let bad = report.bad_by_status.values().sum::<u64>();
+    checks.check(
+        "bad requests were sent and all refused with a 4xx",
+        bad > 0 && report.bad_not_refused.is_empty(),
+        || {
+            format!(
+                "bad by status {:?}, not refused {:?}",
+                report.bad_by_status, report.bad_not_refused
+            )
+        },
+    );
+
+    // 2. Nothing lost: Prometheus counts exactly what the client received.
+    step("Prometheus' request count equals the load generator's");
+    let expected = (report.total + report.setup_requests) as f64;
+    let counted = wait_for_value(
+        "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route!~\"/health/.*\"})",
+        |v| v >= expected,
+        Duration::from_secs(90),
+    );
+    checks.check(
+        "requests counted in Prometheus == responses the client received",
+        counted == Some(expected),
+        || {
+            format!(
+                "Prometheus {counted:?}, client {expected} ({} mix + {} setup)",
+                report.total, report.setup_requests
+            )
+        },
+    );
+    // Every job the load accepted finishes.
+    let idle = wait_for_value(
+        "sum(orgraph_queue_jobs{job_state=~\"pending|running\"})",
+        |v| v == 0.0,
+        Duration::from_secs(180),
+    );
+    checks.check("the worker drained every queue", idle == Some(0.0), || {
+        format!("pending+running: {idle:?}")
+    });
+    // Let every recording rule see two evaluations over the fresh data.
+    std::thread::sleep(Duration::from_secs(35));
+
+    // 3. Rules load and nothing fires under healthy load.
+    step("rules are healthy; no alert fires under healthy load");
+    let rules = prom::rules()?;
+    let unhealthy: Vec<String> = rules
+        .iter()
+        .filter(|r| r.health != "ok")
+        .map(|r| format!("{} ({}): {} {}", r.name, r.group, r.health, r.error))
+        .collect();
+    checks.check(
+        &format!("all {} rules loaded with health ok", rules.len()),
+        !rules.is_empty() && unhealthy.is_empty(),
+        || unhealthy.join("\n"),
+    );
+    let firing: Vec<String> = prom::alerts()?
+        .into_iter()
+        .filter(|(_, state, _)| state == "firing")
+        .map(|(n, _, l)| format!("{n} {l}"))
+        .collect();
+    checks.check("no alert fires under healthy load", firing.is_empty(), || firing.join("\n"));
+
+    // 4. Faults put the matching alerts in pending or firing.
+    step("faults: the worker stopped, Postgres stopped under load");
+    stack.run(&["stop", "worker"])?;
+    let fault_started = Instant::now();
+    stack.run(&["stop", "postgres"])?;
+    let faulty = runtime.block_on(load::run(Options {
+        stop: Stop::After(Duration::from_secs(45)),
+        rate: Some(30.0),
+        concurrency: 8,
+        seed: 8,
+        mix: load::Mix::parse("reads=80,updates=20").map_err(anyhow::Error::msg)?,
+        ..Options::default()
+    }));
+    checks.check(
+        "with Postgres down the API answered (503s), it did not hang or drop connections",
+        faulty.as_ref().is_ok_and(|r| r.errors == 0 && r.by_status.contains_key("503")),
+        || format!("{faulty:?}"),
+    );
+    for (alert, deadline) in
+        [("ApiHighErrorRate", 120), ("CircuitBreakerOpen", 120), ("WorkerDown", 240)]
+    {
+        let state = wait_for_alert(
+            alert,
+            Duration::from_secs(deadline).saturating_sub(fault_started.elapsed()),
+        );
+        checks.check(
+            &format!("{alert} is pending or firing after its fault"),
+            state.is_some(),
+            || format!("{alert} not active after {:?}", fault_started.elapsed()),
+        );
+    }
+    let notified = wait_until(Duration::from_secs(150), || {
+        sink.alert_names("firing").iter().any(|n| n == "WorkerDown")
+    });
+    checks.check("the firing WorkerDown alert reached the webhook receiver", notified, || {
+        format!("notified so far: {:?}", sink.alert_names("firing"))
+    });
+    stack.run(&["start", "postgres"])?;
+    stack.run(&["start", "worker"])?;
+
+    // 5. Every dashboard query and every rule returns data (after the faults, error and failure
+    // series exist too), except the named exemptions.
+    step("every dashboard and rule query parses and returns data");
+    let recovery = runtime.block_on(load::run(Options {
+        stop: Stop::After(Duration::from_secs(30)),
+        rate: Some(40.0),
+        concurrency: 8,
+        seed: 9,
+        ..Options::default()
+    }))?;
+    checks.check("after recovery the load saw no 5xx", recovery.problems(false).is_empty(), || {
+        format!("{:?}", recovery.problems(false))
+    });
+    std::thread::sleep(Duration::from_secs(35));
+    let mut queries: Vec<(String, String)> = dashboards::queries()
+        .into_iter()
+        .map(|(dashboard, panel, expr)| (format!("dashboard {dashboard} / {panel}"), expr))
+        .collect();
+    queries.extend(rules.iter().map(|r| (format!("{} rule {}", r.kind, r.name), r.query.clone())));
+    let (mut with_data, mut exempted) = (0, 0);
+    for (what, expr) in &queries {
+        match prom::query(expr) {
+            Err(e) => checks.fail(&format!("{what}: does not run"), &format!("{e:#}\n{expr}")),
+            Ok(result) if !result.is_empty() => with_data += 1,
+            Ok(_) => match exempt(what, expr) {
+                Some(reason) => {
+                    exempted += 1;
+                    println!("    empty, as expected: {what}: {reason}");
+                }
+                None => checks.fail(&format!("{what}: returns no data"), expr),
+            },
+        }
+    }
+    checks.check(
+        &format!(
+            "{} queries run: {with_data} with data, {exempted} empty by design",
+            queries.len()
+        ),
+        true,
+        String::new,
+    );
+    Ok(())
+}
+
+/// Queries that may return nothing after the run above, with the reason.
+fn exempt(what: &str, expr: &str) -> Option<&'static str> {
+    if what.starts_with("alerting rule") {
+        return Some("an alert condition; those that must hold under faults are checked above");
+    }
+    if expr.contains("ALERTS") {
+        return Some("lists alerts firing now; the faults are over and nothing fires");
+    }
+    if expr.contains("db_client_connection_timeouts") {
+        return Some(
+            "no caller ever waited out PG_POOL_TIMEOUT_MS: with Postgres down, connects fail at once",
+        );
+    }
+    None
+}
+
+fn step(text: &str) {
+    println!("\n==> live proof: {text}");
+}
+
+/// Polls an instant query until `done` holds for its value; returns the last value.
+fn wait_for_value(expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) -> Option<f64> {
+    let until = Instant::now() + deadline;
+    loop {
+        let value = prom::value(expr).ok().flatten();
+        if value.is_some_and(&done) || Instant::now() >= until {
+            return value;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Waits until `alert` is pending or firing; returns its state.
+fn wait_for_alert(alert: &str, deadline: Duration) -> Option<String> {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Ok(alerts) = prom::alerts()
+            && let Some((_, state, _)) = alerts.into_iter().find(|(name, _, _)| name == alert)
+        {
+            return Some(state);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    done()
+}
+
+/// The native stack in `target/e2e/stack`, brought up by this very binary's `stack up` and taken
+/// down on drop.
+struct Stack {
+    dir: std::path::PathBuf,
+}
+
+impl Stack {
+    fn up() -> anyhow::Result<Stack> {
+        let dir = testkit::repo_root().join("target").join("e2e").join("stack");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let stack = Stack { dir };
+        step("cargo xtask stack up (fresh state in target/e2e/stack)");
+        stack.run(&["up"])?;
+        Ok(stack)
+    }
+
+    fn run(&self, args: &[&str]) -> anyhow::Result<()> {
+        let status = Command::new(std::env::current_exe()?)
+            .arg("stack")
+            .args(args)
+            .env(crate::stack::STACK_DIR_ENV, &self.dir)
+            .status()?;
+        anyhow::ensure!(status.success(), "cargo xtask stack {} failed", args.join(" "));
+        Ok(())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        step("cargo xtask stack down");
+        if let Err(e) = self.run(&["down"]) {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The few Prometheus HTTP API calls the live proof needs: instant queries, the rule groups with
+//! their health, and the alerts with their state.
+
+use anyhow::Context;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Prometheus of the native stack.
+pub const PROMETHEUS: &str = "http://127.0.0.1:9090";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .new_agent()
+}
+
+fn get(path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
+    let mut request = agent().get(format!("{PROMETHEUS}{path}"));
+    for (k, v) in params {
+        request = request.query(*k, *v);
+    }
+    let mut response = request.call().with_context(|| format!("GET {path}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().with_context(|| format!("GET {path}: body"))?;
+    let body: Value = serde_json::from_str(&text).with_context(|| format!("GET {path}: {text}"))?;
+    if status != 200 || body["status"] != "success" {
+        anyhow::bail!(
+            "GET {path} {params:?}: {status} {}",
+            body["error"].as_str().unwrap_or("(no error text)")
+        );
+    }
+    Ok(body["data"].clone())
+}
+
+/// The result vector of an instant query (an error if Prometheus cannot parse or run it).
+pub fn query(expr: &str) -> anyhow::Result<Vec<Value>> {
+    let data = get("/api/v1/query", &[("query", expr)])?;
+    Ok(match data["resultType"].as_str() {
+        Some("vector") | Some("matrix") => data["result"].as_array().cloned().unwrap_or_default(),
+        // A scalar or string always has a value.
+        _ => vec![data["result"].clone()],
+    })
+}
+
+/// The single number of a query that returns one sample.
+pub fn value(expr: &str) -> anyhow::Result<Option<f64>> {
+    let result = query(expr)?;
+    Ok(result.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse().ok()))
+}
+
+/// Every rule: (group, name, kind, health, last error, query).
+pub fn rules() -> anyhow::Result<Vec<Rule>> {
+    let data = get("/api/v1/rules", &[])?;
+    let mut out = Vec::new();
+    for group in data["groups"].as_array().into_iter().flatten() {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            out.push(Rule {
+                group: group["name"].as_str().unwrap_or_default().to_string(),
+                name: rule["name"].as_str().unwrap_or_default().to_string(),
+                kind: rule["type"].as_str().unwrap_or_default().to_string(),
+                health: rule["health"].as_str().unwrap_or_default().to_string(),
+                error: rule["lastError"].as_str().unwrap_or_default().to_string(),
+                query: rule["query"].as_str().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A loaded rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its group.
+    pub group: String,
+    /// Recorded series or alert name.
+    pub name: String,
+    /// `recording` or `alerting`.
+    pub kind: String,
+    /// `ok`, `err` or `unknown`.
+    pub health: String,
+    /// The last evaluation error.
+    pub error: String,
+    /// Its expression.
+    pub query: String,
+}
+
+/// The alerts Prometheus holds now: (name, state `pending`/`firing`, labels).
+pub fn alerts() -> anyhow::Result<Vec<(String, String, Value)>> {
+    let data = get("/api/v1/alerts", &[])?;
+    Ok(data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or_default().to_string(),
+                a["state"].as_str().unwrap_or_default().to_string(),
+                a["labels"].clone(),
+            )
+        })
+        .collect())
+}

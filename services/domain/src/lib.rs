@@ -2,9 +2,11 @@
 //! of background job and their payloads, and the one way to enqueue a job, inside the transaction
 //! that records it, so a job the API accepted (202) can never be lost between two writes.
 
+pub mod health_check;
 pub mod jobs;
 pub mod schema;
 pub mod settings;
+pub mod shutdown;
 
 pub use jobs::{
     ExportFormat, InterventionAction, JobKind, JobPayload, JobStatus, enqueue, queue_name,

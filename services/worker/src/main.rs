@@ -4,8 +4,19 @@
 
 use std::process::ExitCode;
 
+fn main() -> ExitCode {
+    // Before telemetry and the runtime: the health check is a short-lived probe, not a service.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "--health-check") {
+        return domain::health_check::run(
+            "worker",
+            worker::Config::from_env().map(|c| c.health_addr).map_err(|e| e.to_string()),
+        );
+    }
+    serve_until_stopped()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve_until_stopped() -> ExitCode {
     let telemetry = match otel::init(otel::service_info!()) {
         Ok(t) => t,
         Err(e) => {
@@ -32,22 +43,5 @@ async fn serve() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.health_addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (WORKER_HEALTH_ADDR): {e}", config.health_addr)
     })?;
-    worker::run(config, listener, shutdown_signal()).await
-}
-
-/// SIGTERM (what compose and the native stack send) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutdown signal received");
+    worker::run(config, listener, domain::shutdown::signal()).await
 }

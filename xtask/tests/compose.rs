@@ -1,0 +1,1167 @@
+//! `compose.yaml`, as Compose itself reads it. `xtask/compose-check` (a small Go program on the
+//! compose-spec loader, `github.com/compose-spec/compose-go/v2`, the library `docker compose`
+//! uses) loads the file from the repo root with `.env` for interpolation and prints the normalised
+//! project as JSON; these tests hold that project against the repo:
+//!
+//! * every image is pinned, and every version comes from `.env`;
+//! * the collector is the contrib image at the builder manifest's version, Prometheus the major
+//!   version the tests run, with 30-day retention, the rules and the lifecycle API;
+//! * every mounted file exists, and the config files are the ones the native stack runs;
+//! * the services' environment is what their code reads, on the ports their defaults name;
+//! * health checks, `depends_on` conditions, restart policies, memory limits, named volumes,
+//!   loopback-only ports, and no credential in the repo.
+//!
+//! The Go program is built once per version of its sources into the tool cache
+//! (`<cache>/compose-check-<hash>/compose-check`, see `testkit::tools::cache_dir`), from the Go
+//! module proxy; it needs `go` on PATH, like `cargo xtask tools`.
+
+use anyhow::Context;
+use serde_yaml::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long building the checker may take (a first build downloads compose-go and its modules).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The services of the platform itself (built from the Dockerfile).
+const OWN_SERVICES: [&str; 2] = ["api", "worker"];
+
+/// Services without a health check, and why: the contrib collector image is distroless (no shell,
+/// no HTTP client) and its binary has no probe subcommand.
+const NO_HEALTHCHECK: [&str; 1] = ["otel-collector"];
+
+/// Ports `docker compose up` publishes (DESIGN.md, "Running it"): (service, container port).
+const PUBLISHED: [(&str, u16); 9] = [
+    ("api", 8000),
+    ("worker", 8001),
+    ("otel-collector", 4317),
+    ("otel-collector", 4318),
+    ("otel-collector", 8889),
+    ("otel-collector", 13133),
+    ("otel-collector", 9090),
+    ("otel-collector", 9093),
+    ("grafana", 3000),
+];
+
+// ---------------------------------------------------------------------------------------------
+// The checks.
+
+#[test]
+fn every_image_is_pinned_and_every_version_comes_from_env() -> anyhow::Result<()> {
+    let project = project()?;
+    let env = env_file()?;
+    let mut problems = Vec::new();
+    for (name, service) in services(project)? {
+        let image = str_at(service, &["image"]).unwrap_or_default();
+        if let Err(why) = check_pinned(image) {
+            problems.push(format!("{name}: image `{image}` {why}"));
+        }
+    }
+    // In the file itself: an image line names a .env variable instead of spelling a version.
+    let text = std::fs::read_to_string(root().join("compose.yaml"))?;
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with("image:")) {
+        let used = variables_in(line);
+        if used.is_empty() {
+            problems.push(format!(
+                "compose.yaml: `{line}` spells its version instead of taking it from .env"
+            ));
+        }
+        for var in used.iter().filter(|v| !env.contains_key(*v)) {
+            problems.push(format!("compose.yaml: `{line}` uses {var}, which .env does not set"));
+        }
+    }
+    // Our own images: tagged with the workspace version, built from pinned bases.
+    let workspace_version = workspace_version()?;
+    for name in OWN_SERVICES {
+        let service = service(project, name)?;
+        let image = str_at(service, &["image"]).unwrap_or_default();
+        if image != format!("orgraph/{name}:{workspace_version}") {
+            problems.push(format!(
+                "{name}: image `{image}`, expected orgraph/{name}:{workspace_version} (APP_VERSION \
+                 in .env must equal the workspace version of Cargo.toml)"
+            ));
+        }
+        let args = build_args(service)?;
+        let rust = args.get("RUST_VERSION").map(String::as_str).unwrap_or_default();
+        if !is_release(rust) {
+            problems.push(format!("{name}: build arg RUST_VERSION=`{rust}` is not X.Y.Z"));
+        }
+        let runtime = args.get("RUNTIME_IMAGE").map(String::as_str).unwrap_or_default();
+        if !has_digest(runtime) {
+            problems.push(format!(
+                "{name}: build arg RUNTIME_IMAGE=`{runtime}` is not pinned by a sha256 digest"
+            ));
+        }
+        for arg in ["APP_VERSION", "SOURCE_URL", "VCS_REF"] {
+            if !args.contains_key(arg) {
+                problems.push(format!("{name}: build arg {arg} (an OCI label) is not passed"));
+            }
+        }
+        if args.get("APP_VERSION") != Some(&workspace_version) {
+            problems.push(format!("{name}: build arg APP_VERSION is not {workspace_version}"));
+        }
+    }
+    report("images", problems)
+}
+
+#[test]
+fn the_dockerfile_builds_small_non_root_images_from_pinned_bases() -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).context("reading Dockerfile")?;
+    let project = project()?;
+    let mut problems = Vec::new();
+    // Stage name -> what it is built FROM.
+    let mut stages = BTreeMap::new();
+    let global_args: BTreeSet<String> = text
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("FROM "))
+        .filter_map(|l| l.trim().strip_prefix("ARG "))
+        .map(|a| a.split('=').next().unwrap_or_default().trim().to_string())
+        .collect();
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with("FROM ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let base = words.get(1).copied().unwrap_or_default();
+        if !stages.contains_key(base) {
+            // A base image: only from build arguments, which compose fills from .env.
+            let vars = variables_in(base);
+            if vars.is_empty() || vars.iter().any(|v| !global_args.contains(v)) {
+                problems
+                    .push(format!("Dockerfile: `{line}`: a base image must come from a build arg"));
+            }
+        }
+        if let (Some(as_kw), Some(stage)) = (words.get(2), words.get(3))
+            && as_kw.eq_ignore_ascii_case("as")
+        {
+            stages.insert((*stage).to_string(), base.to_string());
+        }
+    }
+    for name in OWN_SERVICES {
+        let service = service(project, name)?;
+        let args = build_args(service)?;
+        for var in &global_args {
+            if !args.contains_key(var) {
+                problems.push(format!("{name}: compose does not pass the Dockerfile's ARG {var}"));
+            }
+        }
+        let target = str_at(service, &["build", "target"]).unwrap_or_default();
+        if target != name || !stages.contains_key(name) {
+            problems.push(format!(
+                "{name}: build target `{target}` is not the Dockerfile stage {name}"
+            ));
+        }
+        // Multi-stage: the image ships on the runtime base, not on the toolchain it was built with.
+        let mut base = name.to_string();
+        while let Some(parent) = stages.get(&base) {
+            base = parent.clone();
+        }
+        if base != "${RUNTIME_IMAGE}" {
+            problems.push(format!(
+                "Dockerfile stage {name}: based on `{base}`, not ${{RUNTIME_IMAGE}}"
+            ));
+        }
+        let binary = format!("/usr/local/bin/{name}");
+        let stage = stage_text(&text, name);
+        for (what, needle) in [
+            ("an ENTRYPOINT of the binary", format!("ENTRYPOINT [\"{binary}\"]")),
+            (
+                "a HEALTHCHECK running the binary's --health-check",
+                format!("CMD [\"{binary}\", \"--health-check\"]"),
+            ),
+        ] {
+            if !stage.contains(&needle) {
+                problems.push(format!("Dockerfile stage {name}: no {what} (`{needle}`)"));
+            }
+        }
+    }
+    for label in ["org.opencontainers.image.version", "org.opencontainers.image.source"] {
+        if !text.contains(&format!("{label}=")) {
+            problems.push(format!("Dockerfile: no {label} label"));
+        }
+    }
+    let users: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("USER ")).collect();
+    if users.is_empty() || users.iter().any(|u| u.trim().starts_with('0') || u.contains("root")) {
+        problems
+            .push(format!("Dockerfile: the images must run as a non-root user (USER {users:?})"));
+    }
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap_or_default();
+    for needed in ["target", ".git"] {
+        let excluded = ignore.lines().any(|l| l.trim() == "*")
+            || ignore.lines().any(|l| l.trim().trim_matches('/').ends_with(needed));
+        if !excluded {
+            problems.push(format!(".dockerignore: `{needed}` is sent to the builder"));
+        }
+    }
+    report("Dockerfile", problems)
+}
+
+#[test]
+fn the_collector_is_the_contrib_image_at_the_builder_manifests_version() -> anyhow::Result<()> {
+    let manifest_path = root().join("collector").join("builder-config.yaml");
+    let manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+    let pinned = str_at(&manifest, &["dist", "version"])
+        .with_context(|| format!("no dist.version in {}", manifest_path.display()))?;
+    let image = str_at(service(project()?, "otel-collector")?, &["image"]).unwrap_or_default();
+    let (repository, tag) = image.rsplit_once(':').unwrap_or((image, ""));
+    let mut problems = Vec::new();
+    if repository != "otel/opentelemetry-collector-contrib" {
+        problems.push(format!("otel-collector runs `{image}`, not the contrib image"));
+    }
+    if tag != pinned {
+        problems.push(format!(
+            "otel-collector image tag `{tag}` differs from the builder manifest's dist.version \
+             {pinned} ({}): the tests prove the naming rules of {pinned}",
+            manifest_path.display()
+        ));
+    }
+    let env_version = testkit::tools::versions()?.otelcol;
+    if env_version != pinned {
+        problems.push(format!("OTELCOL_VERSION={env_version} in .env, manifest says {pinned}"));
+    }
+    report("collector version", problems)
+}
+
+#[test]
+fn prometheus_is_the_tested_major_version_with_retention_rules_and_lifecycle() -> anyhow::Result<()>
+{
+    let project = project()?;
+    let prometheus = service(project, "prometheus")?;
+    let image = str_at(prometheus, &["image"]).unwrap_or_default();
+    let tested = testkit::tools::versions()?.prometheus;
+    let mut problems = Vec::new();
+    let tag = image.strip_prefix("prom/prometheus:v").unwrap_or_default();
+    let major = |v: &str| v.split('.').next().map(str::to_string);
+    if !is_release(tag) || major(tag) != major(&tested) {
+        problems.push(format!(
+            "prometheus runs `{image}`; the tests run Prometheus {tested} (PROMETHEUS_VERSION in \
+             .env): compose must run prom/prometheus:v<{}.x.y>",
+            major(&tested).unwrap_or_default()
+        ));
+    }
+    let command = strings_at(prometheus, &["command"]);
+    for flag in [
+        "--config.file=/etc/prometheus/prometheus.yml",
+        "--storage.tsdb.path=/prometheus",
+        "--storage.tsdb.retention.time=30d",
+        "--web.enable-lifecycle",
+    ] {
+        if !command.iter().any(|c| c == flag) {
+            problems.push(format!("prometheus: `{flag}` missing from its command {command:?}"));
+        }
+    }
+    // prometheus/ is mounted whole and read-only, so rules/ comes along.
+    let dir = root().join("prometheus");
+    match mounts(prometheus)?.into_iter().find(|m| m.target == "/etc/prometheus") {
+        Some(m) if m.kind == "bind" && m.source == dir && m.read_only => {}
+        other => problems.push(format!(
+            "prometheus: {} must be mounted read-only at /etc/prometheus, found {other:?}",
+            dir.display()
+        )),
+    }
+    if !named_volume_at(prometheus, "/prometheus")? {
+        problems.push("prometheus: its TSDB (/prometheus) is not on a named volume".into());
+    }
+    // Every rule file prometheus.yml names is inside the mounted directory and exists.
+    let config: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("prometheus.yml"))?)?;
+    for pattern in strings_at(&config, &["rule_files"]) {
+        if pattern.starts_with('/') || pattern.contains("..") {
+            problems.push(format!("prometheus.yml: rule_files `{pattern}` is outside prometheus/"));
+            continue;
+        }
+        if matching_files(&dir, &pattern)?.is_empty() {
+            problems.push(format!("prometheus.yml: rule_files `{pattern}` matches no file"));
+        }
+    }
+    report("prometheus", problems)
+}
+
+#[test]
+fn every_mounted_file_exists_in_the_repo_and_is_read_only() -> anyhow::Result<()> {
+    let root = root();
+    let mut problems = Vec::new();
+    for (name, service) in services(project()?)? {
+        for m in mounts(service)?.into_iter().filter(|m| m.kind == "bind") {
+            if !m.source.starts_with(&root) {
+                problems
+                    .push(format!("{name}: mounts {} from outside the repo", m.source.display()));
+            } else if !m.source.exists() {
+                problems
+                    .push(format!("{name}: mounts {}, which does not exist", m.source.display()));
+            }
+            if !m.read_only {
+                problems.push(format!("{name}: {} is mounted read-write", m.source.display()));
+            }
+        }
+    }
+    report("mounts", problems)
+}
+
+#[test]
+fn compose_mounts_the_very_config_files_the_native_stack_runs() -> anyhow::Result<()> {
+    let project = project()?;
+    let root = root();
+    let mut problems = Vec::new();
+    // (service, repo path, where compose mounts it).
+    let expected = [
+        ("otel-collector", "collector-config.yaml", "/etc/otelcol-contrib/config.yaml"),
+        ("prometheus", "prometheus", "/etc/prometheus"),
+        ("alertmanager", "alertmanager/alertmanager.yml", "/etc/alertmanager/alertmanager.yml"),
+        ("grafana", "grafana/provisioning", "/etc/grafana/provisioning"),
+        ("grafana", "grafana/dashboards", "/var/lib/grafana/dashboards"),
+    ];
+    for (name, path, target) in expected {
+        let found = mounts(service(project, name)?)?.into_iter().find(|m| m.target == target);
+        if found.as_ref().map(|m| &m.source) != Some(&root.join(path)) {
+            problems.push(format!("{name}: expected {path} at {target}, found {found:?}"));
+        }
+    }
+    // The config each server is started with is the mounted repo file.
+    for (name, flag, path) in [
+        ("otel-collector", "--config=/etc/otelcol-contrib/config.yaml", "collector-config.yaml"),
+        ("prometheus", "--config.file=/etc/prometheus/prometheus.yml", "prometheus/prometheus.yml"),
+        (
+            "alertmanager",
+            "--config.file=/etc/alertmanager/alertmanager.yml",
+            "alertmanager/alertmanager.yml",
+        ),
+    ] {
+        if !strings_at(service(project, name)?, &["command"]).iter().any(|c| c == flag) {
+            problems.push(format!("{name}: not started with `{flag}` (the mounted {path})"));
+        }
+    }
+    // The native stack names the same files (`repo_root().join(...)`), and no second copy exists.
+    let stack = rust_sources(&root.join("xtask").join("src").join("stack"))?;
+    for file in ["collector-config.yaml", "prometheus.yml", "alertmanager.yml"] {
+        if !stack.contains(&format!("\"{file}\"")) {
+            problems.push(format!(
+                "xtask/src/stack does not run `{file}`: the native stack and compose must share it"
+            ));
+        }
+        let copies = files_named(&root, file)?;
+        if copies.len() != 1 {
+            problems.push(format!("{file}: expected exactly one in the repo, found {copies:?}"));
+        }
+    }
+    report("shared config files", problems)
+}
+
+#[test]
+fn grafana_finds_its_dashboards_and_datasources() -> anyhow::Result<()> {
+    let project = project()?;
+    let grafana = service(project, "grafana")?;
+    let mut problems = Vec::new();
+    let provisioning = root().join("grafana").join("provisioning");
+    // The dashboard providers read the path compose mounts grafana/dashboards at.
+    for file in yaml_files(&provisioning.join("dashboards"))? {
+        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)?;
+        for provider in doc.get("providers").and_then(Value::as_sequence).into_iter().flatten() {
+            let path = str_at(provider, &["options", "path"]).unwrap_or_default();
+            if !mounts(grafana)?.iter().any(|m| m.target == path && m.kind == "bind") {
+                problems.push(format!("{}: provider path `{path}` is not mounted", file.display()));
+            }
+        }
+    }
+    // Every data source URL names a host Grafana can resolve, serving that port.
+    let grafana_networks = networks_of(grafana);
+    for file in yaml_files(&provisioning.join("datasources"))? {
+        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)?;
+        for source in doc.get("datasources").and_then(Value::as_sequence).into_iter().flatten() {
+            let url = str_at(source, &["url"]).unwrap_or_default();
+            let Some((host, port)) = host_port(url) else {
+                problems
+                    .push(format!("{}: data source URL `{url}` has no host:port", file.display()));
+                continue;
+            };
+            match serving(project, host, &grafana_networks)? {
+                Some(server) if listens_on(project, &server, port)? => {}
+                Some(server) => problems.push(format!("{url}: {server} does not listen on {port}")),
+                None => problems.push(format!(
+                    "{}: `{host}` of {url} is no service or alias on Grafana's networks {grafana_networks:?}",
+                    file.display()
+                )),
+            }
+        }
+    }
+    for (target, read_only) in
+        [("/etc/grafana/provisioning", true), ("/var/lib/grafana/dashboards", true)]
+    {
+        if !mounts(grafana)?.iter().any(|m| m.target == target && m.read_only == read_only) {
+            problems.push(format!("grafana: {target} is not mounted read-only"));
+        }
+    }
+    if !named_volume_at(grafana, "/var/lib/grafana")? {
+        problems.push("grafana: /var/lib/grafana is not on a named volume".into());
+    }
+    report("grafana", problems)
+}
+
+#[test]
+fn health_checks_and_depends_on_conditions_fit_together() -> anyhow::Result<()> {
+    let project = project()?;
+    let services = services(project)?;
+    let mut problems = Vec::new();
+    let has_check = |s: &Value| {
+        let test = strings_at(s, &["healthcheck", "test"]);
+        !test.is_empty()
+            && test[0] != "NONE"
+            && s.get("healthcheck").and_then(|h| h.get("disable")).and_then(Value::as_bool)
+                != Some(true)
+    };
+    for (name, service) in &services {
+        let one_shot = is_one_shot(service);
+        if !one_shot && !has_check(service) && !NO_HEALTHCHECK.contains(&name.as_str()) {
+            problems.push(format!("{name}: no health check"));
+        }
+        if NO_HEALTHCHECK.contains(&name.as_str()) && has_check(service) {
+            problems.push(format!("{name}: has a health check now: drop it from NO_HEALTHCHECK"));
+        }
+        let Some(depends) = service.get("depends_on").and_then(Value::as_mapping) else { continue };
+        for (dependency, spec) in depends {
+            let dependency = dependency.as_str().unwrap_or_default();
+            let condition = str_at(spec, &["condition"]).unwrap_or_default();
+            let Some(target) = services.get(dependency) else {
+                problems.push(format!("{name}: depends on unknown service {dependency}"));
+                continue;
+            };
+            let wanted = if is_one_shot(target) {
+                "service_completed_successfully"
+            } else if has_check(target) {
+                "service_healthy"
+            } else {
+                "service_started"
+            };
+            if condition != wanted {
+                problems.push(format!(
+                    "{name}: depends on {dependency} with `{condition}`, expected `{wanted}`"
+                ));
+            }
+        }
+    }
+    // Our services check themselves with their own binary: no curl in the image.
+    for name in OWN_SERVICES {
+        let test = strings_at(service(project, name)?, &["healthcheck", "test"]);
+        let expected =
+            ["CMD".to_string(), format!("/usr/local/bin/{name}"), "--health-check".into()];
+        if test != expected {
+            problems.push(format!("{name}: health check {test:?}, expected {expected:?}"));
+        }
+    }
+    // What each service needs before it starts.
+    for (name, needs) in [
+        ("api", &["postgres", "redis", "otel-collector"][..]),
+        ("worker", &["postgres", "otel-collector"][..]),
+        ("prometheus", &["otel-collector"][..]),
+        ("alertmanager", &["otel-collector"][..]),
+        ("grafana", &["prometheus"][..]),
+    ] {
+        for need in needs {
+            if service(project, name)?.get("depends_on").and_then(|d| d.get(*need)).is_none() {
+                problems.push(format!("{name}: does not depend on {need}"));
+            }
+        }
+    }
+    report("health checks", problems)
+}
+
+#[test]
+fn services_restart_have_memory_limits_and_keep_data_on_named_volumes() -> anyhow::Result<()> {
+    let project = project()?;
+    let declared: BTreeSet<String> = project
+        .get("volumes")
+        .and_then(Value::as_mapping)
+        .map(|m| m.keys().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    for (name, service) in services(project)? {
+        let restart = str_at(service, &["restart"]).unwrap_or_default();
+        let expected: &[&str] =
+            if is_one_shot(service) { &["no"] } else { &["unless-stopped", "always"] };
+        if !expected.contains(&restart) {
+            problems.push(format!("{name}: restart `{restart}`, expected one of {expected:?}"));
+        }
+        let memory = str_at(service, &["deploy", "resources", "limits", "memory"])
+            .or_else(|| str_at(service, &["mem_limit"]))
+            .and_then(|m| m.parse::<u64>().ok())
+            .unwrap_or(0);
+        if memory == 0 {
+            problems.push(format!("{name}: no memory limit"));
+        }
+        for m in mounts(service)?.into_iter().filter(|m| m.kind == "volume") {
+            let source = m.source.to_string_lossy();
+            if !declared.contains(source.as_ref()) {
+                problems.push(format!(
+                    "{name}: {} is on an anonymous or undeclared volume `{source}`",
+                    m.target
+                ));
+            }
+        }
+    }
+    for (name, target) in [
+        ("postgres", "/var/lib/postgresql"),
+        ("prometheus", "/prometheus"),
+        ("alertmanager", "/alertmanager"),
+        ("grafana", "/var/lib/grafana"),
+    ] {
+        if !named_volume_at(service(project, name)?, target)? {
+            problems.push(format!("{name}: its data ({target}) is not on a named volume"));
+        }
+    }
+    let worker = service(project, "worker")?;
+    let export_dir = env_of(worker).remove("EXPORT_DIR").unwrap_or_default();
+    if export_dir.is_empty() || !named_volume_at(worker, &export_dir)? {
+        problems.push(format!("worker: EXPORT_DIR `{export_dir}` is not on a named volume"));
+    }
+    report("restart, memory, volumes", problems)
+}
+
+#[test]
+fn published_ports_are_the_designed_ones_on_loopback() -> anyhow::Result<()> {
+    let project = project()?;
+    let mut problems = Vec::new();
+    let mut published = BTreeSet::new();
+    for (name, service) in services(project)? {
+        for port in service.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+            let host_ip = str_at(port, &["host_ip"]).unwrap_or_default();
+            let target = port.get("target").and_then(Value::as_u64).unwrap_or_default();
+            if host_ip != "127.0.0.1" {
+                let on = if host_ip.is_empty() { "every interface" } else { host_ip };
+                problems.push(format!("{name}: port {target} is published on {on}, not 127.0.0.1"));
+            }
+            let outside = str_at(port, &["published"]).unwrap_or_default();
+            if outside != target.to_string() {
+                problems.push(format!("{name}: container port {target} is published as {outside}"));
+            }
+            published.insert((name.clone(), target));
+        }
+    }
+    let expected: BTreeSet<(String, u64)> =
+        PUBLISHED.iter().map(|(s, p)| ((*s).to_string(), u64::from(*p))).collect();
+    if published != expected {
+        problems.push(format!(
+            "published ports differ from DESIGN.md's: missing {:?}, unexpected {:?}",
+            expected.difference(&published).collect::<Vec<_>>(),
+            published.difference(&expected).collect::<Vec<_>>()
+        ));
+    }
+    report("ports", problems)
+}
+
+#[test]
+fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
+    let project = project()?;
+    let root = root();
+    let otel_names = env_names(&root.join("otel").join("src"))?;
+    let domain_names = env_names(&root.join("services").join("domain").join("src"))?;
+    let scrape_ms = scrape_interval_ms()?;
+    let otlp_port = collector_default_port("COLLECTOR_OTLP_GRPC_ENDPOINT")?;
+    let mut problems = Vec::new();
+    for (name, addr_var) in [("api", "API_ADDR"), ("worker", "WORKER_HEALTH_ADDR")] {
+        let service = service(project, name)?;
+        let env = env_of(service);
+        let own = env_names(&root.join("services").join(name).join("src"))?;
+        for key in env.keys() {
+            if !(own.contains(key) || otel_names.contains(key) || domain_names.contains(key)) {
+                problems.push(format!(
+                    "{name}: compose sets {key}, which neither services/{name}, services/domain nor \
+                     otel reads"
+                ));
+            }
+        }
+        // The listen address: the port of the code's default, on every interface, published.
+        let config = root.join("services").join(name).join("src").join("config.rs");
+        let default_port = default_port_in(&config, addr_var)?;
+        let addr = env.get(addr_var).cloned().unwrap_or_default();
+        if addr != format!("0.0.0.0:{default_port}") {
+            problems.push(format!(
+                "{name}: {addr_var}=`{addr}`, expected 0.0.0.0:{default_port} (the port of the \
+                 default in {})",
+                config.display()
+            ));
+        }
+        if !PUBLISHED.contains(&(name, default_port)) {
+            problems.push(format!("{name}: port {default_port} is not in PUBLISHED"));
+        }
+        // Telemetry.
+        let expect = |key: &str, want: String, problems: &mut Vec<String>| {
+            let got = env.get(key).cloned().unwrap_or_default();
+            if got != want {
+                problems.push(format!("{name}: {key}=`{got}`, expected `{want}`"));
+            }
+        };
+        expect("OTEL_SERVICE_NAME", name.to_string(), &mut problems);
+        expect(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://otel-collector:{otlp_port}"),
+            &mut problems,
+        );
+        expect("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into(), &mut problems);
+        expect("OTEL_METRIC_EXPORT_INTERVAL", scrape_ms.to_string(), &mut problems);
+        expect(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.namespace=orgraph,deployment.environment.name=compose".into(),
+            &mut problems,
+        );
+        let database = env.get("DATABASE_URL").cloned().unwrap_or_default();
+        if host_port(&database).map(|(h, _)| h) != Some("postgres") {
+            problems.push(format!(
+                "{name}: DATABASE_URL `{database}` does not name the postgres service"
+            ));
+        }
+    }
+    let redis = env_of(service(project, "api")?).remove("REDIS_URL").unwrap_or_default();
+    if host_port(&redis) != Some(("redis", 6379)) {
+        problems.push(format!("api: REDIS_URL `{redis}` is not the redis service on 6379"));
+    }
+    report("service environment", problems)
+}
+
+#[test]
+fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
+    let project = project()?;
+    let mut problems = Vec::new();
+    let secret_like = |key: &str| {
+        let key = key.to_ascii_uppercase();
+        !key.ends_with("__FILE")
+            && ["PASSWORD", "SECRET", "TOKEN", "PASSWD", "API_KEY"].iter().any(|w| key.contains(w))
+    };
+    for (name, service) in services(project)? {
+        for (key, value) in env_of(service) {
+            // Interpolated from .env only: a value here is one written in the repo.
+            if secret_like(&key) && !value.is_empty() {
+                problems.push(format!("{name}: {key} has a value written in the repo"));
+            }
+            if value.contains("://") && userinfo_has_password(&value) {
+                problems.push(format!("{name}: {key} carries a password"));
+            }
+        }
+    }
+    for key in env_file()?.keys().filter(|k| secret_like(k)) {
+        problems.push(format!(".env sets {key}: secrets come from the environment"));
+    }
+    // Grafana's admin password: from a file the one-shot init service writes.
+    let grafana = service(project, "grafana")?;
+    let env = env_of(grafana);
+    if env.contains_key("GF_SECURITY_ADMIN_PASSWORD") {
+        problems.push("grafana: GF_SECURITY_ADMIN_PASSWORD is set in compose.yaml".into());
+    }
+    let file = env.get("GF_SECURITY_ADMIN_PASSWORD__FILE").cloned().unwrap_or_default();
+    let init = service(project, "grafana-init")?;
+    let shared = mounts(grafana)?
+        .into_iter()
+        .find(|m| m.kind == "volume" && file.starts_with(&format!("{}/", m.target)));
+    match shared {
+        Some(m) if mounts(init)?.iter().any(|i| i.kind == "volume" && i.source == m.source) => {}
+        _ => problems.push(format!(
+            "grafana: GF_SECURITY_ADMIN_PASSWORD__FILE=`{file}` is not on a volume grafana-init writes"
+        )),
+    }
+    if str_at(grafana, &["depends_on", "grafana-init", "condition"])
+        != Some("service_completed_successfully")
+    {
+        problems.push("grafana: does not wait for grafana-init to complete".into());
+    }
+    if !env_of(init).contains_key("GRAFANA_ADMIN_PASSWORD") {
+        problems
+            .push("grafana-init: does not take GRAFANA_ADMIN_PASSWORD from the environment".into());
+    }
+    // Postgres and Redis trust their network: nothing may reach it from outside.
+    for name in ["postgres", "redis"] {
+        let service = service(project, name)?;
+        if service.get("ports").and_then(Value::as_sequence).is_some_and(|p| !p.is_empty()) {
+            problems.push(format!("{name}: publishes a port, but has no password"));
+        }
+        for network in networks_of(service) {
+            let internal = project
+                .get("networks")
+                .and_then(|n| n.get(&network))
+                .and_then(|n| n.get("internal"))
+                .and_then(Value::as_bool);
+            if internal != Some(true) {
+                problems.push(format!("{name}: network {network} is not internal"));
+            }
+        }
+    }
+    report("credentials", problems)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The project and its parts.
+
+/// The loaded project, once per test binary.
+fn project() -> anyhow::Result<&'static Value> {
+    static PROJECT: OnceLock<Result<Value, String>> = OnceLock::new();
+    PROJECT
+        .get_or_init(|| load_project().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn load_project() -> anyhow::Result<Value> {
+    let checker = checker()?;
+    let mut command = Command::new(&checker);
+    command.arg("-dir").arg(root()).args(["-file", "compose.yaml", "-env-file", ".env"]);
+    let json = testkit::process::output("compose-check", &mut command, Duration::from_secs(60))?;
+    // JSON is YAML: serde_yaml reads it, so this test needs no other parser.
+    serde_yaml::from_str(&json).context("the output of compose-check is not JSON")
+}
+
+/// The checker binary, built with `go build` unless this version of its sources already was.
+fn checker() -> anyhow::Result<PathBuf> {
+    let source = root().join("xtask").join("compose-check");
+    let mut hash = Fnv::default();
+    for file in ["go.mod", "go.sum", "main.go"] {
+        let path = source.join(file);
+        hash.write(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    let dir = testkit::tools::cache_dir()?.join(format!("compose-check-{:016x}", hash.0));
+    let binary = dir.join("compose-check");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let go = testkit::tools::find_on_path("go")
+        .context("`go` not found on PATH: the compose test builds xtask/compose-check with it")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Built under a private name and renamed: concurrent builds never see half a binary.
+    let partial = dir.join(format!("compose-check.{}.partial", std::process::id()));
+    let mut command = Command::new(go);
+    command
+        .args(["build", "-trimpath", "-buildvcs=false", "-o"])
+        .arg(&partial)
+        .arg(".")
+        .current_dir(&source);
+    testkit::process::output("go build (xtask/compose-check)", &mut command, BUILD_TIMEOUT)?;
+    std::fs::rename(&partial, &binary)
+        .with_context(|| format!("moving {} into place", partial.display()))?;
+    Ok(binary)
+}
+
+/// 64-bit FNV-1a: enough to tell versions of the checker's sources apart.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    testkit::repo_root()
+}
+
+fn services(project: &Value) -> anyhow::Result<BTreeMap<String, &Value>> {
+    let services = project.get("services").and_then(Value::as_mapping).context("no services")?;
+    Ok(services.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect())
+}
+
+fn service<'a>(project: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
+    project
+        .get("services")
+        .and_then(|s| s.get(name))
+        .with_context(|| format!("compose.yaml has no service `{name}`"))
+}
+
+/// A string at a path of keys.
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(value, |v, key| v.get(*key))?.as_str()
+}
+
+/// A list of strings at a path of keys (empty if absent).
+fn strings_at(value: &Value, path: &[&str]) -> Vec<String> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(*key))
+        .and_then(Value::as_sequence)
+        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn env_of(service: &Value) -> BTreeMap<String, String> {
+    service
+        .get("environment")
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    Some((k.as_str()?.to_string(), v.as_str().unwrap_or("").to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn build_args(service: &Value) -> anyhow::Result<BTreeMap<String, String>> {
+    let args = service
+        .get("build")
+        .and_then(|b| b.get("args"))
+        .and_then(Value::as_mapping)
+        .context("no build args")?;
+    Ok(args
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().unwrap_or("").to_string())))
+        .collect())
+}
+
+fn networks_of(service: &Value) -> BTreeSet<String> {
+    service
+        .get("networks")
+        .and_then(Value::as_mapping)
+        .map(|m| m.keys().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A service that runs once and exits (`restart: "no"`, and others wait for its completion).
+fn is_one_shot(service: &Value) -> bool {
+    str_at(service, &["restart"]) == Some("no")
+}
+
+#[derive(Debug)]
+struct Mount {
+    kind: String,
+    source: PathBuf,
+    target: String,
+    read_only: bool,
+}
+
+fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
+    let Some(volumes) = service.get("volumes").and_then(Value::as_sequence) else {
+        return Ok(Vec::new());
+    };
+    volumes
+        .iter()
+        .map(|v| {
+            Ok(Mount {
+                kind: str_at(v, &["type"]).context("a mount without a type")?.to_string(),
+                source: PathBuf::from(str_at(v, &["source"]).unwrap_or_default()),
+                target: str_at(v, &["target"]).context("a mount without a target")?.to_string(),
+                read_only: v.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+            })
+        })
+        .collect()
+}
+
+fn named_volume_at(service: &Value, target: &str) -> anyhow::Result<bool> {
+    Ok(mounts(service)?
+        .iter()
+        .any(|m| m.kind == "volume" && m.target == target && !m.source.as_os_str().is_empty()))
+}
+
+/// The service (by name) that answers for `host` on `networks`: a service of that name on one of
+/// them, or one whose network namespace is that of a service carrying `host` as an alias there.
+fn serving(
+    project: &Value,
+    host: &str,
+    networks: &BTreeSet<String>,
+) -> anyhow::Result<Option<String>> {
+    let services = services(project)?;
+    if let Some(s) = services.get(host)
+        && !networks_of(s).is_disjoint(networks)
+    {
+        return Ok(Some(host.to_string()));
+    }
+    for (name, service) in &services {
+        for network in networks_of(service).intersection(networks) {
+            let aliases = strings_at(service, &["networks", network, "aliases"]);
+            if aliases.iter().any(|a| a == host) {
+                // The alias leads into `name`'s namespace; the service named `host` must live there.
+                let joined = services.get(host).and_then(|s| str_at(s, &["network_mode"]));
+                return Ok(match joined {
+                    Some(mode) if mode == format!("service:{name}") => Some(host.to_string()),
+                    _ => Some(name.clone()),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `service` listens on container port `port` (by its published ports, its health check
+/// or, for the services whose port is their image's fixed default, a known table).
+fn listens_on(project: &Value, name: &str, port: u16) -> anyhow::Result<bool> {
+    let known = [("prometheus", 9090), ("alertmanager", 9093)];
+    if known.contains(&(name, port)) {
+        return Ok(true);
+    }
+    let service = service(project, name)?;
+    Ok(service
+        .get("ports")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .any(|p| p.get("target").and_then(Value::as_u64) == Some(u64::from(port))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The repo.
+
+fn env_file() -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(root().join(".env")).context("reading .env")?;
+    testkit::tools::parse_env_file(&text)
+}
+
+/// `version` of `[workspace.package]` in Cargo.toml.
+fn workspace_version() -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml"))?;
+    let section = text.split("[workspace.package]").nth(1).context("no [workspace.package]")?;
+    section
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find_map(|l| l.trim().strip_prefix("version").map(str::trim))
+        .and_then(|l| l.strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .context("no version in [workspace.package]")
+}
+
+/// The names of the environment variables code under `dir` can read: every string literal that
+/// looks like one (`"API_ADDR"`). A superset (a literal need not be read), which is what the check
+/// needs: a name compose sets that appears nowhere is certainly read by nobody.
+fn env_names(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let text = rust_sources(dir)?;
+    Ok(text
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.len() >= 3
+                && s.starts_with(|c: char| c.is_ascii_uppercase())
+                && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_string)
+        .collect())
+}
+
+/// The port of the default address of `var` in a config reader, e.g. `8000` from
+/// `s.addr("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?`.
+fn default_port_in(config: &Path, var: &str) -> anyhow::Result<u16> {
+    let text = std::fs::read_to_string(config)?;
+    let start = text
+        .find(&format!("addr(\"{var}\""))
+        .with_context(|| format!("{} reads no address `{var}`", config.display()))?;
+    let call = &text[start..];
+    let call = &call[..call.find(")?").unwrap_or(call.len())];
+    call.rsplit(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no default port for {var} in {}", config.display()))
+}
+
+/// `global.scrape_interval` of prometheus.yml in milliseconds (`15s` -> 15000).
+fn scrape_interval_ms() -> anyhow::Result<u64> {
+    let path = root().join("prometheus").join("prometheus.yml");
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+    let interval = str_at(&doc, &["global", "scrape_interval"]).context("no scrape_interval")?;
+    let seconds = interval.strip_suffix('s').and_then(|s| s.parse::<u64>().ok());
+    seconds
+        .map(|s| s * 1000)
+        .with_context(|| format!("scrape_interval `{interval}` is not whole seconds"))
+}
+
+/// The default port of a `${env:NAME:-host:port}` in collector-config.yaml.
+fn collector_default_port(var: &str) -> anyhow::Result<u16> {
+    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+    let start = text.find(&format!("${{env:{var}:-")).with_context(|| format!("no {var}"))?;
+    let rest = &text[start..];
+    let value = &rest[..rest.find('}').unwrap_or(rest.len())];
+    value
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no port in `{value}`"))
+}
+
+/// The text of every `.rs` file under `dir`, concatenated.
+fn rust_sources(dir: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for path in walk(dir)? {
+        if path.extension().is_some_and(|e| e == "rs") {
+            text.push_str(&std::fs::read_to_string(&path)?);
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = walk(dir)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no YAML files under {}", dir.display());
+    Ok(files)
+}
+
+/// Files of the repo (not under target/ or .git/) called `name`.
+fn files_named(root: &Path, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(walk(root)?.into_iter().filter(|p| p.file_name().is_some_and(|n| n == name)).collect())
+}
+
+/// Every file under `dir`, skipping build output and VCS data.
+fn walk(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            if entry.file_type()?.is_dir() {
+                if !matches!(name.to_str(), Some("target" | ".git" | "node_modules")) {
+                    pending.push(path);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Files of `dir` matching a `rules/*.yaml`-style pattern (a `*` in the last component only).
+fn matching_files(dir: &Path, pattern: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let (parent, file) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+    let (prefix, suffix) = file.split_once('*').unwrap_or((file, ""));
+    let exact = !file.contains('*');
+    let dir = dir.join(parent);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let hit = if exact {
+            name == file
+        } else {
+            name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        };
+        if hit {
+            out.push(dir.join(name));
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small parsers.
+
+/// Whether an image reference names a fixed version: a digest, or a tag other than `latest`
+/// that contains a digit (a release, not a channel like `stable`).
+fn check_pinned(image: &str) -> Result<(), &'static str> {
+    if image.is_empty() {
+        return Err("is missing");
+    }
+    if has_digest(image) {
+        return Ok(());
+    }
+    if image.contains('@') {
+        return Err("has a malformed digest");
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        None => Err("has no tag (that means `latest`)"),
+        Some((_, "latest")) => Err("is `latest`"),
+        Some((_, tag)) if !tag.contains(|c: char| c.is_ascii_digit()) => {
+            Err("has a tag without a version number")
+        }
+        Some((_, tag)) if tag.starts_with('-') || tag.contains("--") => {
+            Err("has an empty version (a variable .env does not set?)")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn has_digest(image: &str) -> bool {
+    image.split_once("@sha256:").is_some_and(|(name, hex)| {
+        !name.is_empty() && hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
+/// `X.Y.Z` with numbers.
+fn is_release(version: &str) -> bool {
+    let parts: Vec<&str> = version.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The `${NAME}` / `${NAME:-…}` variables a line uses.
+fn variables_in(line: &str) -> Vec<String> {
+    line.split("${")
+        .skip(1)
+        .filter_map(|rest| {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            Some(rest[..end].to_string()).filter(|n| !n.is_empty())
+        })
+        .collect()
+}
+
+/// Host and port of `scheme://[user@]host:port[/…]`.
+fn host_port(url: &str) -> Option<(&str, u16)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = host_port.rsplit_once(':')?;
+    Some((host, port.parse().ok()?))
+}
+
+fn userinfo_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// The lines of a Dockerfile stage, from its `FROM … AS <name>` to the next `FROM`.
+fn stage_text(dockerfile: &str, name: &str) -> String {
+    let mut inside = false;
+    let mut out = String::new();
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("FROM ") {
+            inside = trimmed.split_whitespace().nth(3) == Some(name);
+        }
+        if inside {
+            out.push_str(trimmed);
+            out.push('\n');
+        }
+    }
+    // Continuation lines joined, so that a HEALTHCHECK's CMD is found on its own.
+    out.replace("\\\n", " ")
+}
+
+/// `Ok` if there are no problems, else one error listing them all.
+fn report(what: &str, problems: Vec<String>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        problems.is_empty(),
+        "compose.yaml ({what}): {} problem(s):\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+    Ok(())
+}
+
+#[test]
+fn the_small_parsers_work() {
+    assert!(check_pinned("postgres:18.6-alpine").is_ok());
+    assert!(check_pinned("gcr.io/distroless/cc-debian12:nonroot@sha256:").is_err());
+    assert!(
+        check_pinned(&format!("gcr.io/distroless/cc-debian12@sha256:{}", "a".repeat(64))).is_ok()
+    );
+    assert!(check_pinned("localhost:5000/img").is_err());
+    assert!(check_pinned("redis:latest").is_err());
+    assert!(check_pinned("grafana/grafana:main").is_err());
+    assert!(check_pinned("postgres:-alpine").is_err());
+    assert_eq!(variables_in("image: a:${X}-${Y:-1}"), ["X", "Y"]);
+    assert_eq!(host_port("postgres://postgres@postgres:5432/orgraph"), Some(("postgres", 5432)));
+    assert_eq!(host_port("http://prometheus:9090"), Some(("prometheus", 9090)));
+    assert!(userinfo_has_password("postgres://u:p@h:1/d"));
+    assert!(!userinfo_has_password("postgres://u@h:1/d"));
+    assert!(is_release("3.16.0") && !is_release("3.16") && !is_release("v3.16.0"));
+}

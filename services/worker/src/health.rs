@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What readiness looks at.
@@ -20,6 +20,8 @@ pub struct Health {
     pub pool: PgPool,
     /// Set once the queue workers run; cleared when they stop.
     pub running: Arc<AtomicBool>,
+    /// Queue workers that stopped on an error and wait to restart.
+    pub down: Arc<AtomicUsize>,
 }
 
 /// The health routes.
@@ -48,6 +50,10 @@ async fn ready(State(health): State<Health>) -> Response {
     }
     if !health.running.load(Ordering::Relaxed) {
         down.push("queue workers are not running".to_string());
+    }
+    match health.down.load(Ordering::Relaxed) {
+        0 => {}
+        n => down.push(format!("{n} queue worker(s) lost the database and are reconnecting")),
     }
     if down.is_empty() {
         Json(json!({"status": "ready", "checks": {"postgres": "up", "workers": "running"}}))

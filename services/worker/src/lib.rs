@@ -31,7 +31,7 @@ use otel::metrics::labels::{Label, Queue};
 use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -58,9 +58,13 @@ pub async fn run(
     let ctx = Ctx::new(pool.clone(), config);
 
     let running = Arc::new(AtomicBool::new(false));
+    let down = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let health_app =
-        health::router(health::Health { pool: pool.clone(), running: running.clone() });
+    let health_app = health::router(health::Health {
+        pool: pool.clone(),
+        running: running.clone(),
+        down: down.clone(),
+    });
     let mut health_stop = stop_rx.clone();
     let health_task = tokio::spawn(async move {
         axum::serve(health, health_app)
@@ -75,25 +79,9 @@ pub async fn run(
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let mut workers = tokio::task::JoinSet::new();
     for queue in Queue::ALL.iter().copied() {
-        let slots = ctx.config.concurrency_of(queue);
-        let backend = PostgresStorage::<JobPayload>::new(&pool).with_config(
-            apalis_postgres::Config::default()
-                .queue(queue_name(queue))
-                .batch_size(slots as usize)
-                .heartbeat_interval(ctx.config.heartbeat)
-                .missed_heartbeats(ctx.config.missed_heartbeats as usize),
-        );
-        let worker = WorkerBuilder::new(format!("orgraph-{}-{instance}", queue.as_str()))
-            .backend(backend)
-            .concurrency(slots as usize)
-            .data(ctx.clone())
-            .build(handle);
-        ctx.worker.worker_started(queue, slots);
-        let mut stop = stop_rx.clone();
-        workers.spawn(worker.run_until(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-            Ok::<(), std::io::Error>(())
-        }));
+        ctx.worker.worker_started(queue, ctx.config.concurrency_of(queue));
+        let name = format!("orgraph-{}-{instance}", queue.as_str());
+        workers.spawn(supervise(queue, name, ctx.clone(), stop_rx.clone(), down.clone()));
     }
     running.store(true, Ordering::Relaxed);
     tracing::info!(%instance, "worker running");
@@ -104,10 +92,8 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(grace, async {
         while let Some(result) = workers.join_next().await {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "queue worker stopped with an error"),
-                Err(e) => tracing::error!(error = %e, "queue worker task failed"),
+            if let Err(e) = result {
+                tracing::error!(error = %e, "queue worker task failed");
             }
         }
     })
@@ -119,6 +105,60 @@ pub async fn run(
     stats_task.abort();
     let _ = health_task.await;
     Ok(())
+}
+
+/// Runs `queue`'s apalis worker until the stop signal, and again whenever it stops on its own: a
+/// lost database connection ends an apalis worker with an error, and the worker must reconnect
+/// by itself once Postgres is back. While it is down, `down` counts it (readiness says so).
+async fn supervise(
+    queue: Queue,
+    name: String,
+    ctx: Ctx,
+    stop: watch::Receiver<bool>,
+    down: Arc<AtomicUsize>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    for round in 0u64.. {
+        let slots = ctx.config.concurrency_of(queue) as usize;
+        let backend = PostgresStorage::<JobPayload>::new(&ctx.pool).with_config(
+            apalis_postgres::Config::default()
+                .queue(queue_name(queue))
+                .batch_size(slots)
+                .heartbeat_interval(ctx.config.heartbeat)
+                .missed_heartbeats(ctx.config.missed_heartbeats as usize),
+        );
+        // A fresh name per restart: the old one's locked jobs go back to the queue by the
+        // heartbeat recovery, as after a crash.
+        let worker = WorkerBuilder::new(format!("{name}-{round}"))
+            .backend(backend)
+            .concurrency(slots)
+            .data(ctx.clone())
+            .build(handle);
+        let mut until = stop.clone();
+        let result = worker
+            .run_until(async move {
+                let _ = until.wait_for(|stop| *stop).await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+        if *stop.borrow() {
+            return;
+        }
+        match result {
+            Ok(()) => tracing::warn!(queue = queue.as_str(), "queue worker stopped; restarting"),
+            Err(e) => {
+                tracing::error!(queue = queue.as_str(), error = %e, ?backoff, "queue worker failed; restarting")
+            }
+        }
+        down.fetch_add(1, Ordering::Relaxed);
+        let mut wait = stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = wait.wait_for(|stop| *stop) => return,
+        }
+        down.fetch_sub(1, Ordering::Relaxed);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// The apalis task function: runs the job through the runner.

@@ -22,6 +22,15 @@ use checks::Checks;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Every API request Prometheus counted (health checks aside).
+const COUNT_API_REQUESTS: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route!~\"/health/.*\"})";
+
+/// A request slower than this, while the collector is away, counts as slowed down by it.
+const SLOW_MS: f64 = 1_000.0;
+
+/// How much the API's resident memory may grow while the collector is away.
+const RSS_BOUND_KIB: u64 = 50 * 1024;
+
 /// Ports the stack (and the sink) listen on; the proof needs them free.
 const PORTS: &[(u16, &str)] = &[
     (5432, "postgres"),
@@ -100,11 +109,7 @@ fn prove(
     // 2. Nothing lost: Prometheus counts exactly what the client received.
     step("Prometheus' request count equals the load generator's");
     let expected = count("total") as f64;
-    let counted = wait_for_value(
-        "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route!~\"/health/.*\"})",
-        |v| v >= expected,
-        Duration::from_secs(90),
-    );
+    let counted = wait_for_value(COUNT_API_REQUESTS, |v| v >= expected, Duration::from_secs(90));
     checks.check(
         "requests counted in Prometheus == responses the client received",
         counted == Some(expected),
@@ -147,7 +152,68 @@ fn prove(
         .collect();
     checks.check("no alert fires under healthy load", firing.is_empty(), || firing.join("\n"));
 
-    // 4. Faults put the matching alerts in pending or firing.
+    // 4. The collector stopped for 30 s under load: requests keep succeeding at full speed, the
+    // API's memory stays bounded, and afterwards Prometheus has counted every request
+    // (cumulative temporality: the first export after the restart carries all of them).
+    step("fault: the collector stopped for 30 s under load");
+    let before = prom::value(COUNT_API_REQUESTS)?.unwrap_or(0.0);
+    let rss_before = stack.rss_kib("api");
+    let background = runtime.spawn(load::run(Options {
+        stop: Stop::After(Duration::from_secs(60)),
+        rate: Some(40.0),
+        concurrency: 8,
+        seed: 11,
+        ..Options::default()
+    }));
+    std::thread::sleep(Duration::from_secs(10));
+    stack.run(&["stop", "collector"])?;
+    std::thread::sleep(Duration::from_secs(30));
+    let rss_during = stack.rss_kib("api");
+    stack.run(&["start", "collector"])?;
+    let during = runtime.block_on(background)??;
+    let p99 = during.latency_ms.p99;
+    checks.check(
+        &format!("with the collector away, no request failed and p99 stayed under {SLOW_MS} ms"),
+        during.problems(false).is_empty() && p99 < SLOW_MS,
+        || format!("p99 {p99} ms; {:?}", during.problems(false)),
+    );
+    checks.check(
+        &format!("the API's memory stayed bounded (under +{RSS_BOUND_KIB} KiB) while the collector was away"),
+        matches!((rss_before, rss_during), (Some(a), Some(b)) if b < a + RSS_BOUND_KIB),
+        || format!("RSS before {rss_before:?} KiB, during {rss_during:?} KiB"),
+    );
+    let expected = before + during.total as f64;
+    let counted = wait_for_value(COUNT_API_REQUESTS, |v| v >= expected, Duration::from_secs(90));
+    checks.check(
+        "after the collector's restart Prometheus counts every request (nothing lost)",
+        counted == Some(expected),
+        || {
+            format!(
+                "Prometheus {counted:?}, expected {expected} ({before} before + {} during)",
+                during.total
+            )
+        },
+    );
+
+    // 5. Redis stopped: reads degrade to L1 and Postgres, no 5xx.
+    step("fault: Redis stopped under load");
+    stack.run(&["stop", "redis"])?;
+    let without_redis = runtime.block_on(load::run(Options {
+        stop: Stop::After(Duration::from_secs(20)),
+        rate: Some(40.0),
+        concurrency: 8,
+        seed: 12,
+        mix: load::Mix::parse("reads=70,updates=30").map_err(anyhow::Error::msg)?,
+        ..Options::default()
+    }))?;
+    checks.check(
+        "with Redis down no request got a 5xx",
+        without_redis.problems(false).is_empty(),
+        || format!("{:?}", without_redis.problems(false)),
+    );
+    stack.run(&["start", "redis"])?;
+
+    // 6. Faults put the matching alerts in pending or firing.
     step("faults: the worker stopped, Postgres stopped under load");
     stack.run(&["stop", "worker"])?;
     let fault_started = Instant::now();
@@ -187,7 +253,7 @@ fn prove(
     stack.run(&["start", "postgres"])?;
     stack.run(&["start", "worker"])?;
 
-    // 5. Every dashboard query and every rule returns data (after the faults, error and failure
+    // 7. Every dashboard query and every rule returns data (after the faults, error and failure
     // series exist too), except the named exemptions.
     step("every dashboard and rule query parses and returns data");
     let recovery = runtime.block_on(load::run(Options {
@@ -306,6 +372,20 @@ impl Stack {
         step("cargo xtask stack up (fresh state in target/e2e/stack)");
         stack.run(&["up"])?;
         Ok(stack)
+    }
+
+    /// A service's resident memory, from its pid file and `/proc`.
+    fn rss_kib(&self, service: &str) -> Option<u64> {
+        let pid = std::fs::read_to_string(self.dir.join(format!("{service}.pid"))).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
     }
 
     fn run(&self, args: &[&str]) -> anyhow::Result<()> {

@@ -2,7 +2,10 @@
 //! announced with its duration, and stops at the first failing step, naming it.
 
 use crate::run::{Output, human, run};
-use std::path::PathBuf;
+use anyhow::Context;
+use serde_yaml::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,34 @@ fn steps() -> Vec<Step> {
                 in_repo("promtool check config", &mut command, minutes(2))
             }),
         },
+        Step {
+            name: "prometheus rules",
+            action: Box::new(|| {
+                let promtool = testkit::tools::promtool_path()?;
+                let mut command = Command::new(promtool);
+                command.args(["check", "rules"]).args(yaml_files_in_repo(RULES_DIR)?);
+                in_repo("promtool check rules", &mut command, minutes(2))
+            }),
+        },
+        Step {
+            name: "prometheus rule tests",
+            action: Box::new(|| {
+                let promtool = testkit::tools::promtool_path()?;
+                let mut command = Command::new(promtool);
+                command.args(["test", "rules"]).args(yaml_files_in_repo(RULE_TESTS_DIR)?);
+                in_repo("promtool test rules", &mut command, minutes(5))
+            }),
+        },
+        Step { name: "alert coverage", action: Box::new(check_alerts) },
+        Step {
+            name: "alertmanager config",
+            action: Box::new(|| {
+                let amtool = testkit::tools::amtool_path()?;
+                let mut command = Command::new(amtool);
+                command.args(["check-config", "alertmanager/alertmanager.yml"]);
+                in_repo("amtool check-config", &mut command, minutes(2))
+            }),
+        },
         // --no-fail-fast: one failing test binary must not hide the results of the others.
         cargo_step(
             "tests",
@@ -96,4 +127,261 @@ fn in_repo(what: &str, command: &mut Command, timeout: Duration) -> anyhow::Resu
 /// The cargo that runs us (`$CARGO`), else `cargo` from PATH.
 fn cargo() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
+/// The Prometheus rule files (recording and alerting rules), relative to the repo root.
+const RULES_DIR: &str = "prometheus/rules";
+
+/// The promtool unit tests of those rules.
+const RULE_TESTS_DIR: &str = "prometheus/tests";
+
+/// One runbook per alert: `<RUNBOOKS_DIR>/<AlertName>.md`.
+const RUNBOOKS_DIR: &str = "docs/runbooks";
+
+/// The `*.yaml`/`*.yml` files directly in `dir`, sorted; an error if there are none (a step that
+/// checks nothing must not pass).
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    files.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no *.yaml file in {}", dir.display());
+    Ok(files)
+}
+
+/// [`yaml_files`] of the repo directory `dir`, as paths relative to the repo root (the steps run
+/// there, so the commands they echo stay short).
+fn yaml_files_in_repo(dir: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let root = testkit::repo_root();
+    Ok(yaml_files(&root.join(dir))?
+        .into_iter()
+        .map(|p| p.strip_prefix(&root).map(Path::to_path_buf).unwrap_or(p))
+        .collect())
+}
+
+fn read_yaml(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
+}
+
+/// The "alert coverage" step: every alert of the rule files carries what the design asks for
+/// (see [`alert_problems`]). promtool cannot check this itself: a test of a misspelt alert name
+/// expecting no alert passes, and an alert without any test is not noticed.
+fn check_alerts() -> anyhow::Result<()> {
+    let root = testkit::repo_root();
+    let rules = yaml_files(&root.join(RULES_DIR))?
+        .iter()
+        .map(|p| read_yaml(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tests = yaml_files(&root.join(RULE_TESTS_DIR))?
+        .iter()
+        .map(|p| read_yaml(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let runbooks_dir = root.join(RUNBOOKS_DIR);
+    let runbooks: BTreeSet<String> = std::fs::read_dir(&runbooks_dir)
+        .with_context(|| format!("listing {}", runbooks_dir.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    let alerts = alerts(&rules);
+    let problems = alert_problems(&rules, &tests, &runbooks);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "{} problem(s) with the alerts of {RULES_DIR}:\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+    eprintln!(
+        "    {} alerts, each with severity, service, summary, a description showing its value, a \
+         runbook, and promtool tests that fire it and keep it quiet",
+        alerts.len()
+    );
+    Ok(())
+}
+
+/// The alerting rules (`alert:` entries) of parsed rule files.
+fn alerts(rule_files: &[Value]) -> Vec<&Value> {
+    rule_files
+        .iter()
+        .filter_map(|file| file.get("groups")?.as_sequence())
+        .flatten()
+        .filter_map(|group| group.get("rules")?.as_sequence())
+        .flatten()
+        .filter(|rule| rule.get("alert").is_some())
+        .collect()
+}
+
+/// What is wrong with the alerts of `rule_files`, given the promtool test files and the file
+/// names in the runbook directory. Every alert must have
+/// * a `severity` label of critical, warning or info, and a `service` label;
+/// * `summary`, `description` (showing `$value`) and `runbook_url` annotations, the URL ending in
+///   `docs/runbooks/<AlertName>.md` with the same base for every alert, and that runbook present;
+/// * a promtool test in which it fires and one in which it must not.
+///
+/// Tests of an alert name that no rule defines, and runbooks of no alert, are problems too.
+fn alert_problems(
+    rule_files: &[Value],
+    test_files: &[Value],
+    runbooks: &BTreeSet<String>,
+) -> Vec<String> {
+    let text = |v: &Value, section: &str, key: &str| -> Option<String> {
+        v.get(section)?
+            .get(key)?
+            .as_str()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+    };
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut bases = BTreeSet::new();
+    for alert in alerts(rule_files) {
+        let name = alert.get("alert").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut problem = |what: String| problems.push(format!("{name}: {what}"));
+        if !names.insert(name.clone()) {
+            problem("defined twice".into());
+        }
+        match text(alert, "labels", "severity").as_deref() {
+            Some("critical" | "warning" | "info") => {}
+            other => problem(format!("severity {other:?}, expected critical, warning or info")),
+        }
+        if text(alert, "labels", "service").is_none() {
+            problem("no `service` label".into());
+        }
+        if text(alert, "annotations", "summary").is_none() {
+            problem("no `summary` annotation".into());
+        }
+        if !text(alert, "annotations", "description").is_some_and(|d| d.contains("$value")) {
+            problem("no `description` annotation showing `$value`".into());
+        }
+        let tail = format!("{RUNBOOKS_DIR}/{name}.md");
+        match text(alert, "annotations", "runbook_url") {
+            Some(url) if url.ends_with(&tail) => {
+                bases.insert(url[..url.len() - tail.len()].to_string());
+            }
+            other => problem(format!("runbook_url {other:?} does not end in `{tail}`")),
+        }
+        if !runbooks.contains(&format!("{name}.md")) {
+            problem(format!("no runbook {tail}"));
+        }
+    }
+    if bases.len() > 1 {
+        problems.push(format!("runbook_url bases differ (keep one): {bases:?}"));
+    }
+    let orphans = runbooks
+        .iter()
+        .filter_map(|f| f.strip_suffix(".md"))
+        .filter(|n| *n != "README" && !names.contains(*n));
+    problems.extend(orphans.map(|n| format!("{RUNBOOKS_DIR}/{n}.md: no alert of that name")));
+
+    let (mut fired, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    let cases = test_files
+        .iter()
+        .filter_map(|file| file.get("tests")?.as_sequence())
+        .flatten()
+        .filter_map(|test| test.get("alert_rule_test")?.as_sequence())
+        .flatten();
+    for case in cases {
+        let Some(name) = case.get("alertname").and_then(Value::as_str) else { continue };
+        if !names.contains(name) {
+            problems.push(format!("{RULE_TESTS_DIR}: a test of `{name}`, which no rule defines"));
+        }
+        let expected = case.get("exp_alerts").and_then(Value::as_sequence).map_or(0, Vec::len);
+        if expected > 0 { &mut fired } else { &mut quiet }.insert(name.to_string());
+    }
+    for name in &names {
+        if !fired.contains(name) {
+            problems.push(format!("{name}: no promtool test in which it fires"));
+        }
+        if !quiet.contains(name) {
+            problems.push(format!("{name}: no promtool test in which it must not fire"));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+groups:
+  - name: g
+    rules:
+      - record: job:x:rate5m
+        expr: sum by (job) (rate(x_total[5m]))
+      - alert: XHigh
+        expr: job:x:rate5m > 1
+        labels: {severity: warning, service: api}
+        annotations:
+          summary: X is high
+          description: "{{ $value }} per second"
+          runbook_url: https://example.com/repo/docs/runbooks/XHigh.md
+"#;
+
+    fn yaml(text: &str) -> Value {
+        serde_yaml::from_str(text).expect("test YAML parses")
+    }
+
+    fn tests_of(cases: &str) -> Value {
+        yaml(&format!("tests:\n  - input_series: []\n    alert_rule_test:\n{cases}"))
+    }
+
+    const FIRES: &str =
+        "      - {alertname: XHigh, eval_time: 1m, exp_alerts: [{exp_labels: {}}]}\n";
+    const QUIET: &str = "      - {alertname: XHigh, eval_time: 1m, exp_alerts: []}\n";
+
+    fn runbooks(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_complete_alert_has_no_problem() {
+        let tests = tests_of(&format!("{FIRES}{QUIET}"));
+        let problems =
+            alert_problems(&[yaml(RULES)], &[tests], &runbooks(&["XHigh.md", "README.md"]));
+        assert_eq!(problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn missing_tests_runbooks_and_misspelt_names_are_named() {
+        let tests = tests_of(&format!("{FIRES}      - {{alertname: XHihg, exp_alerts: []}}\n"));
+        let problems = alert_problems(&[yaml(RULES)], &[tests], &runbooks(&["Old.md"]));
+        assert_eq!(
+            problems,
+            [
+                "XHigh: no runbook docs/runbooks/XHigh.md",
+                "docs/runbooks/Old.md: no alert of that name",
+                "prometheus/tests: a test of `XHihg`, which no rule defines",
+                "XHigh: no promtool test in which it must not fire",
+            ]
+        );
+    }
+
+    #[test]
+    fn labels_and_annotations_are_checked() {
+        let rules = RULES
+            .replace("severity: warning", "severity: page")
+            .replace("{{ $value }} per second", "high")
+            .replace("XHigh.md", "x.md");
+        let tests = tests_of(&format!("{FIRES}{QUIET}"));
+        let problems = alert_problems(&[yaml(&rules)], &[tests], &runbooks(&["XHigh.md"]));
+        assert_eq!(
+            problems,
+            [
+                r#"XHigh: severity Some("page"), expected critical, warning or info"#,
+                "XHigh: no `description` annotation showing `$value`",
+                r#"XHigh: runbook_url Some("https://example.com/repo/docs/runbooks/x.md") does not end in `docs/runbooks/XHigh.md`"#,
+            ]
+        );
+    }
+
+    /// The repo's own rules, tests and runbooks pass the check (so `cargo test` enforces it too).
+    #[test]
+    fn the_repo_alerts_are_covered() -> anyhow::Result<()> {
+        check_alerts()
+    }
 }

@@ -100,6 +100,8 @@ fn steps() -> Vec<Step> {
             &["test", "--workspace", "--all-features", "--no-fail-fast"],
             minutes(60),
         ),
+        // Last: the whole stack under load and faults, every dashboard and rule query.
+        Step { name: "live proof (cargo xtask e2e)", action: Box::new(crate::e2e::command) },
     ]
 }
 

@@ -6,7 +6,7 @@
 mod system;
 mod versions;
 
-pub use system::{find_on_path, postgres_bin_dir, redis_server};
+pub use system::{find_on_path, postgres_bin_dir, redis_server, redis_server_in};
 pub use versions::{Versions, parse_env_file, versions};
 
 use anyhow::Context;

@@ -46,14 +46,22 @@ pub fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
 
 /// The `redis-server` binary on `PATH`.
 pub fn redis_server() -> anyhow::Result<PathBuf> {
-    find_on_path("redis-server")
+    redis_server_in(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// [`redis_server`] looked up in the directories of `path` (a `PATH`-style list).
+pub fn redis_server_in(path: &std::ffi::OsStr) -> anyhow::Result<PathBuf> {
+    find_in("redis-server", path)
         .ok_or_else(|| anyhow::anyhow!("redis-server not found on PATH: {INSTALL_HINT}"))
 }
 
 /// The first executable file called `name` in the directories of `PATH`.
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+    find_in(name, &std::env::var_os("PATH")?)
+}
+
+fn find_in(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -6,11 +6,14 @@
 //!   worker natively on the compose ports, on 127.0.0.1.
 //! * `load`: drives a mix of requests against the API (replaces locust) and reports counts and
 //!   latencies by route; fails on a 5xx or a transport error.
+//! * `bench`: what the metrics pipeline costs and how it behaves (layer overhead, API and worker
+//!   throughput instrumented vs disabled, freshness, a URL flood), one `name=value` line each.
 //! * `e2e`: the live proof: the whole stack under load, every dashboard and rule query against the
 //!   real Prometheus, alerts under induced faults.
 //! * `docs`: regenerates `docs/METRICS.md` from the metric catalogue.
 //! * `test`: everything CI checks, in order, failing fast.
 
+mod bench;
 mod docs;
 mod e2e;
 mod load;
@@ -47,6 +50,9 @@ enum Command {
     },
     /// Drive a mix of requests against the API; report counts and latencies by route.
     Load(load::Args),
+    /// Measure the metrics pipeline: layer overhead, throughput instrumented vs disabled,
+    /// freshness, a flood of unique URLs; prints one `name=value` line per figure.
+    Bench(bench::Args),
     /// The live proof: the stack under load; every dashboard and rule query; alerts under faults.
     E2e,
     /// Regenerate docs/METRICS.md from the metric catalogue.
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Command::Tools { print } => tools::command(print),
         Command::Stack { action } => stack::command(action),
         Command::Load(args) => load::command(args),
+        Command::Bench(args) => bench::command(args),
         Command::E2e => e2e::command(),
         Command::Docs => docs::command(),
         Command::Test => test::command(),

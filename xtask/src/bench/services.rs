@@ -1,0 +1,270 @@
+//! The servers of the API and worker benchmarks, all on free loopback ports so they never meet a
+//! running stack: Postgres, Redis and a real collector from `testkit` (the repo's own
+//! `collector-config.yaml`), and the platform's release binaries, started one at a time,
+//! instrumented (OTLP/gRPC to that collector, exporting every 15 s) or with
+//! `OTEL_SDK_DISABLED=true`. Every process is owned by a guard that stops it when dropped, so an
+//! error anywhere leaves nothing running; logs stay in `<target>/bench/logs`.
+
+use super::{fresh_dir, target_dir};
+use crate::run::{Output, run as run_command};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use testkit::process::Daemon;
+use testkit::{Collector, Postgres, Redis, free_port, wait_for};
+
+/// The services' metric export interval (as in the stack: Prometheus' scrape interval).
+pub const EXPORT_INTERVAL_MS: u64 = 15_000;
+
+/// How long a release build may take (a first one compiles every dependency).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+/// How long the API or the worker may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the API or the worker gets after SIGTERM (they drain, then flush telemetry).
+const STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// How the platform's binary reports its telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Telemetry {
+    /// OTLP/gRPC to the benchmark's collector, every [`EXPORT_INTERVAL_MS`].
+    Instrumented,
+    /// `OTEL_SDK_DISABLED=true`: every instrument a no-op, nothing exported.
+    Disabled,
+}
+
+impl Telemetry {
+    /// The A B A B order of the comparisons.
+    pub const ALTERNATING: [Telemetry; 4] = [
+        Telemetry::Instrumented,
+        Telemetry::Disabled,
+        Telemetry::Instrumented,
+        Telemetry::Disabled,
+    ];
+
+    /// `instrumented` or `disabled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Telemetry::Instrumented => "instrumented",
+            Telemetry::Disabled => "disabled",
+        }
+    }
+
+    /// The telemetry environment of `service` exporting to the OTLP/gRPC `endpoint`.
+    fn env(self, service: &str, endpoint: String) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("OTEL_SERVICE_NAME", service.to_string()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.namespace=orgraph,deployment.environment.name=bench".to_string(),
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", EXPORT_INTERVAL_MS.to_string()),
+            ("LOG_FORMAT", "json".to_string()),
+        ];
+        if self == Telemetry::Disabled {
+            env.push(("OTEL_SDK_DISABLED", "true".to_string()));
+        }
+        env
+    }
+}
+
+/// Postgres, Redis and the collector, shared by the API and worker benchmarks; stopped on drop.
+#[derive(Debug)]
+pub struct Infra {
+    /// The platform's database (`orgraph`).
+    pub postgres: Postgres,
+    /// The API's shared cache.
+    pub redis: Redis,
+    /// Where the instrumented services send OTLP.
+    pub collector: Collector,
+    logs: PathBuf,
+    binaries: PathBuf,
+}
+
+impl Infra {
+    /// Builds the API and the worker in release, then starts Postgres, Redis and the collector.
+    pub fn start() -> anyhow::Result<Infra> {
+        let cargo = std::env::var_os("CARGO").filter(|c| !c.is_empty()).unwrap_or("cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--release", "-p", "api", "-p", "worker"])
+            .current_dir(testkit::repo_root());
+        let what = "cargo build --release -p api -p worker";
+        eprintln!("[bench] {what}");
+        run_command(what, &mut build, Output::Prefixed("build"), BUILD_TIMEOUT)?;
+        let binaries = target_dir().join("release");
+        for bin in ["api", "worker"] {
+            let path = binaries.join(bin);
+            anyhow::ensure!(
+                path.is_file(),
+                "{what} left no {} (is the target directory configured elsewhere? Set \
+                 CARGO_TARGET_DIR instead)",
+                path.display()
+            );
+        }
+        let logs = fresh_dir("logs")?;
+        eprintln!("[bench] starting Postgres, Redis and the collector on free loopback ports");
+        let postgres = Postgres::start()?;
+        let redis = Redis::start()?;
+        let collector = Collector::start()?;
+        eprintln!(
+            "[bench] postgres :{}, redis :{}, collector OTLP {} (exporter {})",
+            postgres.port(),
+            redis.port(),
+            collector.otlp_grpc_endpoint(),
+            collector.prometheus_url()
+        );
+        Ok(Infra { postgres, redis, collector, logs, binaries })
+    }
+
+    /// Starts the release API on a free port and waits until it is ready.
+    pub fn start_api(&self, telemetry: Telemetry) -> anyhow::Result<Running> {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut env = telemetry.env("api", self.collector.otlp_grpc_endpoint());
+        env.extend([
+            ("API_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", self.postgres.url()),
+            ("REDIS_URL", self.redis.url()),
+        ]);
+        let health = format!("{base}/health/ready");
+        let mut running =
+            Running::start(&self.binaries.join("api"), "api", telemetry, env, health, &self.logs)?;
+        running.base = base;
+        Ok(running)
+    }
+
+    /// Starts the release worker (its health listener on a free port, exports into
+    /// `export_dir`) and waits until it is ready.
+    pub fn start_worker(
+        &self,
+        telemetry: Telemetry,
+        concurrency: u32,
+        export_dir: &Path,
+    ) -> anyhow::Result<Running> {
+        let port = free_port();
+        let export_dir = export_dir
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", export_dir.display()))?;
+        let mut env = telemetry.env("worker", self.collector.otlp_grpc_endpoint());
+        env.extend([
+            ("WORKER_HEALTH_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", self.postgres.url()),
+            ("EXPORT_DIR", export_dir.to_string()),
+            ("CONCURRENCY_INTERVENTION", concurrency.to_string()),
+        ]);
+        let health = format!("http://127.0.0.1:{port}/health/ready");
+        Running::start(&self.binaries.join("worker"), "worker", telemetry, env, health, &self.logs)
+    }
+
+    /// Runs `sql` on the `orgraph` database; the unaligned, tuples-only output.
+    pub fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        self.postgres.psql(&self.postgres.url(), sql)
+    }
+}
+
+/// A running API or worker; SIGTERM (then SIGKILL after the grace) when dropped.
+#[derive(Debug)]
+pub struct Running {
+    daemon: Daemon,
+    /// The API's base URL (`http://127.0.0.1:<port>`); empty for the worker.
+    pub base: String,
+}
+
+impl Running {
+    fn start(
+        binary: &Path,
+        name: &str,
+        telemetry: Telemetry,
+        env: Vec<(&'static str, String)>,
+        health: String,
+        logs: &Path,
+    ) -> anyhow::Result<Running> {
+        static STARTS: AtomicU32 = AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let log = logs.join(format!("{n:02}-{name}-{}.log", telemetry.name()));
+        let mut command = Command::new(binary);
+        command.envs(env).current_dir(logs);
+        let mut daemon = Daemon::spawn(name, command, &log)?;
+        let ready = wait_for(&format!("{name} ready at {health}"), READY_TIMEOUT, || {
+            if let Some(status) = daemon.exited()? {
+                anyhow::bail!("{name} exited ({status})");
+            }
+            match testkit::http_get(&health)? {
+                (200, _) => Ok(Some(())),
+                (status, body) => anyhow::bail!("{status}: {}", body.trim()),
+            }
+        });
+        if let Err(e) = ready {
+            let text = daemon.log();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            anyhow::bail!("{e:#}\nlast lines of {}:\n{tail}", log.display());
+        }
+        eprintln!("[bench] {name} ({}) ready, pid {}", telemetry.name(), daemon.pid());
+        Ok(Running { daemon, base: String::new() })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    /// Stops it: SIGTERM, then SIGKILL after the grace.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.daemon.terminate("TERM", STOP_GRACE).map(drop)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Idempotent: nothing happens after an explicit `stop`.
+        let _ = self.daemon.terminate("TERM", STOP_GRACE);
+    }
+}
+
+/// A process's resident set size in bytes, from `/proc/<pid>/status` (`VmRSS:  1234 kB`).
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
+    parse_vm_rss(&status).ok_or_else(|| anyhow::anyhow!("no VmRSS line in {path}"))
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let value: u64 = parts.next()?.parse().ok()?;
+    match parts.next()? {
+        "kB" => value.checked_mul(1024),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tapi\nVmPeak:\t  900 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(20480 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert!(rss_bytes(std::process::id()).is_ok_and(|b| b > 0));
+    }
+
+    #[test]
+    fn disabled_differs_only_by_the_sdk_switch() {
+        let endpoint = "http://127.0.0.1:4317".to_string();
+        let on = Telemetry::Instrumented.env("api", endpoint.clone());
+        let mut off = Telemetry::Disabled.env("api", endpoint);
+        assert_eq!(off.pop(), Some(("OTEL_SDK_DISABLED", "true".to_string())));
+        assert_eq!(on, off);
+        let interval = on.iter().find(|(k, _)| *k == "OTEL_METRIC_EXPORT_INTERVAL");
+        assert_eq!(interval.map(|(_, v)| v.as_str()), Some("15000"));
+    }
+}

@@ -111,7 +111,7 @@ fn prove(
     let expected = count("total") as f64;
     let counted = wait_for_value(COUNT_API_REQUESTS, |v| v >= expected, Duration::from_secs(90));
     checks.check(
-        "requests counted in Prometheus == responses the client received",
+        &format!("requests counted in Prometheus == responses the client received ({expected})"),
         counted == Some(expected),
         || {
             format!(
@@ -173,12 +173,17 @@ fn prove(
     let during = runtime.block_on(background)??;
     let p99 = during.latency_ms.p99;
     checks.check(
-        &format!("with the collector away, no request failed and p99 stayed under {SLOW_MS} ms"),
+        &format!(
+            "with the collector away, no request failed ({} answered) and p99 ({p99:.0} ms) stayed under {SLOW_MS} ms",
+            during.total
+        ),
         during.problems(false).is_empty() && p99 < SLOW_MS,
         || format!("p99 {p99} ms; {:?}", during.problems(false)),
     );
     checks.check(
-        &format!("the API's memory stayed bounded (under +{RSS_BOUND_KIB} KiB) while the collector was away"),
+        &format!(
+            "the API's memory stayed bounded while the collector was away: {rss_before:?} -> {rss_during:?} KiB (bound +{RSS_BOUND_KIB})"
+        ),
         matches!((rss_before, rss_during), (Some(a), Some(b)) if b < a + RSS_BOUND_KIB),
         || format!("RSS before {rss_before:?} KiB, during {rss_during:?} KiB"),
     );
@@ -266,6 +271,24 @@ fn prove(
     checks.check("after recovery the load saw no 5xx", recovery.problems(false).is_empty(), || {
         format!("{:?}", recovery.problems(false))
     });
+
+    // Every job that got a 202, in every run, finished: none was lost to the faults.
+    let accepted = [
+        report["by_status"]["202"].as_u64().unwrap_or(0),
+        during.by_status.get("202").copied().unwrap_or(0),
+        recovery.by_status.get("202").copied().unwrap_or(0),
+    ];
+    let accepted: u64 = accepted.iter().sum();
+    let finished = wait_until(Duration::from_secs(180), || {
+        sql("SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'failed')")
+            .is_ok_and(|n| n == "0")
+    });
+    let recorded = sql("SELECT count(*) FROM jobs");
+    checks.check(
+        &format!("every accepted job (202 ×{accepted}) is recorded and finished: none lost"),
+        finished && recorded.as_deref().ok() == Some(accepted.to_string().as_str()),
+        || format!("jobs recorded {recorded:?}, all finished: {finished}"),
+    );
     std::thread::sleep(Duration::from_secs(35));
     let mut queries: Vec<(String, String)> = dashboards::queries()
         .into_iter()
@@ -311,6 +334,25 @@ fn exempt(what: &str, expr: &str) -> Option<&'static str> {
         );
     }
     None
+}
+
+/// One value from the stack's database (`psql -tA`), as text.
+fn sql(query: &str) -> anyhow::Result<String> {
+    let psql = testkit::tools::postgres_bin_dir()?.join("psql");
+    let mut command = Command::new(psql);
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "5432",
+        "-U",
+        "postgres",
+        "-d",
+        "orgraph",
+        "-tAc",
+        query,
+    ]);
+    Ok(testkit::process::output("psql", &mut command, Duration::from_secs(30))?.trim().to_string())
 }
 
 fn step(text: &str) {

@@ -28,6 +28,7 @@ mod cpu;
 mod drive;
 mod freshness;
 mod http_layer;
+mod jobs;
 mod services;
 mod worker;
 
@@ -60,11 +61,19 @@ pub enum Section {
     Worker,
     /// Request-to-Prometheus freshness through the native stack.
     Freshness,
+    /// Job throughput by kind on a 10,000-employee graph.
+    Jobs,
 }
 
 impl Section {
-    const ALL: [Section; 5] =
-        [Section::HttpLayer, Section::Api, Section::Flood, Section::Worker, Section::Freshness];
+    const ALL: [Section; 6] = [
+        Section::HttpLayer,
+        Section::Api,
+        Section::Flood,
+        Section::Worker,
+        Section::Jobs,
+        Section::Freshness,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -73,12 +82,13 @@ impl Section {
             Section::Flood => "flood",
             Section::Worker => "worker_throughput",
             Section::Freshness => "freshness",
+            Section::Jobs => "jobs_10k",
         }
     }
 
     /// Whether it needs the release API and worker, Postgres, Redis and a collector.
     fn needs_services(self) -> bool {
-        matches!(self, Section::Api | Section::Flood | Section::Worker)
+        matches!(self, Section::Api | Section::Flood | Section::Worker | Section::Jobs)
     }
 }
 
@@ -173,6 +183,7 @@ pub fn command(args: Args) -> anyhow::Result<()> {
                         Section::Api => api::throughput(plan, &infra, &runtime, &mut figures),
                         Section::Flood => api::flood(plan, &infra, &runtime, &mut figures),
                         Section::Worker => worker::throughput(plan, &infra, &mut figures),
+                        Section::Jobs => jobs::per_kind(plan, &infra, &runtime, &mut figures),
                         Section::HttpLayer | Section::Freshness => continue,
                     };
                     if let Err(e) = result {

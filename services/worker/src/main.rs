@@ -1,41 +1,15 @@
-//! The worker binary: telemetry first (so every meter is real), then the queue workers and the
-//! health listener, until SIGTERM or Ctrl-C; then in-flight jobs finish within the grace period
-//! and telemetry is flushed. A bad setting exits non-zero with a one-line reason.
+//! The worker binary: `--health-check`, or the queue workers and the health listener until
+//! SIGTERM or Ctrl-C (then in-flight jobs finish within the grace period and telemetry is
+//! flushed); see `domain::service`.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Before telemetry and the runtime: the health check is a short-lived probe, not a service.
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == "--health-check") {
-        return domain::health_check::run(
-            "worker",
-            worker::Config::from_env().map(|c| c.health_addr).map_err(|e| e.to_string()),
-        );
-    }
-    serve_until_stopped()
-}
-
-#[tokio::main]
-async fn serve_until_stopped() -> ExitCode {
-    let telemetry = match otel::init(otel::service_info!()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("worker: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let code = match serve().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "worker stopped");
-            eprintln!("worker: {e:#}");
-            ExitCode::FAILURE
-        }
-    };
-    if let Err(e) = telemetry.shutdown_async().await {
-        eprintln!("worker: {e}");
-    }
-    code
+    domain::service::main(
+        otel::service_info!(),
+        || worker::Config::from_env().map(|c| c.health_addr).map_err(|e| e.to_string()),
+        serve,
+    )
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -13,7 +13,7 @@
 use super::{Figures, Plan, fresh_dir};
 use crate::run::{Output, run as run_command};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -66,7 +66,7 @@ pub fn run(plan: Plan, runtime: &Runtime, figures: &mut Figures) -> anyhow::Resu
         );
     }
     let dir = fresh_dir("stack")?;
-    let stack = Stack { exe: own_copy(&dir)?, dir };
+    let stack = Stack { exe: crate::stack::own_copy(&dir)?, dir };
     eprintln!("[bench] freshness: cargo xtask stack up (state in {})", stack.dir.display());
     stack.run("up", UP_TIMEOUT)?;
     let client = super::drive::client(1)?;
@@ -153,16 +153,6 @@ fn parse_value(body: &serde_json::Value) -> anyhow::Result<Option<f64>> {
 struct Stack {
     dir: PathBuf,
     exe: PathBuf,
-}
-
-/// Copies the running binary next to the stack's state: a colleague's `cargo build` may replace
-/// (and so delete) `target/debug/xtask` while the benchmarks run, and `stack down` must still
-/// find the binary that ran `stack up`. `/proc/self/exe` reads this process's binary even then.
-fn own_copy(dir: &Path) -> anyhow::Result<PathBuf> {
-    let copy = dir.join("xtask");
-    std::fs::copy("/proc/self/exe", &copy)
-        .with_context(|| format!("copying this binary to {}", copy.display()))?;
-    Ok(copy)
 }
 
 impl Stack {

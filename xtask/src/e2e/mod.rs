@@ -80,7 +80,7 @@ fn prove(
     // 1. Healthy load: every endpoint and job kind, bad requests included.
     step("healthy load: cargo xtask load --seed-graph 2000 --duration 60s (the README's command)");
     let json = testkit::repo_root().join("target").join("e2e").join("load.json");
-    let status = Command::new(std::env::current_exe()?)
+    let status = Command::new(&stack.exe)
         .args(["load", "--seed-graph", "2000", "--duration", "60s", "--rate", "40"])
         .args(["--concurrency", "8", "--seed", "7", "--json"])
         .arg(&json)
@@ -402,15 +402,19 @@ fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
 /// down on drop.
 struct Stack {
     dir: std::path::PathBuf,
+    /// A copy of this binary: `cargo test` may have replaced `target/debug/xtask` meanwhile.
+    exe: std::path::PathBuf,
 }
 
 impl Stack {
     fn up() -> anyhow::Result<Stack> {
-        let dir = testkit::repo_root().join("target").join("e2e").join("stack");
+        let e2e = testkit::repo_root().join("target").join("e2e");
+        let dir = e2e.join("stack");
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        let stack = Stack { dir };
+        let exe = crate::stack::own_copy(&e2e)?;
+        let stack = Stack { dir, exe };
         step("cargo xtask stack up (fresh state in target/e2e/stack)");
         stack.run(&["up"])?;
         Ok(stack)
@@ -431,7 +435,7 @@ impl Stack {
     }
 
     fn run(&self, args: &[&str]) -> anyhow::Result<()> {
-        let status = Command::new(std::env::current_exe()?)
+        let status = Command::new(&self.exe)
             .arg("stack")
             .args(args)
             .env(crate::stack::STACK_DIR_ENV, &self.dir)

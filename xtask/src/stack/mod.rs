@@ -14,6 +14,18 @@ mod service;
 
 pub use service::STACK_DIR_ENV;
 
+/// Copies the running binary into `dir` and returns the copy's path: a `cargo build` or `cargo
+/// test` meanwhile may replace (and so delete) `target/debug/xtask`, while a long-running command
+/// (the live proof, a benchmark) must still run `stack down` with the binary that ran `stack up`.
+/// `/proc/self/exe` reads this process's binary even after its file was replaced.
+pub fn own_copy(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let copy = dir.join("xtask");
+    std::fs::copy("/proc/self/exe", &copy)
+        .with_context(|| format!("copying this binary to {}", copy.display()))?;
+    Ok(copy)
+}
+
 use crate::run::human;
 use anyhow::Context;
 use clap::Subcommand;

@@ -28,21 +28,6 @@ const PROMETHEUS: &str = "http://127.0.0.1:9090";
 const QUERY: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",\
      http_route=\"/api/graph/nodes\",http_request_method=\"POST\"})";
 
-/// The compose ports the stack listens on.
-const PORTS: &[(u16, &str)] = &[
-    (5432, "postgres"),
-    (6379, "redis"),
-    (4317, "collector OTLP/gRPC"),
-    (4318, "collector OTLP/HTTP"),
-    (8888, "collector telemetry"),
-    (8889, "collector prometheus exporter"),
-    (13133, "collector health"),
-    (9093, "alertmanager"),
-    (9090, "prometheus"),
-    (8000, "api"),
-    (8001, "worker"),
-];
-
 /// How long `stack up` may take (it builds the API and the worker first).
 const UP_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
@@ -57,14 +42,7 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Adds `freshness_s`: the worst of the trials, in seconds.
 pub fn run(plan: Plan, runtime: &Runtime, figures: &mut Figures) -> anyhow::Result<()> {
-    for (port, what) in PORTS {
-        anyhow::ensure!(
-            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
-            "port {port} ({what}) is in use: freshness runs the native stack on the compose \
-             ports. Is a stack running (`cargo xtask stack status`)? Stop it, or run the other \
-             benchmarks with --only"
-        );
-    }
+    crate::stack::ensure_ports_free("the freshness benchmark")?;
     let dir = fresh_dir("stack")?;
     let stack = Stack { exe: crate::stack::own_copy(&dir)?, dir };
     eprintln!("[bench] freshness: cargo xtask stack up (state in {})", stack.dir.display());

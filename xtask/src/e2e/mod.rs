@@ -31,33 +31,10 @@ const SLOW_MS: f64 = 1_000.0;
 /// How much the API's resident memory may grow while the collector is away.
 const RSS_BOUND_KIB: u64 = 50 * 1024;
 
-/// Ports the stack (and the sink) listen on; the proof needs them free.
-const PORTS: &[(u16, &str)] = &[
-    (5432, "postgres"),
-    (6379, "redis"),
-    (4317, "collector OTLP/gRPC"),
-    (4318, "collector OTLP/HTTP"),
-    (8888, "collector telemetry"),
-    (8889, "collector prometheus exporter"),
-    (13133, "collector health"),
-    (9093, "alertmanager"),
-    (9090, "prometheus"),
-    (8000, "api"),
-    (8001, "worker"),
-    (9099, "webhook sink"),
-];
-
 /// The `e2e` subcommand.
 pub fn command() -> anyhow::Result<()> {
     let started = Instant::now();
-    for (port, what) in PORTS {
-        if std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
-            anyhow::bail!(
-                "port {port} ({what}) is in use: the live proof runs the stack on the compose ports; \
-                 stop what holds it (`cargo xtask stack down` for the native stack)"
-            );
-        }
-    }
+    crate::stack::ensure_ports_free("the live proof")?;
     let sink = sink::Sink::start()?;
     let stack = Stack::up()?;
     stack.run(&["status"])?;

@@ -336,43 +336,30 @@ fn step(text: &str) {
     println!("\n==> live proof: {text}");
 }
 
-/// Polls an instant query until `done` holds for its value; returns the last value.
+/// Polls an instant query until `done` holds for its value; returns the last value seen.
 fn wait_for_value(expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) -> Option<f64> {
-    let until = Instant::now() + deadline;
-    loop {
-        let value = prom::value(expr).ok().flatten();
-        if value.is_some_and(&done) || Instant::now() >= until {
-            return value;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    let last = std::cell::Cell::new(None);
+    let _ = testkit::wait_for(expr, deadline, || {
+        last.set(prom::value(expr)?);
+        Ok(last.get().filter(|v| done(*v)))
+    });
+    last.get()
 }
 
 /// Waits until `alert` is pending or firing; returns its state.
 fn wait_for_alert(alert: &str, deadline: Duration) -> Option<String> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Ok(alerts) = prom::alerts()
-            && let Some((_, state, _)) = alerts.into_iter().find(|(name, _, _)| name == alert)
-        {
-            return Some(state);
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_secs(3));
-    }
+    testkit::wait_for(&format!("alert {alert}"), deadline, || {
+        Ok(prom::alerts()?
+            .into_iter()
+            .find(|(name, _, _)| name == alert)
+            .map(|(_, state, _)| state))
+    })
+    .ok()
 }
 
+/// Whether `done` holds within `deadline`.
 fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
-    let until = Instant::now() + deadline;
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    done()
+    testkit::wait_for("a condition", deadline, || Ok(done().then_some(()))).is_ok()
 }
 
 /// The native stack in `target/e2e/stack`, brought up by this very binary's `stack up` and taken

@@ -217,6 +217,8 @@ fn record_every_instrument(meter: &Meter) -> Vec<Box<dyn Any>> {
 
     let exports = ExportMetrics::new(meter);
     exports.succeeded(ExportKind::EmployeeMetrics, ExportFormat::Csv, Duration::from_secs(3), 4096);
+    exports.timed_out(ExportKind::EmployeeMetrics, ExportFormat::Jsonl, Duration::from_secs(600));
+    exports.set_slow_threshold(Duration::from_secs(300));
 
     let interventions = InterventionMetrics::new(meter);
     interventions.proposed(InterventionKind::Reassign);

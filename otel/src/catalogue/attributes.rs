@@ -99,8 +99,10 @@ pub const TASK_STATUS: Attribute =
 pub const EXPORT_KIND: Attribute = Attribute::one_of("export.kind", &["employee_metrics"]);
 /// `export.format`.
 pub const EXPORT_FORMAT: Attribute = Attribute::one_of("export.format", &["csv", "jsonl"]);
-/// `export.status`.
-pub const EXPORT_STATUS: Attribute = Attribute::one_of("export.status", &["success", "failure"]);
+/// `export.status`: how one export attempt ended; `timeout` when the worker cancelled it at
+/// `TIMEOUT_EXPORT_MS`.
+pub const EXPORT_STATUS: Attribute =
+    Attribute::one_of("export.status", &["success", "failure", "timeout"]);
 
 /// `intervention.kind`: the planned graph changes the platform knows.
 pub const INTERVENTION_KIND: Attribute = Attribute::one_of("intervention.kind", &["reassign"]);

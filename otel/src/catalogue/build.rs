@@ -65,6 +65,12 @@ impl Instrument {
         meter.u64_gauge(self.name).with_unit(self.unit).with_description(self.description).build()
     }
 
+    /// An `f64` gauge.
+    pub fn f64_gauge(&self, meter: &Meter) -> Gauge<f64> {
+        self.expect_kind(Kind::Gauge);
+        meter.f64_gauge(self.name).with_unit(self.unit).with_description(self.description).build()
+    }
+
     /// An `f64` gauge observed by `callback` at each collection.
     pub fn f64_observable_gauge(
         &self,

@@ -274,6 +274,14 @@ pub const EXPORT_SIZE: Instrument = histogram(
     &[EXPORT_KIND, EXPORT_FORMAT],
     SIZE_BUCKETS,
 );
+/// The duration above which an export counts as slow.
+pub const EXPORT_SLOW_THRESHOLD: Instrument = instrument(
+    "orgraph.export.slow_threshold",
+    Kind::Gauge,
+    "s",
+    "Export duration above which an export counts as slow (the worker's EXPORT_SLOW_MS).",
+    &[],
+);
 
 // --- Interventions ------------------------------------------------------------------------------
 
@@ -370,6 +378,7 @@ pub const ALL: &[&Instrument] = &[
     &EXPORT_REQUESTS,
     &EXPORT_DURATION,
     &EXPORT_SIZE,
+    &EXPORT_SLOW_THRESHOLD,
     &INTERVENTION_PROPOSALS,
     &INTERVENTION_EXECUTIONS,
     &INTERVENTION_ROLLBACKS,

@@ -164,8 +164,15 @@ label!(
     ExportFormat for catalogue::EXPORT_FORMAT { Csv => "csv", Jsonl => "jsonl" }
 );
 label!(
-    /// How an export ended.
-    ExportStatus for catalogue::EXPORT_STATUS { Success => "success", Failure => "failure" }
+    /// How an export attempt ended.
+    ExportStatus for catalogue::EXPORT_STATUS {
+        /// The file was written.
+        Success => "success",
+        /// The export failed (the database, the file system, or a panic).
+        Failure => "failure",
+        /// The worker cancelled it at `TIMEOUT_EXPORT_MS`.
+        Timeout => "timeout",
+    }
 );
 label!(
     /// A kind of intervention.

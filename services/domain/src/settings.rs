@@ -14,7 +14,7 @@ pub struct SettingError {
     /// Its value.
     pub value: String,
     /// What is wrong.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// Settings read through a lookup function (the process environment, or a test's table).
@@ -42,7 +42,7 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
                 _ => Err(SettingError {
                     variable: key,
                     value,
-                    reason: "expected a positive whole number",
+                    reason: "expected a positive whole number".into(),
                 }),
             },
         }
@@ -60,7 +60,7 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
             Some(value) => value.parse().map_err(|_| SettingError {
                 variable: key,
                 value,
-                reason: "expected host:port, e.g. 0.0.0.0:8000",
+                reason: "expected host:port, e.g. 0.0.0.0:8000".into(),
             }),
         }
     }
@@ -76,7 +76,7 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
             None => Ok(default.to_string()),
             Some(v) if schemes.iter().any(|s| v.starts_with(s) && v.len() > s.len()) => Ok(v),
             Some(value) => {
-                Err(SettingError { variable: key, value, reason: "unsupported URL scheme" })
+                Err(SettingError { variable: key, value, reason: "unsupported URL scheme".into() })
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The worker's own settings (telemetry reads its `OTEL_*` variables in `otel`). Defaults work
-//! against a local Postgres; a malformed value stops the worker at start-up naming the variable.
+//! against a local Postgres; a malformed value, or an export timeout that would cancel every slow
+//! export before it counts as slow, stops the worker at start-up naming the variables.
 
 use domain::settings::{DEFAULT_DATABASE_URL, POSTGRES_SCHEMES, Settings};
 use otel::metrics::labels::Queue;
@@ -20,8 +21,12 @@ pub struct Config {
     pub export_dir: PathBuf,
     /// `CONCURRENCY_ANALYSIS`, `CONCURRENCY_EXPORT`, `CONCURRENCY_INTERVENTION`.
     pub concurrency: [u32; 3],
-    /// `TIMEOUT_ANALYSIS_MS`, `TIMEOUT_EXPORT_MS`, `TIMEOUT_INTERVENTION_MS`: per attempt.
+    /// `TIMEOUT_ANALYSIS_MS`, `TIMEOUT_EXPORT_MS`, `TIMEOUT_INTERVENTION_MS`: per attempt
+    /// (defaults 10 min, 10 min, 30 s). `TIMEOUT_EXPORT_MS` must be above `EXPORT_SLOW_MS`.
     pub timeouts: [Duration; 3],
+    /// `EXPORT_SLOW_MS`: an export running longer than this is slow (default 5 min); reported as
+    /// `orgraph.export.slow_threshold`, the threshold of the `ExportLatencyHigh` alert.
+    pub export_slow: Duration,
     /// `RETRY_ATTEMPTS`: attempts a job gets when its failures are transient.
     pub attempts: u32,
     /// `RETRY_BASE_MS`: the first backoff; each retry doubles it (capped at 30 s).
@@ -49,7 +54,7 @@ impl Config {
     /// Reads the settings through `lookup`; unset or empty means the default.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let s = Settings::new(lookup);
-        Ok(Config {
+        let config = Config {
             health_addr: s.addr("WORKER_HEALTH_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?,
             database_url: s.url("DATABASE_URL", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES)?,
             pg_pool_max: s.positive("PG_POOL_MAX", 10)?,
@@ -61,15 +66,36 @@ impl Config {
             ],
             timeouts: [
                 s.millis("TIMEOUT_ANALYSIS_MS", 600_000)?,
-                s.millis("TIMEOUT_EXPORT_MS", 300_000)?,
+                s.millis("TIMEOUT_EXPORT_MS", 600_000)?,
                 s.millis("TIMEOUT_INTERVENTION_MS", 30_000)?,
             ],
+            export_slow: s.millis("EXPORT_SLOW_MS", 300_000)?,
             attempts: s.positive("RETRY_ATTEMPTS", 3)?,
             retry_base: s.millis("RETRY_BASE_MS", 500)?,
             stats_interval: s.millis("QUEUE_STATS_INTERVAL_MS", 5_000)?,
             heartbeat: s.millis("HEARTBEAT_MS", 2_000)?,
             missed_heartbeats: s.positive("MISSED_HEARTBEATS", 3)?,
             shutdown_grace: s.millis("SHUTDOWN_GRACE_MS", 30_000)?,
+        };
+        config.check_export_timeout()?;
+        Ok(config)
+    }
+
+    /// An export is cancelled at `TIMEOUT_EXPORT_MS`; if that is not above `EXPORT_SLOW_MS`, no
+    /// export can ever be recorded as slow and `ExportLatencyHigh` can never fire.
+    fn check_export_timeout(&self) -> Result<(), ConfigError> {
+        let timeout = self.timeout_of(Queue::Export);
+        if timeout > self.export_slow {
+            return Ok(());
+        }
+        Err(ConfigError {
+            variable: "TIMEOUT_EXPORT_MS",
+            value: timeout.as_millis().to_string(),
+            reason: format!(
+                "must be greater than EXPORT_SLOW_MS ({}), or every slow export is cancelled \
+                 before it counts as slow",
+                self.export_slow.as_millis()
+            ),
         })
     }
 
@@ -108,5 +134,44 @@ mod tests {
             let err = Config::from_lookup(|k| (k == var).then(|| value.to_string())).unwrap_err();
             assert_eq!(err.variable, var);
         }
+    }
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| vars.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn exports_time_out_above_the_slow_threshold_by_default() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.export_slow, Duration::from_secs(300));
+        assert_eq!(c.timeout_of(Queue::Export), Duration::from_secs(600));
+        let c = parse(&[("EXPORT_SLOW_MS", "100"), ("TIMEOUT_EXPORT_MS", "101")]).unwrap();
+        assert_eq!(c.export_slow, Duration::from_millis(100));
+        assert_eq!(c.timeout_of(Queue::Export), Duration::from_millis(101));
+        assert_eq!(parse(&[("EXPORT_SLOW_MS", "0")]).unwrap_err().variable, "EXPORT_SLOW_MS");
+    }
+
+    #[test]
+    fn refuses_an_export_timeout_not_above_the_slow_threshold() {
+        for vars in [
+            &[("TIMEOUT_EXPORT_MS", "300000")][..],
+            &[("TIMEOUT_EXPORT_MS", "1000"), ("EXPORT_SLOW_MS", "1000")][..],
+            &[("TIMEOUT_EXPORT_MS", "1000"), ("EXPORT_SLOW_MS", "2000")][..],
+            &[("EXPORT_SLOW_MS", "600000")][..],
+        ] {
+            let err = parse(vars).unwrap_err();
+            let message = err.to_string();
+            assert_eq!(err.variable, "TIMEOUT_EXPORT_MS", "{vars:?}: {message}");
+            assert!(message.contains("EXPORT_SLOW_MS"), "{vars:?}: {message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        let err = parse(&[("TIMEOUT_EXPORT_MS", "1000"), ("EXPORT_SLOW_MS", "2000")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TIMEOUT_EXPORT_MS=\"1000\" is invalid: must be greater than EXPORT_SLOW_MS (2000), \
+             or every slow export is cancelled before it counts as slow"
+        );
     }
 }

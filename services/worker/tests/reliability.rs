@@ -32,7 +32,11 @@ async fn retries_timeouts_and_panics_are_handled_and_counted() {
     let recorder = Recorder::global();
     let db = Db::start().await;
     let dir = support::scratch_dir("reliability");
-    let ctx = support::ctx(&db, &dir, &[("RETRY_ATTEMPTS", "3"), ("TIMEOUT_EXPORT_MS", "300")]);
+    let ctx = support::ctx(
+        &db,
+        &dir,
+        &[("RETRY_ATTEMPTS", "3"), ("TIMEOUT_EXPORT_MS", "300"), ("EXPORT_SLOW_MS", "100")],
+    );
 
     // Transient twice, then success.
     let calls = Arc::new(AtomicU32::new(0));

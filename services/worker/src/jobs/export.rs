@@ -1,11 +1,13 @@
 //! The export job: employee metrics (degree, team, the latest analysis' scores) written as CSV or
 //! JSON Lines to `EXPORT_DIR/<job id>.<ext>`, atomically (temp file, then rename), on a blocking
 //! thread. A retried export rewrites the same file, so one export is one file. Records the
-//! export's outcome, duration and size.
+//! export's outcome, duration and size, also when the runner cancels it at `TIMEOUT_EXPORT_MS`
+//! (as `timeout`): a slow export must show in `orgraph.export.duration` however it ends.
 
 use crate::context::Ctx;
 use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export};
 use crate::runner::{JobError, JobRow};
+use otel::metrics::ExportMetrics;
 use otel::metrics::labels::{ExportFormat, ExportKind};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -17,14 +19,55 @@ pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
         Some("jsonl") => (Format::Jsonl, ExportFormat::Jsonl),
         other => return Err(JobError::Invalid(format!("unknown export format {other:?}"))),
     };
-    let started = Instant::now();
+    let attempt = Attempt::start(&ctx.exports, ExportKind::EmployeeMetrics, label);
     let result = export(&ctx, &row, format).await;
-    let kind = ExportKind::EmployeeMetrics;
     match &result {
-        Ok((_, bytes)) => ctx.exports.succeeded(kind, label, started.elapsed(), *bytes),
-        Err(_) => ctx.exports.failed(kind, label, started.elapsed()),
+        Ok((_, bytes)) => attempt.succeeded(*bytes),
+        Err(_) => attempt.failed(),
     }
     result.map(|(value, _)| value)
+}
+
+/// One export attempt's metrics. The runner cancels an attempt at `TIMEOUT_EXPORT_MS` by dropping
+/// its future, so nothing after the `await` runs; the attempt then records itself when dropped:
+/// `timeout` with the time it ran (`failure` if the drop is a panic unwinding), unless it already
+/// recorded `success` or `failure`.
+struct Attempt {
+    metrics: ExportMetrics,
+    kind: ExportKind,
+    format: ExportFormat,
+    started: Instant,
+    recorded: bool,
+}
+
+impl Attempt {
+    fn start(metrics: &ExportMetrics, kind: ExportKind, format: ExportFormat) -> Attempt {
+        Attempt { metrics: metrics.clone(), kind, format, started: Instant::now(), recorded: false }
+    }
+
+    fn succeeded(mut self, bytes: u64) {
+        self.recorded = true;
+        self.metrics.succeeded(self.kind, self.format, self.started.elapsed(), bytes);
+    }
+
+    fn failed(mut self) {
+        self.recorded = true;
+        self.metrics.failed(self.kind, self.format, self.started.elapsed());
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let took = self.started.elapsed();
+        if std::thread::panicking() {
+            self.metrics.failed(self.kind, self.format, took);
+        } else {
+            self.metrics.timed_out(self.kind, self.format, took);
+        }
+    }
 }
 
 async fn export(ctx: &Ctx, row: &JobRow, format: Format) -> Result<(Value, u64), JobError> {
@@ -57,4 +100,76 @@ async fn export(ctx: &Ctx, row: &JobRow, format: Format) -> Result<(Value, u64),
         "format": format.extension(),
     });
     Ok((value, written.bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use otel::metrics::testing::{Points, Recorder};
+    use std::panic::AssertUnwindSafe;
+    use std::time::Duration;
+
+    fn status(points: &Points, status: &str) -> (f64, u64, f64) {
+        let labels = [("export.format", "csv"), ("export.status", status)];
+        let requests = points
+            .0
+            .iter()
+            .filter(|p| p.name == "orgraph.export.requests")
+            .filter(|p| {
+                labels.iter().all(|(k, v)| p.attributes.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|p| p.value)
+            .sum();
+        let count = points.count("orgraph.export.duration", &labels);
+        let sum = points.sum("orgraph.export.duration", &labels);
+        (requests, count, sum)
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cancelled_by_the_timeout_records_timeout_with_its_duration() {
+        let recorder = Recorder::new();
+        let exports = ExportMetrics::new(recorder.meter());
+        let work = async {
+            let _attempt = Attempt::start(&exports, ExportKind::EmployeeMetrics, ExportFormat::Csv);
+            std::future::pending::<()>().await;
+        };
+        let started = Instant::now();
+        assert!(tokio::time::timeout(Duration::from_millis(50), work).await.is_err());
+        let waited = started.elapsed().as_secs_f64();
+        let points = recorder.collect();
+        points.assert_conforms();
+        let (requests, count, sum) = status(&points, "timeout");
+        assert_eq!((requests, count), (1.0, 1));
+        assert!((0.045..=waited).contains(&sum), "recorded {sum}s, cancelled after {waited}s");
+        assert_eq!(status(&points, "success").1 + status(&points, "failure").1, 0);
+    }
+
+    #[test]
+    fn a_finished_attempt_records_its_outcome_once_and_no_timeout() {
+        let recorder = Recorder::new();
+        let exports = ExportMetrics::new(recorder.meter());
+        Attempt::start(&exports, ExportKind::EmployeeMetrics, ExportFormat::Csv).succeeded(10);
+        Attempt::start(&exports, ExportKind::EmployeeMetrics, ExportFormat::Csv).failed();
+        let points = recorder.collect();
+        points.assert_conforms();
+        assert_eq!(status(&points, "success").1, 1);
+        assert_eq!(status(&points, "failure").1, 1);
+        assert_eq!(status(&points, "timeout").1, 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_attempt_counts_as_failure_not_timeout() {
+        let recorder = Recorder::new();
+        let exports = ExportMetrics::new(recorder.meter());
+        let work = async {
+            let _attempt = Attempt::start(&exports, ExportKind::EmployeeMetrics, ExportFormat::Csv);
+            tokio::task::yield_now().await;
+            panic!("export bug");
+        };
+        assert!(AssertUnwindSafe(work).catch_unwind().await.is_err());
+        let points = recorder.collect();
+        assert_eq!(status(&points, "failure").1, 1);
+        assert_eq!(status(&points, "timeout").1, 0);
+    }
 }

@@ -110,10 +110,11 @@ enum Permit {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker; records the Closed state at once so the state series exists from the
-    /// start.
+    /// A closed breaker; records the Closed state and starts the call counts at 0 at once, so
+    /// the state series and the first rejection are visible from the start.
     pub fn new(name: BreakerName, config: BreakerConfig, metrics: BreakerMetrics) -> Self {
         metrics.set_state(name, BreakerState::Closed);
+        metrics.start_at_zero(name);
         let state = State { phase: Phase::Closed { failures: 0 }, generation: 0 };
         CircuitBreaker {
             inner: Arc::new(Inner { name, config, metrics, state: Mutex::new(state) }),

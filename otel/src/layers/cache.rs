@@ -34,7 +34,7 @@ impl<V: Clone + Send + Sync + 'static> L1Cache<V> {
     /// `ttl` after it was inserted. `weigh` estimates a value's size in bytes; an entry weighs
     /// its key's length plus `weigh(value)` plus [`ENTRY_OVERHEAD_BYTES`] (saturating at
     /// `u32::MAX`). An entry heavier than `max_bytes` is never kept. Reports the (empty) size at
-    /// once, so the size series exist from the start.
+    /// once and starts its hit and miss counts at 0, so its series exist from the start.
     pub fn new(
         name: CacheName,
         max_bytes: u64,
@@ -50,6 +50,7 @@ impl<V: Clone + Send + Sync + 'static> L1Cache<V> {
                 key_len.saturating_add(weigh(value)).saturating_add(ENTRY_OVERHEAD_BYTES)
             })
             .build();
+        metrics.start_at_zero(CacheLayer::L1, name);
         let cache = L1Cache { name, entries, metrics };
         cache.report_size();
         cache
@@ -132,6 +133,16 @@ mod tests {
     /// The weight of an entry, as the cache computes it.
     fn weight(key: &str, value: &str) -> f64 {
         f64::from(ENTRY_OVERHEAD_BYTES) + (key.len() + value.len()) as f64
+    }
+
+    #[test]
+    fn hits_and_misses_start_at_zero_before_the_first_look_up() {
+        let recorder = Recorder::new();
+        let _c = cache(&recorder, 1 << 20, HOUR);
+        let points = recorder.collect();
+        points.assert_conforms();
+        assert_eq!((requests(&points, "hit"), requests(&points, "miss")), (0.0, 0.0));
+        assert_eq!(points.series("orgraph.cache.requests"), 2);
     }
 
     #[test]

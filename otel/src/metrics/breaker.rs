@@ -2,6 +2,7 @@
 //! `…{circuit_breaker_state="open"} == 1`), and calls by outcome.
 
 use super::labels::{BreakerName, BreakerOutcome, BreakerState, Label};
+use super::zero;
 use crate::catalogue;
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 
@@ -26,6 +27,15 @@ impl BreakerMetrics {
         for state in BreakerState::ALL {
             let value = u64::from(*state == current);
             self.state.record(value, &[breaker.key_value(), state.key_value()]);
+        }
+    }
+
+    /// The call series of `breaker` exist from now on, at 0 for every outcome (3 series); the
+    /// circuit breaker calls it when it is built.
+    pub fn start_at_zero(&self, breaker: BreakerName) {
+        for outcome in BreakerOutcome::ALL {
+            let attributes = [breaker.key_value(), outcome.key_value()];
+            zero::start_at_zero(&self.calls, &catalogue::CIRCUIT_BREAKER_CALLS, &attributes);
         }
     }
 
@@ -57,5 +67,20 @@ mod tests {
         let calls =
             |o| points.value("orgraph.circuit_breaker.calls", &[("circuit_breaker.outcome", o)]);
         assert_eq!((calls("failure"), calls("rejected")), (1.0, 2.0));
+    }
+
+    #[test]
+    fn calls_start_at_zero_for_every_outcome() {
+        let recorder = Recorder::new();
+        let breakers = BreakerMetrics::new(recorder.meter());
+        breakers.start_at_zero(BreakerName::Postgres);
+        let points = recorder.collect();
+        points.assert_conforms();
+        for outcome in ["success", "failure", "rejected"] {
+            let labels =
+                [("circuit_breaker.name", "postgres"), ("circuit_breaker.outcome", outcome)];
+            assert_eq!(points.value("orgraph.circuit_breaker.calls", &labels), 0.0, "{outcome}");
+        }
+        assert_eq!(points.series("orgraph.circuit_breaker.calls"), 3, "only the breaker built");
     }
 }

@@ -1,6 +1,7 @@
 //! Cache metrics: look-ups by layer, cache and result, and each cache's size in items and bytes.
 
 use super::labels::{CacheLayer, CacheName, CacheResult, Label};
+use super::zero;
 use crate::catalogue;
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 
@@ -19,6 +20,15 @@ impl CacheMetrics {
             requests: catalogue::CACHE_REQUESTS.u64_counter(meter),
             size: catalogue::CACHE_SIZE.u64_gauge(meter),
             items: catalogue::CACHE_ITEMS.u64_gauge(meter),
+        }
+    }
+
+    /// The look-up series of cache `name` on `layer` exist from now on, at 0 hits and 0 misses
+    /// (2 series). Call it where the cache is built, for the layers it really has.
+    pub fn start_at_zero(&self, layer: CacheLayer, name: CacheName) {
+        for result in CacheResult::ALL {
+            let attributes = [layer.key_value(), name.key_value(), result.key_value()];
+            zero::start_at_zero(&self.requests, &catalogue::CACHE_REQUESTS, &attributes);
         }
     }
 
@@ -66,5 +76,24 @@ mod tests {
         assert_eq!(points.value("orgraph.cache.requests", &[("cache.result", "miss")]), 1.0);
         assert_eq!(points.value("orgraph.cache.items", &[("cache.name", "graph_stats")]), 2.0);
         assert_eq!(points.value("orgraph.cache.size", &[("cache.layer", "l1")]), 700.0);
+    }
+
+    #[test]
+    fn a_started_cache_shows_zero_hits_and_misses_before_any_look_up() {
+        let recorder = Recorder::new();
+        let cache = CacheMetrics::new(recorder.meter());
+        cache.start_at_zero(CacheLayer::L2, CacheName::GraphStats);
+        let points = recorder.collect();
+        points.assert_conforms();
+        let l2 = [("cache.layer", "l2"), ("cache.name", "graph_stats")];
+        for result in ["hit", "miss"] {
+            let labels = [l2[0], l2[1], ("cache.result", result)];
+            assert_eq!(points.value("orgraph.cache.requests", &labels), 0.0, "{result}");
+        }
+        assert_eq!(points.series("orgraph.cache.requests"), 2, "only the cache that exists");
+        cache.miss(CacheLayer::L2, CacheName::GraphStats);
+        let points = recorder.collect();
+        assert_eq!(points.value("orgraph.cache.requests", &[("cache.result", "miss")]), 1.0);
+        assert_eq!(points.series("orgraph.cache.requests"), 2);
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Each helper builds its instruments from [`crate::catalogue`] and takes its attribute values as
 //! enums ([`labels`]) whose strings are exactly the catalogue's bounded sets, so a service cannot
-//! record a name, a unit or an attribute value the catalogue does not know.
+//! record a name, a unit or an attribute value the catalogue does not know. Their counters can
+//! be started at 0 for the label sets a service really has ([`start_counter_at_zero`]), so the
+//! first event is visible.
 
 mod breaker;
 mod cache;
@@ -17,6 +19,7 @@ mod queue;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod worker;
+mod zero;
 
 pub use breaker::BreakerMetrics;
 pub use cache::CacheMetrics;
@@ -28,3 +31,4 @@ pub use pool::{PoolMetrics, PoolStats};
 pub use process::ProcessMetrics;
 pub use queue::{QueueMetrics, QueueStats};
 pub use worker::{ActiveTask, WorkerMetrics};
+pub use zero::start_counter_at_zero;

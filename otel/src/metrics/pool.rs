@@ -3,6 +3,7 @@
 //! code that asks the pool for a connection.
 
 use super::labels::{ConnectionState, Label, PoolName};
+use super::zero;
 use crate::catalogue;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableUpDownCounter};
@@ -31,7 +32,8 @@ pub struct PoolMetrics {
 }
 
 impl PoolMetrics {
-    /// Registers `pool`'s instruments on `meter`; `stats` is called at each collection.
+    /// Registers `pool`'s instruments on `meter`; `stats` is called at each collection. The pool's
+    /// timeout count starts at 0 (1 series), so its first timeout is visible.
     pub fn new(
         meter: &Meter,
         pool: PoolName,
@@ -61,9 +63,12 @@ impl PoolMetrics {
             .i64_observable_up_down_counter(meter, move |o| {
                 o.observe(to_i64(s().pending), std::slice::from_ref(&n))
             });
+        let timeouts = catalogue::DB_CLIENT_CONNECTION_TIMEOUTS.u64_counter(meter);
+        let start = [pool.key_value()];
+        zero::start_at_zero(&timeouts, &catalogue::DB_CLIENT_CONNECTION_TIMEOUTS, &start);
         PoolMetrics {
             pool,
-            timeouts: catalogue::DB_CLIENT_CONNECTION_TIMEOUTS.u64_counter(meter),
+            timeouts,
             wait_time: catalogue::DB_CLIENT_CONNECTION_WAIT_TIME.f64_histogram(meter),
             _observed: [count, max, pending],
         }
@@ -125,5 +130,9 @@ mod tests {
         );
         assert_eq!(points.value("db.client.connection.timeouts", &[pg_]), 1.0);
         assert_eq!(points.count("db.client.connection.wait_time", &[pg_]), 2);
+        // The redis pool never timed out, and says so.
+        let redis = ("db.client.connection.pool.name", "redis");
+        assert_eq!(points.value("db.client.connection.timeouts", &[redis]), 0.0);
+        assert_eq!(points.series("db.client.connection.timeouts"), 2, "one per pool built");
     }
 }

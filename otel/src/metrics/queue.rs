@@ -4,6 +4,7 @@
 //! (`messaging.client.*` semantic conventions).
 
 use super::labels::{JobState, Label, Queue};
+use super::zero;
 use crate::catalogue;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter, ObservableGauge};
@@ -71,6 +72,21 @@ impl QueueMetrics {
         read(&self.snapshot).insert(queue, stats);
     }
 
+    /// The enqueued count of `queue` exists from now on, at 0 (1 series); for a service that
+    /// sends jobs to `queue`.
+    pub fn start_enqueued_at_zero(&self, queue: Queue) {
+        let attributes = attributes(queue, "send");
+        zero::start_at_zero(&self.sent, &catalogue::MESSAGING_CLIENT_SENT_MESSAGES, &attributes);
+    }
+
+    /// The dequeued count of `queue` exists from now on, at 0 (1 series); for a service that
+    /// takes jobs from `queue`.
+    pub fn start_dequeued_at_zero(&self, queue: Queue) {
+        let attributes = attributes(queue, "receive");
+        let instrument = &catalogue::MESSAGING_CLIENT_CONSUMED_MESSAGES;
+        zero::start_at_zero(&self.consumed, instrument, &attributes);
+    }
+
     /// A job was enqueued on `queue`.
     pub fn enqueued(&self, queue: Queue) {
         self.sent.add(1, &attributes(queue, "send"));
@@ -119,5 +135,24 @@ mod tests {
         let analysis = ("messaging.destination.name", "analysis");
         assert_eq!(points.value("messaging.client.sent.messages", &[analysis]), 2.0);
         assert_eq!(points.value("messaging.client.consumed.messages", &[analysis]), 1.0);
+    }
+
+    #[test]
+    fn sent_and_consumed_counts_start_at_zero_only_where_started() {
+        let recorder = Recorder::new();
+        let queues = QueueMetrics::new(recorder.meter());
+        queues.start_enqueued_at_zero(Queue::Intervention);
+        queues.start_dequeued_at_zero(Queue::Export);
+        let points = recorder.collect();
+        points.assert_conforms();
+        let queue = |q| [("messaging.destination.name", q)];
+        assert_eq!(points.value("messaging.client.sent.messages", &queue("intervention")), 0.0);
+        assert_eq!(points.value("messaging.client.consumed.messages", &queue("export")), 0.0);
+        let sent = points.only("messaging.client.sent.messages");
+        assert_eq!(
+            sent.attributes.get("messaging.operation.name").map(String::as_str),
+            Some("send")
+        );
+        assert_eq!(points.series("messaging.client.consumed.messages"), 1);
     }
 }

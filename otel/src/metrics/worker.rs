@@ -2,6 +2,7 @@
 //! panics), configured concurrency, and finished attempts by task type and status.
 
 use super::labels::{Label, Queue, TaskStatus, TaskType};
+use super::zero;
 use crate::catalogue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 use std::time::Duration;
@@ -43,6 +44,16 @@ impl WorkerMetrics {
         ActiveTask { active: self.active.clone(), queue }
     }
 
+    /// The finished-attempt counts of `task` exist from now on, at 0 for every status (5 series:
+    /// every task type can succeed, fail, be retried, time out or panic). For a service that runs
+    /// `task`.
+    pub fn start_at_zero(&self, task: TaskType) {
+        for status in TaskStatus::ALL {
+            let attributes = [task.key_value(), status.key_value()];
+            zero::start_at_zero(&self.completed, &catalogue::TASK_COMPLETED, &attributes);
+        }
+    }
+
     /// One attempt of a `task` ended with `status` after `took`.
     pub fn task_finished(&self, task: TaskType, status: TaskStatus, took: Duration) {
         let attributes = [task.key_value(), status.key_value()];
@@ -82,6 +93,22 @@ mod tests {
         assert_eq!(points.count("orgraph.task.duration", &[("task.type", "export")]), 2);
         drop(second);
         assert_eq!(recorder.collect().value("orgraph.worker.active", &export), 0.0);
+    }
+
+    #[test]
+    fn finished_attempts_start_at_zero_for_every_status() {
+        let recorder = Recorder::new();
+        let worker = WorkerMetrics::new(recorder.meter());
+        worker.start_at_zero(TaskType::Export);
+        let points = recorder.collect();
+        points.assert_conforms();
+        let timeout = [("task.type", "export"), ("task.status", "timeout")];
+        assert_eq!(points.value("orgraph.task.completed", &timeout), 0.0);
+        assert_eq!(points.value("orgraph.task.completed", &[]), 0.0);
+        assert_eq!(points.series("orgraph.task.completed"), 5);
+        assert_eq!(points.series("orgraph.task.duration"), 0, "histograms are not started");
+        worker.task_finished(TaskType::Export, TaskStatus::Timeout, Duration::from_secs(1));
+        assert_eq!(recorder.collect().value("orgraph.task.completed", &timeout), 1.0);
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! What every handler shares: the database, Redis, the caches and the metric helpers, built once
-//! at start-up from the config and the global meter.
+//! at start-up from the config and the global meter. Building them also starts the API's counters
+//! at 0 for every label set it can produce, so its first events are visible (see
+//! [`AppState::new`]).
 
 use crate::config::Config;
 use crate::db::Db;
 use crate::graph::stats::StatsCache;
 use crate::jobs::JobCache;
 use crate::redis::Redis;
+use domain::JobKind;
+use otel::metrics::labels::InterventionKind;
 use otel::metrics::{
     BreakerMetrics, CacheMetrics, GraphMetrics, InterventionMetrics, QueueMetrics,
 };
+use std::collections::BTreeSet;
 
 /// The handlers' state; cheap to clone.
 #[derive(Clone)]
@@ -32,6 +37,18 @@ pub struct AppState {
 impl AppState {
     /// Builds the state on the global meter (call after `otel::init`). Connects lazily: the API
     /// starts even while Postgres or Redis are down, and readiness says so.
+    ///
+    /// Every counter the API records starts at 0 for the label sets the API really has, 18
+    /// series in all, so a first event is a visible 0 → 1 step and no panel reads "No data":
+    /// * `db.client.connection.timeouts`: its 2 pools (`postgres`, `redis`), by [`Db::new`] and
+    ///   [`Redis::new`];
+    /// * `orgraph.circuit_breaker.calls`: its 2 breakers × 3 outcomes = 6, by the breakers;
+    /// * `orgraph.cache.requests`: its 3 caches (`l1`/`graph_stats`, `l2`/`graph_stats`,
+    ///   `l1`/`job_status`) × hit/miss = 6, by [`StatsCache::new`] and [`JobCache::new`];
+    /// * `messaging.client.sent.messages`: the 3 queues it sends jobs to, here;
+    /// * `orgraph.intervention.proposals`: the 1 intervention kind it accepts, here.
+    ///
+    /// Never `l2`/`job_status` or `graph_nodes` (no such cache), nor the worker's counters.
     pub fn new(config: &Config) -> anyhow::Result<AppState> {
         let meter = otel::meter();
         let breakers = BreakerMetrics::new(&meter);
@@ -45,14 +62,21 @@ impl AppState {
             config.l1_ttl,
             config.l2_ttl,
         );
+        let queue_metrics = QueueMetrics::new(&meter);
+        let queues: BTreeSet<_> = JobKind::ALL.iter().map(|k| k.queue()).collect();
+        for queue in queues {
+            queue_metrics.start_enqueued_at_zero(queue);
+        }
+        let intervention_metrics = InterventionMetrics::new(&meter);
+        intervention_metrics.start_proposals_at_zero(InterventionKind::Reassign);
         Ok(AppState {
             db,
             redis,
             stats,
             jobs: JobCache::new(cache_metrics, config.l1_max_bytes),
             graph_metrics: GraphMetrics::new(&meter),
-            queue_metrics: QueueMetrics::new(&meter),
-            intervention_metrics: InterventionMetrics::new(&meter),
+            queue_metrics,
+            intervention_metrics,
         })
     }
 }

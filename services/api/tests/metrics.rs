@@ -93,6 +93,9 @@ async fn the_api_records_every_instrument_with_bounded_attributes() {
     assert!(points.value("db.client.connection.count", &[pg]) >= 1.0);
     assert!(points.count("db.client.connection.wait_time", &[pg]) > 5);
     assert!(points.count("db.client.connection.wait_time", &[redis]) >= 1);
+    // No pool timed out, and the timeout series say so (they exist from start-up, at 0).
+    assert_eq!(points.value("db.client.connection.timeouts", &[pg]), 0.0);
+    assert_eq!(points.value("db.client.connection.timeouts", &[redis]), 0.0);
 
     // Breakers: closed, calls succeeded.
     for name in ["postgres", "redis"] {
@@ -105,12 +108,17 @@ async fn the_api_records_every_instrument_with_bounded_attributes() {
         assert_eq!((state("closed"), state("open")), (1.0, 0.0), "{name}");
         let ok = [("circuit_breaker.name", name), ("circuit_breaker.outcome", "success")];
         assert!(points.value("orgraph.circuit_breaker.calls", &ok) >= 1.0, "{name}");
+        let rejected = [("circuit_breaker.name", name), ("circuit_breaker.outcome", "rejected")];
+        assert_eq!(points.value("orgraph.circuit_breaker.calls", &rejected), 0.0, "{name}");
     }
 
     // Jobs enqueued by queue, interventions proposed, graph updates timed by operation.
     let sent =
         |q| points.value("messaging.client.sent.messages", &[("messaging.destination.name", q)]);
     assert_eq!((sent("analysis"), sent("export")), (1.0, 1.0));
+    assert_eq!(sent("intervention"), 0.0, "a proposal enqueues nothing; the series is at 0");
+    let job_status = [("cache.layer", "l1"), ("cache.name", "job_status")];
+    assert_eq!(points.value("orgraph.cache.requests", &job_status), 0.0, "no job was read");
     assert_eq!(points.value("orgraph.intervention.proposals", &[]), 1.0);
     for op in ["seed", "add_node", "add_edge"] {
         assert_eq!(

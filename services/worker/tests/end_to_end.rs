@@ -207,6 +207,14 @@ async fn every_job_kind_runs_end_to_end() {
     assert_eq!(completed("export"), 2.0);
     assert_eq!(completed("intervention_execute"), 1.0);
     assert_eq!(completed("intervention_rollback"), 2.0);
+    // Nothing timed out or failed, and those series say so at 0 (they exist from start-up).
+    for task in ["analysis", "export", "intervention_execute", "intervention_rollback"] {
+        for status in ["failure", "timeout", "panic"] {
+            let labels = [("task.type", task), ("task.status", status)];
+            assert_eq!(points.value("orgraph.task.completed", &labels), 0.0, "{task} {status}");
+        }
+    }
+    assert_eq!(points.value("orgraph.export.requests", &[("export.status", "failure")]), 0.0);
     assert_eq!(points.value("orgraph.export.requests", &[("export.status", "success")]), 2.0);
     assert!(points.sum("orgraph.export.size", &[("export.format", "csv")]) > 1000.0);
     assert_eq!(

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::redis::Redis;
 use otel::layers::cache::L1Cache;
 use otel::metrics::CacheMetrics;
-use otel::metrics::labels::CacheName;
+use otel::metrics::labels::{CacheLayer, CacheName};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,8 @@ pub struct StatsCache {
 }
 
 impl StatsCache {
-    /// A cache of at most `l1_max_bytes` in process, `l1_ttl` there and `l2_ttl` in Redis.
+    /// A cache of at most `l1_max_bytes` in process, `l1_ttl` there and `l2_ttl` in Redis. The
+    /// look-up counts of both layers start at 0.
     pub fn new(
         redis: Redis,
         metrics: CacheMetrics,
@@ -33,6 +34,7 @@ impl StatsCache {
         l1_ttl: Duration,
         l2_ttl: Duration,
     ) -> StatsCache {
+        metrics.start_at_zero(CacheLayer::L2, CacheName::GraphStats);
         let l1 = L1Cache::new(
             CacheName::GraphStats,
             l1_max_bytes,

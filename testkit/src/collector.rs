@@ -1,6 +1,7 @@
 //! A real OpenTelemetry Collector for tests: the binary built from `collector/builder-config.yaml`,
 //! running the repo's own `collector-config.yaml` (never a copy) with every listener moved to a
-//! free loopback port through the config's `COLLECTOR_*` variables.
+//! free loopback port through the config's `COLLECTOR_*` variables (and, for fault tests, any other
+//! of its variables, such as a tiny memory limit).
 
 use crate::process::Daemon;
 use crate::scratch::ScratchDir;
@@ -39,15 +40,20 @@ impl Collector {
     /// Starts the collector and returns once its health endpoint answers 200. Fails with the
     /// collector's log if it exits first or is not healthy within 30 s.
     pub fn start() -> anyhow::Result<Collector> {
+        Collector::start_with(&[])
+    }
+
+    /// [`Collector::start`] with more of the config's variables set, e.g.
+    /// `[("COLLECTOR_MEMORY_LIMIT_MIB", "2")]`; the listen addresses are always the test's own.
+    pub fn start_with(vars: &[(&str, &str)]) -> anyhow::Result<Collector> {
         let binary = tools::require(&tools::otelcol_path()?, "otelcol")?;
         let config = crate::repo_root().join("collector-config.yaml");
         let ports = Ports::pick();
         let dir = ScratchDir::new("collector")?;
         let loopback = |port: u16| format!("127.0.0.1:{port}");
         let mut command = Command::new(&binary);
+        command.arg("--config").arg(&config).envs(vars.iter().copied());
         command
-            .arg("--config")
-            .arg(&config)
             .env("COLLECTOR_OTLP_GRPC_ENDPOINT", loopback(ports.otlp_grpc))
             .env("COLLECTOR_OTLP_HTTP_ENDPOINT", loopback(ports.otlp_http))
             .env("COLLECTOR_PROMETHEUS_ENDPOINT", loopback(ports.prometheus))
@@ -106,6 +112,16 @@ impl Collector {
     /// One scrape of [`Collector::prometheus_url`]; any status but 200 is an error.
     pub fn scrape(&self) -> anyhow::Result<String> {
         let url = self.prometheus_url();
+        match http_get(&url)? {
+            (200, body) => Ok(body),
+            (status, body) => anyhow::bail!("GET {url} answered {status}: {body}"),
+        }
+    }
+
+    /// One scrape of [`Collector::telemetry_url`] (the collector's own `otelcol_*` metrics); any
+    /// status but 200 is an error.
+    pub fn scrape_telemetry(&self) -> anyhow::Result<String> {
+        let url = self.telemetry_url();
         match http_get(&url)? {
             (200, body) => Ok(body),
             (status, body) => anyhow::bail!("GET {url} answered {status}: {body}"),

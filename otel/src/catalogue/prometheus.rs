@@ -8,6 +8,9 @@
 //! end in `_total`; gauges of unit `1` end in `_ratio`. The translation proof
 //! (`otel/tests/translation.rs`) checks every rule used here against the real collector, so an
 //! upgrade that changes a name fails a test instead of blanking a dashboard.
+//!
+//! It also lists the collector's own metrics the rules read ([`COLLECTOR_SELF_METRICS`]), named by
+//! the collector's internal telemetry rather than by this translation.
 
 use super::{ALL, Instrument, Kind};
 
@@ -100,6 +103,86 @@ pub fn family(instrument: &Instrument) -> Family {
 pub fn families() -> Vec<Family> {
     ALL.iter().map(|i| family(i)).collect()
 }
+
+/// When one of the collector's own metrics is on its telemetry endpoint, with
+/// `collector-config.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appears {
+    /// From start-up.
+    Always,
+    /// Once the OTLP receiver got a request, at 0 until something happens (the receiver records
+    /// accepted, refused and failed points of every request, whatever the outcome).
+    OnData,
+    /// Once data went all the way through to the `prometheus` exporter.
+    OnExport,
+    /// Only after the memory limiter refused data (created by the first refusal).
+    OnRefusal,
+    /// Never with this config, for the reason given: the name is real (collector 0.161 declares
+    /// it), but nothing in this pipeline can record it.
+    Never(&'static str),
+}
+
+/// One of the collector's own metrics, as its internal Prometheus endpoint (`:8888`) serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectorMetric {
+    /// The exact sample and family name (no `_total`, no unit suffix: see
+    /// `service.telemetry.metrics` in `collector-config.yaml`).
+    pub name: &'static str,
+    /// The `# TYPE`.
+    pub metric_type: MetricType,
+    /// When it exists.
+    pub appears: Appears,
+}
+
+const fn collector_metric(
+    name: &'static str,
+    metric_type: MetricType,
+    appears: Appears,
+) -> CollectorMetric {
+    CollectorMetric { name, metric_type, appears }
+}
+
+/// The collector's own metrics the alert and recording rules, their promtool tests, the runbooks
+/// and the Infrastructure dashboard read, with the exact names and types collector 0.161 serves
+/// with `collector-config.yaml` (which pins the naming). `otel/tests/collector_telemetry.rs`
+/// starts the real collector, pushes data, provokes a memory-limiter refusal and checks every
+/// entry: present with this `# TYPE` when it should be, absent when it cannot be.
+pub const COLLECTOR_SELF_METRICS: &[CollectorMetric] = &[
+    collector_metric(
+        "otelcol_receiver_accepted_metric_points",
+        MetricType::Counter,
+        Appears::OnData,
+    ),
+    collector_metric(
+        "otelcol_receiver_refused_metric_points",
+        MetricType::Counter,
+        Appears::OnData,
+    ),
+    collector_metric("otelcol_receiver_failed_metric_points", MetricType::Counter, Appears::OnData),
+    collector_metric(
+        "otelcol_processor_memory_limiter_refused_metric_points",
+        MetricType::Counter,
+        Appears::OnRefusal,
+    ),
+    collector_metric("otelcol_exporter_sent_metric_points", MetricType::Counter, Appears::OnExport),
+    collector_metric(
+        "otelcol_exporter_send_failed_metric_points",
+        MetricType::Counter,
+        Appears::Never(
+            "the prometheus exporter only stores points for the next scrape; its ConsumeMetrics \
+             never returns an error, and the exporter helper records send failures only for errors",
+        ),
+    ),
+    collector_metric(
+        "otelcol_exporter_enqueue_failed_metric_points",
+        MetricType::Counter,
+        Appears::Never(
+            "the prometheus exporter has no sending_queue in collector-config.yaml, and the \
+             instrument exists only on an exporter with a queue",
+        ),
+    ),
+    collector_metric("otelcol_process_memory_rss", MetricType::Gauge, Appears::Always),
+];
 
 fn is_metric_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == ':'
@@ -252,6 +335,16 @@ mod tests {
         ];
         for (name, unit, kind, want) in cases {
             assert_eq!(metric_name(name, unit, kind), want, "{name} [{unit}] {kind:?}");
+        }
+    }
+
+    #[test]
+    fn collector_self_metrics_are_distinct_unsuffixed_otelcol_names() {
+        let mut seen = HashSet::new();
+        for m in COLLECTOR_SELF_METRICS {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("otelcol_"), "{}", m.name);
+            assert!(!m.name.ends_with("_total"), "{}: the collector adds no _total", m.name);
         }
     }
 

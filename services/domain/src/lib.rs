@@ -4,6 +4,7 @@
 
 pub mod health_check;
 pub mod jobs;
+pub mod probe;
 pub mod schema;
 pub mod service;
 pub mod settings;

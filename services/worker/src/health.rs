@@ -2,8 +2,9 @@
 //! `/health/live` (the process answers) and `/health/ready` (Postgres answers and the queue
 //! workers are running; 503 with a JSON body naming what is not otherwise).
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -27,7 +28,7 @@ pub struct Health {
 /// The health routes.
 pub fn router(health: Health) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .fallback(|| async {
             problem(
@@ -36,6 +37,24 @@ pub fn router(health: Health) -> Router {
             )
         })
         .with_state(health)
+}
+
+/// The query of `/health/live`.
+#[derive(Debug, serde::Deserialize)]
+struct LiveQuery {
+    format: Option<String>,
+}
+
+/// The process answers: JSON, or an empty Prometheus document for Prometheus' probe.
+async fn live(Query(query): Query<LiveQuery>) -> Response {
+    match domain::probe::format(query.format.as_deref()) {
+        Ok(domain::probe::Format::Json) => Json(json!({"status": "ok"})).into_response(),
+        Ok(domain::probe::Format::Prometheus) => {
+            ([(header::CONTENT_TYPE, domain::probe::CONTENT_TYPE)], domain::probe::BODY)
+                .into_response()
+        }
+        Err(detail) => problem(StatusCode::BAD_REQUEST, &detail),
+    }
 }
 
 async fn ready(State(health): State<Health>) -> Response {

@@ -3,13 +3,17 @@
 //! dashboards filter them out.
 
 use crate::error::problem;
+use crate::extract::Query;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use otel::metrics::labels::BreakerState;
+use serde::Deserialize;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use utoipa::IntoParams;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,10 +32,32 @@ pub struct Health {
     pub checks: BTreeMap<&'static str, String>,
 }
 
+/// The query of `/health/live`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LiveQuery {
+    /// `json` (the default) or `prometheus`: an empty document in the Prometheus text format, for
+    /// Prometheus' own liveness probe (`up` of the scrape job is the answer).
+    format: Option<String>,
+}
+
 /// The process is up.
-#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
-async fn live() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok", checks: BTreeMap::new() })
+#[utoipa::path(get, path = "/health/live", tag = "health", params(LiveQuery),
+    responses(
+        (status = 200, description = "JSON, or with `?format=prometheus` an empty Prometheus text document",
+            content((Health = "application/json"), (String = "text/plain"))),
+        (status = 400, body = crate::error::Problem)))]
+async fn live(Query(query): Query<LiveQuery>) -> Response {
+    match domain::probe::format(query.format.as_deref()) {
+        Ok(domain::probe::Format::Json) => {
+            axum::Json(Health { status: "ok", checks: BTreeMap::new() }).into_response()
+        }
+        Ok(domain::probe::Format::Prometheus) => {
+            ([(header::CONTENT_TYPE, domain::probe::CONTENT_TYPE)], domain::probe::BODY)
+                .into_response()
+        }
+        Err(detail) => problem(StatusCode::BAD_REQUEST, detail),
+    }
 }
 
 /// Postgres and Redis answer and no breaker is open.

@@ -1,4 +1,5 @@
-# The images of the platform's two services, `api` and `worker`, from one build of the workspace:
+# The images of the platform's two services, `api` and `worker`, and of `alert-log` (compose's
+# default Alertmanager receiver, alertmanager/alert-log), from one build of the workspace:
 #
 #   docker compose build                     # reads every version from .env
 #   docker build --target api \
@@ -8,9 +9,10 @@
 # default builder since Docker Engine 23) for the cache mounts; no `# syntax=` line, so that no
 # unpinned frontend image is pulled.
 #
-# Stages: `build` compiles both binaries once (release, stripped, Cargo.lock as is); `runtime` is
-# the distroless "cc" base (glibc and libgcc, nothing else: no shell, no package manager, no curl)
-# running as its non-root user 65532; `api` and `worker` add one binary each. The health checks run
+# Stages: `build` compiles the three binaries once (release, stripped, Cargo.lock as is);
+# `runtime` is the distroless "cc" base (glibc and libgcc, nothing else: no shell, no package
+# manager, no curl) running as its non-root user 65532; `api`, `worker` and `alert-log` add one
+# binary each. The health checks run
 # the binary itself (`--health-check`), so the image needs no HTTP client. TLS, where the services
 # use it, is rustls with compiled-in roots: no CA bundle or OpenSSL needed.
 
@@ -29,8 +31,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     CARGO_PROFILE_RELEASE_STRIP=symbols \
     cargo build --release --locked --package api --bin api --package worker --bin worker \
+        --package alert-log --bin alert-log \
     && mkdir -p /out/bin /out/exports \
-    && cp target/release/api target/release/worker /out/bin/
+    && cp target/release/api target/release/worker target/release/alert-log /out/bin/
 
 FROM ${RUNTIME_IMAGE} AS runtime
 ARG APP_VERSION
@@ -69,3 +72,16 @@ EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/worker", "--health-check"]
 ENTRYPOINT ["/usr/local/bin/worker"]
+
+FROM runtime AS alert-log
+LABEL org.opencontainers.image.title="alert-log" \
+      org.opencontainers.image.description="The default Alertmanager receiver of the compose stack: one JSON line per alert notified, on stdout"
+COPY --from=build /out/bin/alert-log /usr/local/bin/alert-log
+# No ENV for the address: the binary's default, 127.0.0.1:9099, is right where it runs, in
+# Alertmanager's network namespace (compose's `network_mode: service:alertmanager`), whose
+# alertmanager.yml posts to http://127.0.0.1:9099. Run elsewhere, set ALERT_LOG_ADDR.
+EXPOSE 9099
+# GET /health on the port of ALERT_LOG_ADDR, 2 s timeout; exit 0 on 200.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/alert-log", "--health-check"]
+ENTRYPOINT ["/usr/local/bin/alert-log"]

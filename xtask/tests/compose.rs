@@ -8,6 +8,10 @@
 //!   version the tests run, with 30-day retention, the rules and the lifecycle API;
 //! * every mounted file exists, and the config files are the ones the native stack runs;
 //! * the services' environment is what their code reads, on the ports their defaults name;
+//! * networking: Prometheus and Alertmanager have network namespaces of their own; Prometheus'
+//!   compose targets (`prometheus/targets-compose`) are services it can reach, its native ones
+//!   (`prometheus/targets`) loopback; every webhook of alertmanager.yml reaches `alert-log`, which
+//!   shares Alertmanager's namespace;
 //! * health checks, `depends_on` conditions, restart policies, memory limits, named volumes,
 //!   loopback-only ports, and no credential in the repo.
 //!
@@ -18,6 +22,7 @@
 use anyhow::Context;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -26,8 +31,8 @@ use std::time::Duration;
 /// How long building the checker may take (a first build downloads compose-go and its modules).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// The services of the platform itself (built from the Dockerfile).
-const OWN_SERVICES: [&str; 2] = ["api", "worker"];
+/// The services built from the Dockerfile: the platform's two, and the alert log.
+const OWN_SERVICES: [&str; 3] = ["api", "worker", "alert-log"];
 
 /// Services without a health check, and why: the contrib collector image is distroless (no shell,
 /// no HTTP client) and its binary has no probe subcommand.
@@ -41,10 +46,15 @@ const PUBLISHED: [(&str, u16); 9] = [
     ("otel-collector", 4318),
     ("otel-collector", 8889),
     ("otel-collector", 13133),
-    ("otel-collector", 9090),
-    ("otel-collector", 9093),
+    ("prometheus", 9090),
+    ("alertmanager", 9093),
     ("grafana", 3000),
 ];
+
+/// Where Prometheus' targets are, relative to prometheus/prometheus.yml: the native ones (the
+/// repo's directory, loopback), and the directory compose mounts over it (service names).
+const TARGETS_DIR: &str = "targets";
+const COMPOSE_TARGETS_DIR: &str = "targets-compose";
 
 // ---------------------------------------------------------------------------------------------
 // The checks.
@@ -161,6 +171,9 @@ fn the_dockerfile_builds_small_non_root_images_from_pinned_bases() -> anyhow::Re
                 "Dockerfile stage {name}: based on `{base}`, not ${{RUNTIME_IMAGE}}"
             ));
         }
+        if !stage_text(&text, "build").contains(&format!("--bin {name}")) {
+            problems.push(format!("Dockerfile stage build: does not build `--bin {name}`"));
+        }
         let binary = format!("/usr/local/bin/{name}");
         let stage = stage_text(&text, name);
         for (what, needle) in [
@@ -191,6 +204,23 @@ fn the_dockerfile_builds_small_non_root_images_from_pinned_bases() -> anyhow::Re
             || ignore.lines().any(|l| l.trim().trim_matches('/').ends_with(needed));
         if !excluded {
             problems.push(format!(".dockerignore: `{needed}` is sent to the builder"));
+        }
+    }
+    // `cargo build --locked` of the workspace needs every member in the build context.
+    if ignore.lines().any(|l| l.trim() == "*") {
+        let let_in: Vec<&str> = ignore
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('!'))
+            .map(|l| l.trim_matches('/'))
+            .collect();
+        for member in workspace_members()? {
+            let inside = |dir: &&str| member == *dir || member.starts_with(&format!("{dir}/"));
+            if !let_in.iter().any(inside) {
+                problems.push(format!(
+                    ".dockerignore: the workspace member {member} is kept out of the build context \
+                     (add `!{member}/`)"
+                ));
+            }
         }
     }
     report("Dockerfile", problems)
@@ -307,6 +337,8 @@ fn compose_mounts_the_very_config_files_the_native_stack_runs() -> anyhow::Resul
     let expected = [
         ("otel-collector", "collector-config.yaml", "/etc/otelcol-contrib/config.yaml"),
         ("prometheus", "prometheus", "/etc/prometheus"),
+        // The one compose-specific part: where the targets are (see prometheus.yml).
+        ("prometheus", "prometheus/targets-compose", "/etc/prometheus/targets"),
         ("alertmanager", "alertmanager/alertmanager.yml", "/etc/alertmanager/alertmanager.yml"),
         ("grafana", "grafana/provisioning", "/etc/grafana/provisioning"),
         ("grafana", "grafana/dashboards", "/var/lib/grafana/dashboards"),
@@ -452,9 +484,8 @@ fn health_checks_and_depends_on_conditions_fit_together() -> anyhow::Result<()> 
     for (name, needs) in [
         ("api", &["postgres", "redis", "otel-collector"][..]),
         ("worker", &["postgres", "otel-collector"][..]),
-        ("prometheus", &["otel-collector"][..]),
-        ("alertmanager", &["otel-collector"][..]),
-        ("grafana", &["prometheus"][..]),
+        ("alert-log", &["alertmanager"][..]),
+        ("grafana", &["prometheus", "alertmanager"][..]),
     ] {
         for need in needs {
             if service(project, name)?.get("depends_on").and_then(|d| d.get(*need)).is_none() {
@@ -614,6 +645,19 @@ fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
     if host_port(&redis) != Some(("redis", 6379)) {
         problems.push(format!("api: REDIS_URL `{redis}` is not the redis service on 6379"));
     }
+    // alert-log: only what it reads; on loopback, since it shares Alertmanager's namespace and
+    // nothing else is to post to it.
+    let own = env_names(&root.join("alertmanager").join("alert-log").join("src"))?;
+    for key in env_of(service(project, "alert-log")?).keys().filter(|k| !own.contains(*k)) {
+        problems.push(format!("alert-log: compose sets {key}, which alert-log does not read"));
+    }
+    let addr = alert_log_addr(project)?;
+    if !addr.ip().is_loopback() {
+        problems.push(format!(
+            "alert-log: listens on {addr}, not on loopback: anything on Alertmanager's networks \
+             could post alerts to it"
+        ));
+    }
     report("service environment", problems)
 }
 
@@ -684,6 +728,262 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
         }
     }
     report("credentials", problems)
+}
+
+#[test]
+fn prometheus_and_alertmanager_have_network_namespaces_of_their_own() -> anyhow::Result<()> {
+    let project = project()?;
+    let services = services(project)?;
+    let mut problems = Vec::new();
+    // Sharing the collector's namespace stranded them whenever the collector was recreated.
+    for name in ["prometheus", "alertmanager"] {
+        let service = service(project, name)?;
+        if let Some(mode) = str_at(service, &["network_mode"]) {
+            problems.push(format!("{name}: network_mode `{mode}`: it must have its own networks"));
+        }
+        if networks_of(service).is_empty() {
+            problems.push(format!("{name}: on no network"));
+        }
+    }
+    for (name, service) in &services {
+        if str_at(service, &["network_mode"]) == Some("service:otel-collector") {
+            problems.push(format!("{name}: shares the collector's network namespace"));
+        }
+        // Whoever joins another service's namespace must follow it when it is recreated, or it
+        // is left in a namespace that no longer exists.
+        if let Some(other) =
+            str_at(service, &["network_mode"]).and_then(|m| m.strip_prefix("service:"))
+            && service
+                .get("depends_on")
+                .and_then(|d| d.get(other))
+                .and_then(|d| d.get("restart"))
+                .and_then(Value::as_bool)
+                != Some(true)
+        {
+            problems.push(format!(
+                "{name}: joins {other}'s network namespace but does not depend on it with \
+                 `restart: true`"
+            ));
+        }
+    }
+    // alert-log is reached over Alertmanager's loopback, as alertmanager.yml's URLs say.
+    match str_at(service(project, "alert-log")?, &["network_mode"]) {
+        Some("service:alertmanager") => {}
+        other => problems.push(format!(
+            "alert-log: network_mode {other:?}, expected `service:alertmanager` (alertmanager.yml \
+             posts to 127.0.0.1)"
+        )),
+    }
+    // Grafana reaches both by service name on a network they share.
+    let grafana = networks_of(service(project, "grafana")?);
+    for name in ["prometheus", "alertmanager"] {
+        if networks_of(service(project, name)?).is_disjoint(&grafana) {
+            problems.push(format!("{name}: on no network of Grafana's {grafana:?}"));
+        }
+    }
+    report("network namespaces", problems)
+}
+
+#[test]
+fn prometheus_targets_are_compose_services_in_compose_and_loopback_natively() -> anyhow::Result<()>
+{
+    let project = project()?;
+    let dir = root().join("prometheus");
+    let config: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("prometheus.yml"))?)?;
+    let mut problems = Vec::new();
+    // Every scrape job and every Alertmanager: targets from files under targets/, none inline.
+    let mut users: Vec<(String, &Value)> = Vec::new();
+    for job in config.get("scrape_configs").and_then(Value::as_sequence).into_iter().flatten() {
+        let name = str_at(job, &["job_name"]).unwrap_or("(unnamed)");
+        users.push((format!("scrape job {name}"), job));
+    }
+    let alertmanagers = config.get("alerting").and_then(|a| a.get("alertmanagers"));
+    for (i, am) in alertmanagers.and_then(Value::as_sequence).into_iter().flatten().enumerate() {
+        users.push((format!("alerting.alertmanagers[{i}]"), am));
+    }
+    if !users.iter().any(|(what, _)| what.starts_with("alerting")) {
+        problems.push("prometheus.yml: no alerting.alertmanagers".into());
+    }
+    let mut files = BTreeSet::new();
+    for (what, user) in &users {
+        for key in ["static_configs", "dns_sd_configs"] {
+            if user.get(key).is_some() {
+                problems.push(format!(
+                    "prometheus.yml: {what} has {key}: compose and the native stack need \
+                     different targets, so they come from files (file_sd_configs)"
+                ));
+            }
+        }
+        let sd = user.get("file_sd_configs").and_then(Value::as_sequence);
+        let named: Vec<String> =
+            sd.into_iter().flatten().flat_map(|c| strings_at(c, &["files"])).collect();
+        if named.is_empty() {
+            problems.push(format!("prometheus.yml: {what} has no file_sd_configs files"));
+        }
+        for file in named {
+            match file.strip_prefix(&format!("{TARGETS_DIR}/")) {
+                Some(name) if !name.contains(['/', '*']) && !file.contains("..") => {
+                    files.insert(name.to_string());
+                }
+                _ => problems.push(format!(
+                    "prometheus.yml: {what} reads `{file}`: expected `{TARGETS_DIR}/<name>.yaml`, \
+                     relative (resolved against the config's directory, which compose mounts)"
+                )),
+            }
+        }
+    }
+    // Compose puts its own directory where the native one is.
+    let prometheus = service(project, "prometheus")?;
+    match mounts(prometheus)?
+        .into_iter()
+        .find(|m| m.target == format!("/etc/prometheus/{TARGETS_DIR}"))
+    {
+        Some(m) if m.kind == "bind" && m.source == dir.join(COMPOSE_TARGETS_DIR) && m.read_only => {
+        }
+        other => problems.push(format!(
+            "prometheus: prometheus/{COMPOSE_TARGETS_DIR} must be mounted read-only at \
+             /etc/prometheus/{TARGETS_DIR}, found {other:?}"
+        )),
+    }
+    // Both directories hold exactly the files prometheus.yml reads.
+    for sub in [TARGETS_DIR, COMPOSE_TARGETS_DIR] {
+        let present: BTreeSet<String> = std::fs::read_dir(dir.join(sub))
+            .with_context(|| format!("listing prometheus/{sub}"))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        for missing in files.difference(&present) {
+            problems.push(format!("prometheus/{sub}/{missing}: missing (prometheus.yml reads it)"));
+        }
+        for extra in present.difference(&files) {
+            problems.push(format!("prometheus/{sub}/{extra}: prometheus.yml reads no such file"));
+        }
+    }
+    let prometheus_networks = networks_of(prometheus);
+    for file in &files {
+        let native = target_groups(&dir.join(TARGETS_DIR).join(file));
+        let compose = target_groups(&dir.join(COMPOSE_TARGETS_DIR).join(file));
+        let (native, compose) = match (native, compose) {
+            (Ok(n), Ok(c)) => (n, c),
+            (n, c) => {
+                for e in [n.err(), c.err()].into_iter().flatten() {
+                    problems.push(format!("{e:#}"));
+                }
+                continue;
+            }
+        };
+        // Natively everything listens on 127.0.0.1.
+        for (target, _) in &native {
+            if !matches!(target.0.as_str(), "127.0.0.1" | "localhost" | "[::1]") {
+                problems.push(format!(
+                    "prometheus/{TARGETS_DIR}/{file}: target {}:{} is not loopback (the native \
+                     stack listens on 127.0.0.1)",
+                    target.0, target.1
+                ));
+            }
+        }
+        // In compose: a service on one of Prometheus' networks, listening there.
+        for (target, _) in &compose {
+            let (host, port) = (target.0.as_str(), target.1);
+            match serving(project, host, &prometheus_networks)? {
+                Some(server) if server == host => {
+                    if !listens_on(project, &server, port)? {
+                        problems.push(format!(
+                            "prometheus/{COMPOSE_TARGETS_DIR}/{file}: {server} does not listen on \
+                             {port}"
+                        ));
+                    }
+                }
+                _ => problems.push(format!(
+                    "prometheus/{COMPOSE_TARGETS_DIR}/{file}: `{host}` is no compose service on \
+                     Prometheus' networks {prometheus_networks:?}"
+                )),
+            }
+        }
+        // The same ports and labels both ways: only the hosts differ.
+        let shape = |groups: &Targets| {
+            groups.iter().map(|((_, port), labels)| (*port, labels.clone())).collect::<Vec<_>>()
+        };
+        if shape(&native) != shape(&compose) {
+            problems.push(format!(
+                "prometheus/{{{TARGETS_DIR},{COMPOSE_TARGETS_DIR}}}/{file}: the ports or labels \
+                 differ ({:?} natively, {:?} in compose)",
+                shape(&native),
+                shape(&compose)
+            ));
+        }
+    }
+    report("prometheus targets", problems)
+}
+
+#[test]
+fn every_webhook_of_alertmanager_reaches_alert_log() -> anyhow::Result<()> {
+    let project = project()?;
+    let path = root().join("alertmanager").join("alertmanager.yml");
+    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+    let alertmanager_networks = networks_of(service(project, "alertmanager")?);
+    let alert_log = alert_log_addr(project)?;
+    let in_alertmanager_namespace =
+        str_at(service(project, "alert-log")?, &["network_mode"]) == Some("service:alertmanager");
+    let mut problems = Vec::new();
+    let mut urls = Vec::new();
+    for receiver in config.get("receivers").and_then(Value::as_sequence).into_iter().flatten() {
+        let name = str_at(receiver, &["name"]).unwrap_or("(unnamed)").to_string();
+        let webhooks = receiver.get("webhook_configs").and_then(Value::as_sequence);
+        for webhook in webhooks.into_iter().flatten() {
+            // A `url_file` is a secret outside the repo: nothing to check here.
+            if let Some(url) = str_at(webhook, &["url"]) {
+                urls.push((name.clone(), url.to_string()));
+            }
+        }
+    }
+    for (receiver, url) in &urls {
+        let Some((host, port)) = host_port(url) else {
+            problems.push(format!("receiver {receiver}: webhook URL `{url}` has no host:port"));
+            continue;
+        };
+        if matches!(host, "127.0.0.1" | "localhost") {
+            // Alertmanager's own loopback: alert-log, in its namespace.
+            if !in_alertmanager_namespace {
+                problems.push(format!(
+                    "receiver {receiver}: {url} is Alertmanager's loopback, but alert-log does not \
+                     share Alertmanager's network namespace"
+                ));
+            }
+            let url_path = url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..]));
+            if port != alert_log.port() {
+                problems.push(format!(
+                    "receiver {receiver}: {url} is Alertmanager's loopback port {port}, but \
+                     alert-log (which shares its namespace) listens on {alert_log}"
+                ));
+            }
+            match url_path {
+                Some(p) if alert_log::RECEIVERS.contains(&p) => {}
+                other => problems.push(format!(
+                    "receiver {receiver}: {url}: alert-log takes no path {other:?} (it serves {:?})",
+                    alert_log::RECEIVERS
+                )),
+            }
+        } else {
+            match serving(project, host, &alertmanager_networks)? {
+                Some(server) if listens_on(project, &server, port)? => {}
+                Some(server) => problems.push(format!("{url}: {server} does not listen on {port}")),
+                None => problems.push(format!(
+                    "receiver {receiver}: `{host}` of {url} is no service on Alertmanager's \
+                     networks {alertmanager_networks:?}"
+                )),
+            }
+        }
+    }
+    // And alert-log serves each path Alertmanager can post to, at the address compose gives it.
+    if alert_log.port() != alert_log_default().port() {
+        problems.push(format!(
+            "alert-log: compose moves it to {alert_log}; its default (and the live proof's sink) \
+             is {}",
+            alert_log::DEFAULT_ADDR
+        ));
+    }
+    report("alertmanager webhooks", problems)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -883,20 +1183,109 @@ fn serving(
     Ok(None)
 }
 
-/// Whether `service` listens on container port `port` (by its published ports, its health check
-/// or, for the services whose port is their image's fixed default, a known table).
+/// Whether `name` listens on container port `port` on an address other services can reach (not
+/// loopback only): by its published ports, its `*_ADDR` listen addresses, or, for the collector,
+/// the listen addresses of collector-config.yaml.
 fn listens_on(project: &Value, name: &str, port: u16) -> anyhow::Result<bool> {
-    let known = [("prometheus", 9090), ("alertmanager", 9093)];
-    if known.contains(&(name, port)) {
-        return Ok(true);
-    }
+    Ok(listeners(project, name)?.iter().any(|(host, p)| {
+        *p == port && !matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]")
+    }))
+}
+
+/// Where `name` listens inside its network namespace: `(host, port)`, host `0.0.0.0` for every
+/// interface.
+fn listeners(project: &Value, name: &str) -> anyhow::Result<Vec<(String, u16)>> {
     let service = service(project, name)?;
-    Ok(service
-        .get("ports")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-        .any(|p| p.get("target").and_then(Value::as_u64) == Some(u64::from(port))))
+    let mut out = Vec::new();
+    // A published port: the server in the container listens on every interface.
+    for port in service.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+        if let Some(target) = port.get("target").and_then(Value::as_u64) {
+            out.push(("0.0.0.0".to_string(), u16::try_from(target)?));
+        }
+    }
+    // A listen address in its environment (`API_ADDR=0.0.0.0:8000`).
+    let env = env_of(service);
+    for (key, value) in &env {
+        if key.ends_with("_ADDR")
+            && let Some((host, port)) = value.rsplit_once(':')
+            && let Ok(port) = port.parse()
+        {
+            out.push((host.to_string(), port));
+        }
+    }
+    if name == "alert-log" && !env.contains_key(alert_log::ADDR_VAR) {
+        let addr = alert_log_default();
+        out.push((addr.ip().to_string(), addr.port()));
+    }
+    // The collector: its config's listen addresses (`${env:NAME:-default}`, unless compose sets
+    // NAME).
+    if name == "otel-collector" {
+        let value = |var: &str| -> anyhow::Result<String> {
+            env.get(var).cloned().map_or_else(|| collector_default(var), Ok)
+        };
+        let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+        for var in text.split("${env:").skip(1).filter_map(|rest| rest.split(':').next()) {
+            if var.ends_with("_ENDPOINT")
+                && let Some((host, port)) = value(var)?.rsplit_once(':')
+            {
+                out.push((host.to_string(), port.parse()?));
+            }
+        }
+        let host = value("COLLECTOR_TELEMETRY_HOST")?;
+        out.push((host, value("COLLECTOR_TELEMETRY_PORT")?.parse()?));
+    }
+    Ok(out)
+}
+
+/// alert-log's listen address in compose: its `ALERT_LOG_ADDR`, else the binary's default.
+fn alert_log_addr(project: &Value) -> anyhow::Result<SocketAddr> {
+    let env = env_of(service(project, "alert-log")?);
+    alert_log::listen_addr(env.get(alert_log::ADDR_VAR).map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("alert-log: {e}"))
+}
+
+/// The binary's default listen address.
+fn alert_log_default() -> SocketAddr {
+    alert_log::listen_addr(None).unwrap_or_else(|e| panic!("alert-log's default address: {e}"))
+}
+
+/// The targets of a `file_sd_configs` file: each one's `(host, port)` with its group's labels.
+type Targets = Vec<((String, u16), BTreeMap<String, String>)>;
+
+/// The [`Targets`] of a `file_sd_configs` file.
+fn target_groups(path: &Path) -> anyhow::Result<Targets> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let groups = doc
+        .as_sequence()
+        .with_context(|| format!("{}: not a list of target groups", path.display()))?;
+    let mut out = Vec::new();
+    for group in groups {
+        let labels: BTreeMap<String, String> = group
+            .get("labels")
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let targets = strings_at(group, &["targets"]);
+        anyhow::ensure!(!targets.is_empty(), "{}: a group without targets", path.display());
+        for target in targets {
+            let (host, port) = target
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .with_context(|| {
+                    format!("{}: target `{target}` is not host:port", path.display())
+                })?;
+            out.push(((host, port), labels.clone()));
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "{}: no targets", path.display());
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -966,15 +1355,34 @@ fn scrape_interval_ms() -> anyhow::Result<u64> {
 
 /// The default port of a `${env:NAME:-host:port}` in collector-config.yaml.
 fn collector_default_port(var: &str) -> anyhow::Result<u16> {
-    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
-    let start = text.find(&format!("${{env:{var}:-")).with_context(|| format!("no {var}"))?;
-    let rest = &text[start..];
-    let value = &rest[..rest.find('}').unwrap_or(rest.len())];
+    let value = collector_default(var)?;
     value
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .with_context(|| format!("no port in `{value}`"))
+}
+
+/// The default of a `${env:NAME:-default}` in collector-config.yaml.
+fn collector_default(var: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+    let prefix = format!("${{env:{var}:-");
+    let start =
+        text.find(&prefix).with_context(|| format!("no {prefix}…}} in the collector config"))?;
+    let rest = &text[start + prefix.len()..];
+    Ok(rest[..rest.find('}').unwrap_or(rest.len())].to_string())
+}
+
+/// The members of the workspace (`members` of Cargo.toml's `[workspace]`).
+fn workspace_members() -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml"))?;
+    let list = text.split("members = [").nth(1).context("no workspace members in Cargo.toml")?;
+    let list = &list[..list.find(']').context("unterminated members list")?];
+    Ok(list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect())
 }
 
 /// The text of every `.rs` file under `dir`, concatenated.

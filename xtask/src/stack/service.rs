@@ -1,6 +1,7 @@
 //! The services of the stack, named as in compose, and how each native one is started: binary,
 //! arguments, environment, listen ports and health check. Ports are compose's, bound to 127.0.0.1.
-//! Every service of compose but Grafana runs natively.
+//! Every service of compose runs natively but Grafana and alert-log (Alertmanager's receiver in
+//! compose; natively the live proof runs its own on 127.0.0.1:9099).
 //!
 //! Postgres and Redis come from the OS packages. Postgres keeps its cluster in
 //! `target/stack/postgres/data` (initdb'd on the first start, with its unix socket next to it),

@@ -5,7 +5,11 @@
 //! the dashboards, and queries that only use the series of the metric contract (`docs/METRICS.md`)
 //! or the agreed recording rules, filtered by `$job`/`$instance`, over `$__rate_interval`, with
 //! health checks excluded from HTTP panels and no label outside the contract's bounded sets. Every
-//! query must also parse: promtool checks them as recording rules.
+//! query must also parse: promtool checks them as recording rules. Further: every dashboard
+//! matches Grafana 13's dashboard schema (schemaVersion 42, see "Grafana 13's dashboard schema"),
+//! no query divides by something that can be 0 (NaN at zero traffic) or reads a recorded ratio
+//! with its NaN, state queries use a fixed window, alert tables select alerts by `service`, and
+//! the Infrastructure dashboard shows the collector from its own scrape job.
 //!
 //! That the queries return data from the real pipeline is proven elsewhere, with
 //! `support::dashboards::queries()`.
@@ -62,9 +66,16 @@ fn recording_rules() -> BTreeMap<String, BTreeSet<&'static str>> {
         "job_breaker:orgraph_circuit_breaker_failures:ratio_rate5m".into(),
         &["job", "circuit_breaker_name"],
     );
-    for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"] {
+    for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"] {
         add(format!("job:slo_availability_errors:ratio_rate{window}"), &["job"]);
         add(format!("job:slo_latency_slow:ratio_rate{window}"), &["job"]);
+    }
+    for slo in ["availability", "latency"] {
+        for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"] {
+            add(format!("job:slo_{slo}:burn_rate{window}"), &["job"]);
+        }
+        add(format!("job:slo_{slo}:objective"), &["job"]);
+        add(format!("job:slo_{slo}:error_budget_remaining"), &["job"]);
     }
     rules
 }
@@ -78,6 +89,46 @@ const COMMON_LABELS: [&str; 5] =
 
 /// The matcher that keeps health checks out of HTTP panels.
 const NO_HEALTH: (&str, &str, &str) = ("http_route", "!~", "/health/.*");
+
+/// The fixed window of state queries ("Service up": has `process_uptime_seconds` moved?). Equal
+/// to the window of the ApiDown/WorkerDown alerts (prometheus/rules/alerts.yaml), so the stat and
+/// the alert agree, and fixed so the stat means the same at every zoom ($__rate_interval grows
+/// with the time range).
+const STATE_WINDOW: &str = "2m";
+
+/// The scrape job of the collector's own telemetry (prometheus/prometheus.yml, :8888).
+const COLLECTOR_JOB: &str = "otel-collector";
+
+/// The collector's own series the dashboards may read, with the labels they may use. Names as
+/// the pinned collector (0.161) serves them on :8888, the names prometheus/rules/alerts.yaml uses:
+/// its internal Prometheus exporter adds no `_total` suffix to counters. `up` is Prometheus' own
+/// series, read only for the collector's two scrape jobs.
+fn collector_series() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    let receiver = ["job", "instance", "receiver", "transport"];
+    let exporter = ["job", "instance", "exporter"];
+    BTreeMap::from([
+        ("otelcol_receiver_accepted_metric_points", receiver.into()),
+        ("otelcol_receiver_refused_metric_points", receiver.into()),
+        ("otelcol_exporter_sent_metric_points", exporter.into()),
+        ("otelcol_exporter_send_failed_metric_points", exporter.into()),
+        ("otelcol_process_memory_rss", ["job", "instance"].into()),
+        ("up", ["job", "instance"].into()),
+    ])
+}
+
+/// Collector counters created by their first increment: absent on a healthy collector, so their
+/// panels need a fallback to 0.
+const LAZY_COLLECTOR_COUNTERS: [&str; 2] =
+    ["otelcol_receiver_refused_metric_points", "otelcol_exporter_send_failed_metric_points"];
+
+/// What the Infrastructure dashboard's collector row must show.
+const COLLECTOR_ROW_SERIES: [&str; 5] = [
+    "otelcol_receiver_accepted_metric_points",
+    "otelcol_receiver_refused_metric_points",
+    "otelcol_exporter_sent_metric_points",
+    "otelcol_exporter_send_failed_metric_points",
+    "otelcol_process_memory_rss",
+];
 
 // ------------------------------------------------------------------------------------------------
 // The metric contract, from docs/METRICS.md
@@ -335,6 +386,309 @@ fn legend_labels(legend: &str) -> Vec<String> {
         .collect()
 }
 
+// The structure around the selectors: enough to find what a `/` divides by, which queries are
+// states (0/1), and the top-level `or` of a fallback.
+
+/// Index after the group that opens at `chars[open]` (`(`, `{` or `[`), strings skipped.
+fn close_of(chars: &[char], open: usize) -> usize {
+    let (opening, closing) = match chars[open] {
+        '(' => ('(', ')'),
+        '{' => ('{', '}'),
+        '[' => ('[', ']'),
+        other => panic!("`{other}` opens no group"),
+    };
+    let mut depth = 0;
+    let mut i = open;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' | '`' => {
+                i = skip_string(chars, i).1;
+                continue;
+            }
+            c if c == opening => depth += 1,
+            c if c == closing => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    panic!("unbalanced `{opening}` in {}", chars.iter().collect::<String>())
+}
+
+fn skip_ws(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && chars[i].is_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+/// The identifier starting at `chars[i]` (empty if none) and the index after it.
+fn word_at(chars: &[char], i: usize) -> (String, usize) {
+    let mut end = i;
+    if end < chars.len() && (chars[end].is_ascii_alphabetic() || "_:".contains(chars[end])) {
+        while end < chars.len() && is_ident_char(chars[end]) {
+            end += 1;
+        }
+    }
+    (chars[i..end].iter().collect(), end)
+}
+
+/// The positions of `chars` outside strings and outside every (), {} and [] group.
+fn top_level(chars: &[char]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' | '`' => i = skip_string(chars, i).1,
+            '(' | '{' | '[' => i = close_of(chars, i),
+            _ => {
+                out.push(i);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The identifiers of `expr` outside strings and label matchers, each with whether it is called
+/// (followed by `(`).
+fn words(expr: &str) -> Vec<(String, bool)> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' | '`' => i = skip_string(&chars, i).1,
+            '{' => i = close_of(&chars, i),
+            c if c.is_ascii_digit() || c == '.' => {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let (word, end) = word_at(&chars, i);
+                let called = chars.get(skip_ws(&chars, end)) == Some(&'(');
+                out.push((word, called));
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The operand right of the operator that ends at `chars[from - 1]`: one primary expression (a
+/// parenthesised group, a number, a function call, an aggregation or a selector), after any
+/// vector-matching modifiers (`on (...)`, `group_left`, ...).
+fn operand_after(chars: &[char], from: usize) -> String {
+    let mut i = skip_ws(chars, from);
+    loop {
+        let (word, end) = word_at(chars, i);
+        if !["on", "ignoring", "group_left", "group_right", "bool"].contains(&word.as_str()) {
+            break;
+        }
+        i = skip_ws(chars, end);
+        if word != "bool" && chars.get(i) == Some(&'(') {
+            i = skip_ws(chars, close_of(chars, i));
+        }
+    }
+    let start = i;
+    match chars.get(i) {
+        None => {}
+        Some('(') => i = close_of(chars, i),
+        Some(c) if c.is_ascii_digit() || *c == '.' => {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '.'
+                    || ("+-".contains(chars[i]) && "eE".contains(chars[i - 1])))
+            {
+                i += 1;
+            }
+        }
+        Some(_) => {
+            let (word, end) = word_at(chars, i);
+            i = end;
+            let grouping = |i: usize| {
+                let j = skip_ws(chars, i);
+                let (w, end) = word_at(chars, j);
+                let k = skip_ws(chars, end);
+                if (w == "by" || w == "without") && chars.get(k) == Some(&'(') {
+                    close_of(chars, k)
+                } else {
+                    i
+                }
+            };
+            if AGGREGATIONS.contains(&word.as_str()) {
+                i = grouping(i);
+            }
+            let j = skip_ws(chars, i);
+            if chars.get(j) == Some(&'(') {
+                i = close_of(chars, j);
+                if AGGREGATIONS.contains(&word.as_str()) {
+                    i = grouping(i);
+                }
+            } else {
+                // A selector: matchers, range, `offset`.
+                if chars.get(j) == Some(&'{') {
+                    i = close_of(chars, j);
+                }
+                let j = skip_ws(chars, i);
+                if chars.get(j) == Some(&'[') {
+                    i = close_of(chars, j);
+                }
+            }
+        }
+    }
+    chars[start..i].iter().collect()
+}
+
+/// Every denominator of `expr`: what each `/` divides by.
+fn denominators(expr: &str) -> Vec<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' | '`' => i = skip_string(&chars, i).1,
+            '/' => {
+                out.push(operand_after(&chars, i + 1));
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Whether a denominator can never be 0, so the division never makes NaN (0/0) or ±Inf: a
+/// non-zero number, `(... > c)` with c ≥ 0 or `(... >= c)` with c > 0 (a filter: a zero
+/// denominator drops the element), or `clamp_min(..., c)` with c > 0.
+fn is_guarded_denominator(operand: &str) -> bool {
+    let text = operand.trim();
+    if let Ok(number) = text.parse::<f64>() {
+        return number != 0.0;
+    }
+    let positive = |s: &str| s.trim().parse::<f64>().is_ok_and(|c| c > 0.0);
+    if let Some(args) = text.strip_prefix("clamp_min").map(str::trim_start) {
+        let Some(args) = args.strip_prefix('(').and_then(|a| a.strip_suffix(')')) else {
+            return false;
+        };
+        let chars: Vec<char> = args.chars().collect();
+        let comma = top_level(&chars).into_iter().rfind(|&p| chars[p] == ',');
+        return comma.is_some_and(|p| positive(&chars[p + 1..].iter().collect::<String>()));
+    }
+    let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else {
+        return false;
+    };
+    let chars: Vec<char> = inner.chars().collect();
+    let top = top_level(&chars);
+    // `a or b > 0` is `a or (b > 0)`: a set operator would let a zero through again.
+    let flat: String = top.iter().map(|&p| chars[p]).collect();
+    let set_operator =
+        flat.split(|c: char| !is_ident_char(c)).any(|w| ["or", "and", "unless"].contains(&w));
+    let Some(&gt) = top.iter().rfind(|&&p| chars[p] == '>') else {
+        return false;
+    };
+    let (inclusive, rest) = if chars.get(gt + 1) == Some(&'=') {
+        (true, &chars[gt + 2..])
+    } else {
+        (false, &chars[gt + 1..])
+    };
+    let rest: String = rest.iter().collect();
+    let Ok(bound) = rest.trim().parse::<f64>() else {
+        return false; // `> bool 0` returns 0 and 1, and anything else after `>` is no bound.
+    };
+    !set_operator && if inclusive { bound > 0.0 } else { bound >= 0.0 }
+}
+
+/// Whether a recorded series is a ratio: `...:ratio_...`, or a burn rate (a ratio over a constant).
+fn is_recorded_ratio(name: &str) -> bool {
+    name.contains(":ratio") || name.contains(":burn_rate")
+}
+
+/// The recorded ratios (`...:ratio_...`, `...:burn_rate...`) `expr` reads without the NaN filter `(rule{...} >= 0)`.
+/// A recorded ratio is NaN (0/0) while its denominator is 0, e.g. without traffic in its window;
+/// every comparison with NaN is false, so `>= 0` drops exactly the NaN and keeps every ratio.
+fn unfiltered_recorded_ratios(expr: &str) -> Vec<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' | '`' => i = skip_string(&chars, i).1,
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let start = i;
+                let (word, end) = word_at(&chars, i);
+                i = end;
+                if !is_recorded_ratio(&word) {
+                    continue;
+                }
+                let before = chars[..start].iter().rev().find(|c| !c.is_whitespace());
+                let mut j = skip_ws(&chars, end);
+                if chars.get(j) == Some(&'{') {
+                    j = close_of(&chars, j);
+                }
+                let after: String = chars[j..].iter().collect();
+                let after: String = after.split_whitespace().collect();
+                let filtered = before == Some(&'(')
+                    && after.strip_prefix(">=").is_some_and(|rest| {
+                        rest.strip_prefix('0').is_some_and(|rest| rest.starts_with(')'))
+                    });
+                if !filtered {
+                    out.push(word);
+                }
+                i = j.max(end);
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Functions whose result is a state (did it change, is it there) rather than a quantity.
+const STATE_FUNCTIONS: [&str; 5] =
+    ["changes", "resets", "absent", "absent_over_time", "present_over_time"];
+
+/// Whether `expr` computes a state: a `bool` comparison (0 or 1) or a state function.
+fn is_state_query(expr: &str) -> bool {
+    words(expr)
+        .iter()
+        .any(|(w, called)| w == "bool" || (*called && STATE_FUNCTIONS.contains(&w.as_str())))
+}
+
+/// `expr` split at its top-level `or` operators.
+fn top_level_or_operands(expr: &str) -> Vec<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let top: BTreeSet<usize> = top_level(&chars).into_iter().collect();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + 1 < chars.len() {
+        let is_or = chars[i] == 'o'
+            && chars[i + 1] == 'r'
+            && top.contains(&i)
+            && (i == 0 || !is_ident_char(chars[i - 1]))
+            && chars.get(i + 2).is_none_or(|c| !is_ident_char(*c));
+        if is_or {
+            parts.push(chars[start..i].iter().collect());
+            start = i + 2;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    parts.push(chars[start..].iter().collect());
+    parts
+}
+
 // ------------------------------------------------------------------------------------------------
 // Helpers
 
@@ -497,6 +851,590 @@ fn panels_fit_the_grid_without_overlapping() {
         for row in top.iter().filter(|p| is_row(p)) {
             let nested: Vec<&Value> = row["panels"].as_array().into_iter().flatten().collect();
             check_layout(&d, &nested, &mut problems);
+        }
+    }
+    report(problems);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Grafana 13's dashboard schema
+//
+// The version and the rules below come from Grafana's published dashboard schema for the pinned
+// Grafana (GRAFANA_VERSION=13.2.3 in .env):
+// * `@grafana/schema` 13.2.3 (npm), dist/types/raw/dashboard/x/types.gen.d.ts, generated from
+//   grafana/grafana kinds/dashboard/dashboard_kind.cue: the Dashboard, Panel, RowPanel, GridPos,
+//   FieldConfigSource, FieldConfig, ThresholdsConfig, ValueMapping, VariableModel,
+//   DashboardLink, AnnotationQuery and TimePickerConfig types, their required fields and enums,
+//   and `defaultDashboard.schemaVersion: 42`;
+// * grafana/grafana public/app/features/dashboard/state/DashboardMigrator.ts,
+//   `DASHBOARD_SCHEMA_VERSION = 42`, "the FINAL version for the v1 dashboard API" (later changes
+//   are panel migrations). The backend (apps/dashboard/pkg/migration/schemaversion/) has a v43
+//   on its main branch: formatTime transformations become convertFieldType; it would not touch
+//   these dashboards, and the check below keeps it that way.
+// * the migrations from 39 (what the files had) to 42, v40.go-v42.go there: `refresh` is a
+//   string; `timepicker.time_options` is gone; a `custom.hideFrom` override hiding a field from
+//   the viz hides it from the tooltip too;
+// * the panel plugins' options, `@grafana/schema` 13.2.3
+//   dist/types/raw/composable/<plugin>/panelcfg/x/*.d.ts (`Options` with the common interfaces it
+//   extends): the table's `footer` option is gone from them (footers are per field since 12.2).
+
+/// The dashboard schemaVersion of Grafana 13 (see above).
+const SCHEMA_VERSION: u64 = 42;
+
+/// A JSON type of the schema.
+#[derive(Clone, Copy, Debug)]
+enum Ty {
+    Str,
+    Num,
+    Int,
+    Bool,
+    Obj,
+    Arr,
+    /// `number | null` (a threshold's base step).
+    NumOrNull,
+    /// `string | string[]` (a variable option's text and value).
+    StrOrStrs,
+    /// `string | object` (a variable's query).
+    StrOrObj,
+    /// Anything (`unknown` in the schema).
+    Any,
+}
+
+fn has_type(v: &Value, ty: Ty) -> bool {
+    match ty {
+        Ty::Str => v.is_string(),
+        Ty::Num => v.is_number(),
+        Ty::Int => v.is_i64() || v.is_u64(),
+        Ty::Bool => v.is_boolean(),
+        Ty::Obj => v.is_object(),
+        Ty::Arr => v.is_array(),
+        Ty::NumOrNull => v.is_number() || v.is_null(),
+        Ty::StrOrStrs => {
+            v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+        }
+        Ty::StrOrObj => v.is_string() || v.is_object(),
+        Ty::Any => true,
+    }
+}
+
+/// (field, required, type)
+type Field = (&'static str, bool, Ty);
+
+const DASHBOARD: &[Field] = &[
+    ("annotations", false, Ty::Obj),
+    ("description", false, Ty::Str),
+    ("editable", false, Ty::Bool),
+    ("fiscalYearStartMonth", false, Ty::Int),
+    ("gnetId", false, Ty::Num),
+    ("graphTooltip", false, Ty::Int),
+    ("id", false, Ty::NumOrNull),
+    ("links", false, Ty::Arr),
+    ("liveNow", false, Ty::Bool),
+    ("panels", false, Ty::Arr),
+    ("preload", false, Ty::Bool),
+    ("refresh", false, Ty::Str),
+    ("revision", false, Ty::Num),
+    ("schemaVersion", true, Ty::Int),
+    ("snapshot", false, Ty::Obj),
+    ("tags", false, Ty::Arr),
+    ("templating", false, Ty::Obj),
+    ("time", false, Ty::Obj),
+    ("timepicker", false, Ty::Obj),
+    ("timezone", false, Ty::Str),
+    ("title", false, Ty::Str),
+    ("uid", false, Ty::Str),
+    ("version", false, Ty::Num),
+    ("weekStart", false, Ty::Str),
+];
+const TIME_RANGE: &[Field] = &[("from", true, Ty::Str), ("to", true, Ty::Str)];
+const TIMEPICKER: &[Field] = &[
+    ("hidden", false, Ty::Bool),
+    ("nowDelay", false, Ty::Str),
+    ("quick_ranges", false, Ty::Arr),
+    ("refresh_intervals", false, Ty::Arr),
+];
+const ANNOTATION: &[Field] = &[
+    ("builtIn", false, Ty::Num),
+    ("datasource", true, Ty::Obj),
+    ("enable", true, Ty::Bool),
+    ("filter", false, Ty::Obj),
+    ("hide", false, Ty::Bool),
+    ("iconColor", true, Ty::Str),
+    ("name", true, Ty::Str),
+    ("placement", false, Ty::Str),
+    ("target", false, Ty::Obj),
+    ("type", false, Ty::Str),
+];
+const LINK: &[Field] = &[
+    ("asDropdown", true, Ty::Bool),
+    ("icon", true, Ty::Str),
+    ("includeVars", true, Ty::Bool),
+    ("keepTime", true, Ty::Bool),
+    ("origin", false, Ty::Obj),
+    ("placement", false, Ty::Str),
+    ("tags", true, Ty::Arr),
+    ("targetBlank", true, Ty::Bool),
+    ("title", true, Ty::Str),
+    ("tooltip", true, Ty::Str),
+    ("type", true, Ty::Str),
+    ("url", false, Ty::Str),
+];
+/// VariableModel, plus `definition`: Grafana's query-variable editor writes it (the query's text)
+/// into classic dashboards, although the generated type does not list it.
+const VARIABLE: &[Field] = &[
+    ("allValue", false, Ty::Str),
+    ("allowCustomValue", false, Ty::Bool),
+    ("current", false, Ty::Obj),
+    ("datasource", false, Ty::Obj),
+    ("definition", false, Ty::Str),
+    ("description", false, Ty::Str),
+    ("enableGroupBy", false, Ty::Bool),
+    ("hide", false, Ty::Int),
+    ("includeAll", false, Ty::Bool),
+    ("label", false, Ty::Str),
+    ("multi", false, Ty::Bool),
+    ("name", true, Ty::Str),
+    ("options", false, Ty::Arr),
+    ("query", false, Ty::StrOrObj),
+    ("refresh", false, Ty::Int),
+    ("regex", false, Ty::Str),
+    ("regexApplyTo", false, Ty::Str),
+    ("skipUrlSync", false, Ty::Bool),
+    ("sort", false, Ty::Int),
+    ("staticOptions", false, Ty::Arr),
+    ("staticOptionsOrder", false, Ty::Str),
+    ("type", true, Ty::Str),
+    ("valuesFormat", false, Ty::Str),
+];
+const VARIABLE_OPTION: &[Field] = &[
+    ("properties", false, Ty::Obj),
+    ("selected", false, Ty::Bool),
+    ("text", true, Ty::StrOrStrs),
+    ("value", true, Ty::StrOrStrs),
+];
+const DATASOURCE_REF: &[Field] = &[("type", false, Ty::Str), ("uid", false, Ty::Str)];
+const ROW: &[Field] = &[
+    ("collapsed", true, Ty::Bool),
+    ("datasource", false, Ty::Obj),
+    ("gridPos", false, Ty::Obj),
+    ("id", true, Ty::Int),
+    ("panels", true, Ty::Arr),
+    ("repeat", false, Ty::Str),
+    ("title", false, Ty::Str),
+    ("type", true, Ty::Str),
+];
+const PANEL: &[Field] = &[
+    ("autoMigrateFrom", false, Ty::Str),
+    ("cacheTimeout", false, Ty::Str),
+    ("datasource", false, Ty::Obj),
+    ("description", false, Ty::Str),
+    ("fieldConfig", false, Ty::Obj),
+    ("gridPos", false, Ty::Obj),
+    ("hideTimeOverride", false, Ty::Bool),
+    ("id", false, Ty::Int),
+    ("interval", false, Ty::Str),
+    ("libraryPanel", false, Ty::Obj),
+    ("links", false, Ty::Arr),
+    ("maxDataPoints", false, Ty::Num),
+    ("maxPerRow", false, Ty::Num),
+    ("options", false, Ty::Obj),
+    ("pluginVersion", false, Ty::Str),
+    ("queryCachingTTL", false, Ty::Num),
+    ("repeat", false, Ty::Str),
+    ("repeatDirection", false, Ty::Str),
+    ("targets", false, Ty::Arr),
+    ("timeCompare", false, Ty::Str),
+    ("timeFrom", false, Ty::Str),
+    ("timeShift", false, Ty::Str),
+    ("title", false, Ty::Str),
+    ("transformations", false, Ty::Arr),
+    ("transparent", false, Ty::Bool),
+    ("type", true, Ty::Str),
+];
+const GRID_POS: &[Field] = &[
+    ("h", true, Ty::Int),
+    ("static", false, Ty::Bool),
+    ("w", true, Ty::Int),
+    ("x", true, Ty::Int),
+    ("y", true, Ty::Int),
+];
+const FIELD_CONFIG_SOURCE: &[Field] = &[("defaults", true, Ty::Obj), ("overrides", true, Ty::Arr)];
+const OVERRIDE: &[Field] = &[("matcher", true, Ty::Obj), ("properties", true, Ty::Arr)];
+const MATCHER: &[Field] =
+    &[("id", true, Ty::Str), ("options", false, Ty::Any), ("scope", false, Ty::Str)];
+const PROPERTY: &[Field] = &[("id", true, Ty::Str), ("value", false, Ty::Any)];
+const FIELD_CONFIG: &[Field] = &[
+    ("actions", false, Ty::Arr),
+    ("color", false, Ty::Obj),
+    ("custom", false, Ty::Obj),
+    ("decimals", false, Ty::Num),
+    ("description", false, Ty::Str),
+    ("displayName", false, Ty::Str),
+    ("displayNameFromDS", false, Ty::Str),
+    ("filterable", false, Ty::Bool),
+    ("links", false, Ty::Arr),
+    ("mappings", false, Ty::Arr),
+    ("max", false, Ty::Num),
+    ("min", false, Ty::Num),
+    ("noValue", false, Ty::Str),
+    ("path", false, Ty::Str),
+    ("thresholds", false, Ty::Obj),
+    ("unit", false, Ty::Str),
+    ("writeable", false, Ty::Bool),
+];
+const FIELD_COLOR: &[Field] =
+    &[("fixedColor", false, Ty::Str), ("mode", true, Ty::Str), ("seriesBy", false, Ty::Str)];
+const THRESHOLDS: &[Field] = &[("mode", true, Ty::Str), ("steps", true, Ty::Arr)];
+const THRESHOLD: &[Field] =
+    &[("color", true, Ty::Str), ("value", true, Ty::NumOrNull), ("valueExpr", false, Ty::Str)];
+const MAPPING: &[Field] = &[("options", true, Ty::Obj), ("type", true, Ty::Str)];
+const MAPPING_RESULT: &[Field] = &[
+    ("color", false, Ty::Str),
+    ("icon", false, Ty::Str),
+    ("index", false, Ty::Int),
+    ("text", false, Ty::Str),
+];
+const TRANSFORMATION: &[Field] = &[
+    ("disabled", false, Ty::Bool),
+    ("filter", false, Ty::Obj),
+    ("id", true, Ty::Str),
+    ("options", true, Ty::Any),
+    ("topic", false, Ty::Str),
+];
+
+const VARIABLE_TYPES: [&str; 11] = [
+    "query",
+    "adhoc",
+    "groupby",
+    "constant",
+    "datasource",
+    "interval",
+    "textbox",
+    "custom",
+    "system",
+    "snapshot",
+    "switch",
+];
+const FIELD_COLOR_MODES: [&str; 20] = [
+    "continuous-BlPu",
+    "continuous-BlYlRd",
+    "continuous-blues",
+    "continuous-cividis",
+    "continuous-GrYlRd",
+    "continuous-greens",
+    "continuous-inferno",
+    "continuous-magma",
+    "continuous-plasma",
+    "continuous-purples",
+    "continuous-RdYlGr",
+    "continuous-reds",
+    "continuous-viridis",
+    "continuous-YlBl",
+    "continuous-YlRd",
+    "fixed",
+    "palette-classic",
+    "palette-classic-by-name",
+    "shades",
+    "thresholds",
+];
+
+/// The options each panel plugin the dashboards use knows in Grafana 13.2 (`Options` of its
+/// panelcfg, with the common interfaces it extends: SingleStatBaseOptions = orientation,
+/// reduceOptions, text; OptionsWithLegend, OptionsWithTooltip, OptionsWithTimezones,
+/// OptionsWithAnnotations).
+fn panel_options(panel_type: &str) -> Option<&'static [&'static str]> {
+    Some(match panel_type {
+        "stat" => &[
+            "colorMode",
+            "graphMode",
+            "justifyMode",
+            "percentChangeColorMode",
+            "showPercentChange",
+            "textMode",
+            "wideLayout",
+            "orientation",
+            "reduceOptions",
+            "text",
+        ],
+        "bargauge" => &[
+            "displayMode",
+            "maxVizHeight",
+            "minVizHeight",
+            "minVizWidth",
+            "namePlacement",
+            "showUnfilled",
+            "sizing",
+            "valueMode",
+            "legend",
+            "orientation",
+            "reduceOptions",
+            "text",
+        ],
+        "heatmap" => &[
+            "annotations",
+            "calculate",
+            "calculation",
+            "cellGap",
+            "cellRadius",
+            "cellValues",
+            "color",
+            "exemplars",
+            "filterValues",
+            "legend",
+            "rowsFrame",
+            "selectionMode",
+            "showValue",
+            "tooltip",
+            "yAxis",
+        ],
+        "state-timeline" => &[
+            "alignValue",
+            "mergeValues",
+            "perPage",
+            "rowHeight",
+            "showValue",
+            "legend",
+            "tooltip",
+            "timezone",
+            "annotations",
+        ],
+        "timeseries" => &[
+            "disableKeyboardEvents",
+            "legend",
+            "orientation",
+            "timeCompare",
+            "tooltip",
+            "timezone",
+            "annotations",
+        ],
+        "table" => &[
+            "cellHeight",
+            "disableKeyboardEvents",
+            "enablePagination",
+            "frameIndex",
+            "frozenColumns",
+            "maxRowHeight",
+            "pageSize",
+            "showHeader",
+            "showTypeIcons",
+            "sortBy",
+        ],
+        _ => return None,
+    })
+}
+
+/// Checks `value` against `fields`: an object, every required field present, every field of its
+/// type, and no field the schema does not know.
+fn check_fields(problems: &mut Vec<String>, at: &str, value: &Value, fields: &[Field]) {
+    let Some(object) = value.as_object() else {
+        problems.push(format!("{at}: not an object"));
+        return;
+    };
+    for (name, required, ty) in fields {
+        match object.get(*name) {
+            None if *required => problems.push(format!("{at}: `{name}` is required")),
+            Some(v) if !has_type(v, *ty) => {
+                problems.push(format!("{at}: `{name}` should be {ty:?}, is {v}"))
+            }
+            _ => {}
+        }
+    }
+    for key in object.keys() {
+        if !fields.iter().any(|(name, _, _)| name == key) {
+            problems.push(format!("{at}: `{key}` is not in the dashboard schema"));
+        }
+    }
+}
+
+fn check_enum(problems: &mut Vec<String>, at: &str, value: &Value, allowed: &[&str]) {
+    if let Some(v) = value.as_str().filter(|v| !allowed.contains(v)) {
+        problems.push(format!("{at}: {v:?} is none of {allowed:?}"));
+    }
+}
+
+fn check_range(
+    problems: &mut Vec<String>,
+    at: &str,
+    value: &Value,
+    range: std::ops::RangeInclusive<i64>,
+) {
+    if let Some(v) = value.as_i64().filter(|v| !range.contains(v)) {
+        problems.push(format!("{at}: {v} is outside {range:?}"));
+    }
+}
+
+fn check_panel(problems: &mut Vec<String>, d: &Dashboard, panel: &Value) {
+    let at = at(d, panel);
+    let schema = if is_row(panel) { ROW } else { PANEL };
+    check_fields(problems, &at, panel, schema);
+    if panel["type"].as_str().is_none_or(str::is_empty) {
+        problems.push(format!("{at}: `type` may not be empty"));
+    }
+    if let Some(ds) = panel.get("datasource") {
+        check_fields(problems, &format!("{at} datasource"), ds, DATASOURCE_REF);
+    }
+    if let Some(pos) = panel.get("gridPos") {
+        check_fields(problems, &format!("{at} gridPos"), pos, GRID_POS);
+        // kinds/dashboard/dashboard_kind.cue #GridPos: h > 0, 0 < w <= 24, 0 <= x < 24, y >= 0.
+        check_range(problems, &format!("{at} gridPos.h"), &pos["h"], 1..=i64::MAX);
+        check_range(problems, &format!("{at} gridPos.w"), &pos["w"], 1..=24);
+        check_range(problems, &format!("{at} gridPos.x"), &pos["x"], 0..=23);
+        check_range(problems, &format!("{at} gridPos.y"), &pos["y"], 0..=i64::MAX);
+    }
+    if is_row(panel) {
+        return;
+    }
+    if let Some(source) = panel.get("fieldConfig") {
+        check_fields(problems, &format!("{at} fieldConfig"), source, FIELD_CONFIG_SOURCE);
+        let defaults = &source["defaults"];
+        check_fields(problems, &format!("{at} fieldConfig.defaults"), defaults, FIELD_CONFIG);
+        if let Some(color) = defaults.get("color") {
+            check_fields(problems, &format!("{at} color"), color, FIELD_COLOR);
+            check_enum(problems, &format!("{at} color.mode"), &color["mode"], &FIELD_COLOR_MODES);
+            check_enum(
+                problems,
+                &format!("{at} color.seriesBy"),
+                &color["seriesBy"],
+                &["min", "max", "last"],
+            );
+        }
+        if let Some(thresholds) = defaults.get("thresholds") {
+            check_fields(problems, &format!("{at} thresholds"), thresholds, THRESHOLDS);
+            check_enum(
+                problems,
+                &format!("{at} thresholds.mode"),
+                &thresholds["mode"],
+                &["absolute", "percentage"],
+            );
+            for step in thresholds["steps"].as_array().into_iter().flatten() {
+                check_fields(problems, &format!("{at} threshold step"), step, THRESHOLD);
+            }
+        }
+        for mapping in defaults["mappings"].as_array().into_iter().flatten() {
+            check_fields(problems, &format!("{at} mapping"), mapping, MAPPING);
+            check_enum(
+                problems,
+                &format!("{at} mapping.type"),
+                &mapping["type"],
+                &["value", "range", "regex", "special"],
+            );
+            if mapping["type"] == "value" {
+                for result in mapping["options"].as_object().into_iter().flat_map(|o| o.values()) {
+                    check_fields(problems, &format!("{at} mapping result"), result, MAPPING_RESULT);
+                }
+            }
+        }
+        for o in source["overrides"].as_array().into_iter().flatten() {
+            check_fields(problems, &format!("{at} override"), o, OVERRIDE);
+            check_fields(problems, &format!("{at} override matcher"), &o["matcher"], MATCHER);
+            for property in o["properties"].as_array().into_iter().flatten() {
+                check_fields(problems, &format!("{at} override property"), property, PROPERTY);
+                // v42: what is hidden from the viz is hidden from the tooltip too.
+                if property["id"] == "custom.hideFrom"
+                    && property["value"]["viz"] == true
+                    && property["value"]["tooltip"] != true
+                {
+                    problems.push(format!("{at}: hideFrom.viz without hideFrom.tooltip (v42)"));
+                }
+            }
+        }
+    }
+    for t in panel["transformations"].as_array().into_iter().flatten() {
+        check_fields(problems, &format!("{at} transformation"), t, TRANSFORMATION);
+        // The backend's v43 rewrites formatTime as convertFieldType: use that directly.
+        if t["id"] == "formatTime" {
+            problems.push(format!("{at}: formatTime is replaced by convertFieldType"));
+        }
+    }
+    for t in targets(panel) {
+        if !t.is_object() {
+            problems.push(format!("{at}: a target that is not an object"));
+        }
+    }
+    let panel_type = panel["type"].as_str().unwrap_or_default();
+    match panel_options(panel_type) {
+        None => problems.push(format!(
+            "{at}: no option list for panel type {panel_type:?}: add it from @grafana/schema"
+        )),
+        Some(known) => {
+            for key in panel["options"].as_object().into_iter().flat_map(|o| o.keys()) {
+                if !known.contains(&key.as_str()) {
+                    problems.push(format!(
+                        "{at}: option `{key}` is not an option of {panel_type} in Grafana 13"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dashboards_match_the_grafana_13_dashboard_schema() {
+    let mut problems = Vec::new();
+    for d in load_all() {
+        let name = d.name();
+        let json = &d.json;
+        check_fields(&mut problems, &name, json, DASHBOARD);
+        if json["schemaVersion"].as_u64() != Some(SCHEMA_VERSION) {
+            problems.push(format!(
+                "{name}: schemaVersion {} is not Grafana 13's {SCHEMA_VERSION}",
+                json["schemaVersion"]
+            ));
+        }
+        check_range(&mut problems, &format!("{name} graphTooltip"), &json["graphTooltip"], 0..=2);
+        check_range(
+            &mut problems,
+            &format!("{name} fiscalYearStartMonth"),
+            &json["fiscalYearStartMonth"],
+            0..=11,
+        );
+        if json["tags"].as_array().is_some_and(|t| !t.iter().all(Value::is_string)) {
+            problems.push(format!("{name}: tags must be strings"));
+        }
+        if let Some(time) = json.get("time") {
+            check_fields(&mut problems, &format!("{name} time"), time, TIME_RANGE);
+        }
+        // v41: timepicker.time_options is gone (TimePickerConfig knows no such field).
+        if let Some(timepicker) = json.get("timepicker") {
+            check_fields(&mut problems, &format!("{name} timepicker"), timepicker, TIMEPICKER);
+        }
+        for a in json["annotations"]["list"].as_array().into_iter().flatten() {
+            check_fields(&mut problems, &format!("{name} annotation"), a, ANNOTATION);
+            check_fields(
+                &mut problems,
+                &format!("{name} annotation datasource"),
+                &a["datasource"],
+                DATASOURCE_REF,
+            );
+        }
+        for link in json["links"].as_array().into_iter().flatten() {
+            check_fields(&mut problems, &format!("{name} link"), link, LINK);
+            check_enum(
+                &mut problems,
+                &format!("{name} link type"),
+                &link["type"],
+                &["link", "dashboards"],
+            );
+        }
+        for v in json["templating"]["list"].as_array().into_iter().flatten() {
+            let at = format!("{name} variable {}", v["name"]);
+            check_fields(&mut problems, &at, v, VARIABLE);
+            check_enum(&mut problems, &format!("{at} type"), &v["type"], &VARIABLE_TYPES);
+            check_range(&mut problems, &format!("{at} hide"), &v["hide"], 0..=3);
+            check_range(&mut problems, &format!("{at} refresh"), &v["refresh"], 0..=2);
+            check_range(&mut problems, &format!("{at} sort"), &v["sort"], 0..=8);
+            if let Some(current) = v.get("current") {
+                check_fields(&mut problems, &format!("{at} current"), current, VARIABLE_OPTION);
+            }
+            for option in v["options"].as_array().into_iter().flatten() {
+                check_fields(&mut problems, &format!("{at} option"), option, VARIABLE_OPTION);
+            }
+            if let Some(ds) = v.get("datasource") {
+                check_fields(&mut problems, &format!("{at} datasource"), ds, DATASOURCE_REF);
+            }
+        }
+        for panel in d.panels() {
+            check_panel(&mut problems, &d, panel);
         }
     }
     report(problems);
@@ -727,6 +1665,7 @@ fn heatmaps_show_histogram_buckets() {
 fn queries_reference_only_contract_series_and_agreed_recording_rules() {
     let contract = contract();
     let rules = recording_rules();
+    let collector = collector_series();
     let recorded = recorded_names();
     let dashboards = load_all();
     let mut problems = Vec::new();
@@ -738,6 +1677,8 @@ fn queries_reference_only_contract_series_and_agreed_recording_rules() {
             let allowed: BTreeSet<String> = if s.metric == ALERTS {
                 alerts = true;
                 BTreeSet::new()
+            } else if let Some(l) = collector.get(s.metric.as_str()) {
+                l.iter().map(|l| l.to_string()).collect()
             } else if let Some(l) = contract.get(&s.metric) {
                 l.clone()
             } else if let Some(l) = rules.get(&s.metric) {
@@ -839,11 +1780,13 @@ fn rates_on_raw_series_use_the_rate_interval() {
     let dashboards = load_all();
     let mut problems = Vec::new();
     for (d, panel, target) in all_targets(&dashboards) {
+        // State queries use a fixed window instead: state_queries_use_a_fixed_window.
+        let state = is_state_query(expr(target));
         for s in parse(expr(target)).selectors {
             // A recording rule is already a rate over a fixed window: its name says which.
             let recording_rule = s.metric.contains(':');
             match &s.range {
-                Some(range) if !recording_rule && range != "$__rate_interval" => {
+                Some(range) if !recording_rule && !state && range != "$__rate_interval" => {
                     problems.push(format!(
                         "{}: {}[{range}] should be [$__rate_interval]",
                         at(d, panel),
@@ -858,6 +1801,229 @@ fn rates_on_raw_series_use_the_rate_interval() {
         }
     }
     report(problems);
+}
+
+#[test]
+fn state_queries_use_a_fixed_window() {
+    let dashboards = load_all();
+    let mut problems = Vec::new();
+    let mut states = 0;
+    for (d, panel, target) in all_targets(&dashboards) {
+        if !is_state_query(expr(target)) {
+            continue;
+        }
+        states += 1;
+        for s in parse(expr(target)).selectors {
+            match &s.range {
+                Some(range) if range != STATE_WINDOW => problems.push(format!(
+                    "{}: state query reads {}[{range}]: use the fixed [{STATE_WINDOW}], not a \
+                     window that follows the zoom",
+                    at(d, panel),
+                    s.metric
+                )),
+                _ => {}
+            }
+        }
+    }
+    // "Service up" on the overview is one: the check must not pass for want of state queries.
+    assert!(states >= 1, "no state query found (is_state_query broke?)");
+    report(problems);
+}
+
+#[test]
+fn divisions_never_divide_by_an_unguarded_rate_or_sum() {
+    let dashboards = load_all();
+    let mut problems = Vec::new();
+    let mut divisions = 0;
+    for (d, panel, target) in all_targets(&dashboards) {
+        for denominator in denominators(expr(target)) {
+            divisions += 1;
+            if !is_guarded_denominator(&denominator) {
+                problems.push(format!(
+                    "{}: divides by `{}`, which is 0 without traffic (0/0 = NaN): divide by \
+                     `(... > 0)` (and add `or <denominator> * 0` to show 0), or by \
+                     clamp_min(..., c > 0)",
+                    at(d, panel),
+                    denominator.trim()
+                ));
+            }
+        }
+    }
+    // The SLO panels read recorded burn rates and budgets: no division of their own.
+    assert!(divisions >= 8, "only {divisions} divisions found (denominators() broke?)");
+    report(problems);
+}
+
+#[test]
+fn recorded_ratios_are_read_without_their_nan() {
+    let dashboards = load_all();
+    let mut problems = Vec::new();
+    let mut ratios = 0;
+    for (d, panel, target) in all_targets(&dashboards) {
+        ratios +=
+            parse(expr(target)).selectors.iter().filter(|s| is_recorded_ratio(&s.metric)).count();
+        for rule in unfiltered_recorded_ratios(expr(target)) {
+            problems.push(format!(
+                "{}: {rule} is NaN while its denominator is 0 (no traffic in its window): read it \
+                 as `({rule}{{...}} >= 0)`",
+                at(d, panel)
+            ));
+        }
+    }
+    assert!(ratios >= 10, "only {ratios} recorded ratios found");
+    report(problems);
+}
+
+#[test]
+fn alert_tables_select_alerts_by_service_not_by_name() {
+    // Every alert carries `service` (api | worker | collector | ...); alerts about a pool,
+    // breaker, cache or queue carry the service of the job they are about (alerts.yaml). A
+    // filter on alert names misses those, and every alert added later.
+    let own_service = BTreeMap::from([("orgraph-api", "api"), ("orgraph-worker", "worker")]);
+    let dashboards = load_all();
+    let mut problems = Vec::new();
+    let mut tables = 0;
+    for (d, panel, target) in all_targets(&dashboards) {
+        for s in parse(expr(target)).selectors.iter().filter(|s| s.metric == ALERTS) {
+            if panel["type"] == "table" {
+                tables += 1;
+            }
+            if !s.has(("alertstate", "=", "firing")) {
+                problems.push(format!("{}: ALERTS needs alertstate=\"firing\"", at(d, panel)));
+            }
+            let by_service = s.matchers.iter().any(|(l, _, _)| l == "service");
+            if s.matchers.iter().any(|(l, _, _)| l == "alertname") && !by_service {
+                problems.push(format!(
+                    "{}: ALERTS filtered by alertname alone: filter by service",
+                    at(d, panel)
+                ));
+            }
+            if let Some(service) = own_service.get(d.uid())
+                && !s.has(("service", "=", service))
+            {
+                problems.push(format!(
+                    "{}: the {} dashboard's alerts are those with service=\"{service}\"",
+                    at(d, panel),
+                    d.title()
+                ));
+            }
+        }
+    }
+    assert!(tables >= 4, "only {tables} alert tables");
+    report(problems);
+}
+
+#[test]
+fn collector_series_come_from_the_collectors_scrape_job() {
+    let collector = collector_series();
+    let dashboards = load_all();
+    let mut problems = Vec::new();
+    for (d, panel, target) in all_targets(&dashboards) {
+        for s in parse(expr(target)).selectors {
+            if !collector.contains_key(s.metric.as_str()) {
+                continue;
+            }
+            // The job/instance variables select services (from target_info): not the collector.
+            if s.matchers.iter().any(|(_, _, v)| v.contains('$')) {
+                problems.push(format!("{}: {} filtered by a variable", at(d, panel), s.metric));
+            }
+            let job_ok = if s.metric == "up" {
+                s.matchers.iter().any(|(l, op, v)| {
+                    l == "job"
+                        && (op == "=" || op == "=~")
+                        && v.split('|').all(|job| job.starts_with(COLLECTOR_JOB))
+                })
+            } else {
+                s.has(("job", "=", COLLECTOR_JOB))
+            };
+            if !job_ok {
+                problems.push(format!(
+                    "{}: {} needs job=\"{COLLECTOR_JOB}\" (the collector's own telemetry)",
+                    at(d, panel),
+                    s.metric
+                ));
+            }
+        }
+        // Counters created by their first increment: fall back to 0, keeping the labels.
+        let operands = top_level_or_operands(expr(target));
+        let lazy = |text: &str| {
+            parse(text)
+                .selectors
+                .iter()
+                .any(|s| LAZY_COLLECTOR_COUNTERS.contains(&s.metric.as_str()))
+        };
+        if lazy(expr(target)) {
+            let fallback = operands.last().map(String::as_str).unwrap_or_default();
+            let zero = fallback.trim().ends_with("* 0") && !fallback.contains("vector(");
+            if operands.len() < 2 || !zero || lazy(fallback) {
+                problems.push(format!(
+                    "{}: a counter that may not exist yet needs `or <existing series with the same \
+                     labels> * 0`, so the panel shows 0 rather than \"No data\"",
+                    at(d, panel)
+                ));
+            }
+        }
+    }
+    report(problems);
+}
+
+#[test]
+fn the_infrastructure_dashboard_has_a_collector_row() {
+    let dashboards = load_all();
+    let d =
+        dashboards.iter().find(|d| d.uid() == "orgraph-infrastructure").expect("infrastructure");
+    let top: Vec<&Value> = d.json["panels"].as_array().into_iter().flatten().collect();
+    let row = top
+        .iter()
+        .position(|p| is_row(p) && title(p).contains("Collector"))
+        .expect("a row titled Collector on the Infrastructure dashboard");
+    // The panels between that row and the next.
+    let panels: Vec<&Value> = top[row + 1..].iter().take_while(|p| !is_row(p)).copied().collect();
+    let read: BTreeSet<String> = panels
+        .iter()
+        .flat_map(|p| targets(p))
+        .flat_map(|t| parse(expr(t)).selectors)
+        .map(|s| s.metric)
+        .collect();
+    let missing: Vec<&str> =
+        COLLECTOR_ROW_SERIES.iter().copied().filter(|m| !read.contains(*m)).collect();
+    assert!(missing.is_empty(), "the collector row does not show {missing:?}");
+    // Memory against the memory limiter: the panel's thresholds are its limits.
+    let memory = panels
+        .iter()
+        .find(|p| targets(p).iter().any(|t| expr(t).contains("otelcol_process_memory_rss")))
+        .expect("a memory panel");
+    // The lines sit at the limiter's limits of collector-config.yaml (the defaults of its
+    // `${env:NAME:-default}` values, which compose sets alike): soft = limit - spike, hard = limit.
+    let config = dashboards::repo_root().join("collector-config.yaml");
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&config).expect("collector-config.yaml"))
+            .expect("collector-config.yaml is YAML");
+    let limiter = &config["processors"]["memory_limiter"];
+    let mib = |key: &str| -> f64 {
+        let text = match &limiter[key] {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            other => panic!("memory_limiter.{key}: {other:?}"),
+        };
+        let default = text.rsplit(":-").next().unwrap_or(&text).trim_end_matches('}');
+        default.parse::<f64>().unwrap_or_else(|_| panic!("memory_limiter.{key}: {text}"))
+            * 1024.0
+            * 1024.0
+    };
+    let (hard, soft) = (mib("limit_mib"), mib("limit_mib") - mib("spike_limit_mib"));
+    let values: Vec<f64> = memory["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert_eq!(
+        values,
+        [soft, hard],
+        "the memory panel's lines are the limiter's soft and hard limits"
+    );
+    assert_eq!(memory["fieldConfig"]["defaults"]["unit"], "bytes");
 }
 
 #[test]
@@ -947,5 +2113,71 @@ fn the_promql_reader_finds_selectors_ranges_and_grouping_labels() {
     assert_eq!(
         backticked_heads("`error_type` (5xx status codes, `timeout`)<br>`url_scheme` (http)"),
         ["error_type", "url_scheme"]
+    );
+}
+
+#[test]
+fn the_promql_reader_finds_denominators_and_their_guards() {
+    let expr = concat!(
+        r#"sum by (r) (rate(a{x="/a/b"}[1m])) / (sum by (r) (rate(b[1m])) > 0)"#,
+        " or sum by (r) (rate(b[1m])) * 0"
+    );
+    assert_eq!(denominators(expr), ["(sum by (r) (rate(b[1m])) > 0)"]);
+    assert_eq!(
+        denominators("x / on (job) group_left (y) sum without (i) (rate(c[1m])) * 2"),
+        ["sum without (i) (rate(c[1m]))"]
+    );
+    assert_eq!(
+        denominators("x / sum(rate(c[1m])) by (job) / 1e-3"),
+        ["sum(rate(c[1m])) by (job)", "1e-3"]
+    );
+    assert_eq!(
+        denominators(r#"x / b:rule:rate5m{job=~"$job"}[5m] or y"#),
+        [r#"b:rule:rate5m{job=~"$job"}[5m]"#]
+    );
+    for guarded in
+        ["(s > 0)", "( s >= 1 )", "clamp_min(sum(rate(c[1m])), 1e-9)", "0.001", "(a / (b > 0) > 0)"]
+    {
+        assert!(is_guarded_denominator(guarded), "{guarded}");
+    }
+    for unguarded in [
+        "sum(rate(c[1m]))",
+        "rate(c[1m])",
+        "c",
+        "(s)",
+        "(s > bool 0)",
+        "(s >= 0)",
+        "(a or s > 0)",
+        "(s > 0 or t)",
+        "clamp_min(s, 0)",
+        "0",
+        "(s > 0) * 2",
+    ] {
+        assert!(!is_guarded_denominator(unguarded), "{unguarded}");
+    }
+}
+
+#[test]
+fn the_promql_reader_finds_unfiltered_ratios_states_and_fallbacks() {
+    assert!(
+        unfiltered_recorded_ratios(r#"(a:b:ratio_rate5m{job=~"$job"} >= 0) / 0.001"#).is_empty()
+    );
+    assert!(unfiltered_recorded_ratios("1 - ( a:b:ratio_rate5m >= 0 )").is_empty());
+    assert_eq!(
+        unfiltered_recorded_ratios(r#"a:b:ratio_rate5m{job=~"$job"} / 0.001"#),
+        ["a:b:ratio_rate5m"]
+    );
+    assert_eq!(unfiltered_recorded_ratios("(a:b:ratio_rate5m >= 0 / 2)"), ["a:b:ratio_rate5m"]);
+    assert_eq!(unfiltered_recorded_ratios("(a:b:ratio_rate5m > 0.5)"), ["a:b:ratio_rate5m"]);
+    assert!(unfiltered_recorded_ratios("limit_ratio(0.5, a:b:rate5m)").is_empty());
+
+    assert!(is_state_query("max by (job) (changes(u[2m]) > bool 0)"));
+    assert!(is_state_query("absent(u)"));
+    assert!(!is_state_query(r#"sum(rate(u{changes="bool"}[1m]))"#));
+    assert!(!is_state_query("max(changes_total)"));
+
+    assert_eq!(
+        top_level_or_operands(r#"sum(a or b) or c{x="or"} * 0 or_x"#),
+        ["sum(a or b) ", r#" c{x="or"} * 0 or_x"#]
     );
 }

@@ -75,6 +75,26 @@ async fn a_hung_export_is_cancelled_and_recorded_as_a_slow_timeout() {
     let task_timeout = [("task.type", "export"), ("task.status", "timeout")];
     assert_eq!(points.value("orgraph.task.completed", &task_timeout), 1.0);
 
+    // Postgres cancels the abandoned query itself (its statement_timeout is the job's timeout plus
+    // a margin), so the timed-out export does not keep a connection waiting on the lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut *lock)
+        .await
+        .expect("pg_stat_activity");
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timed-out export's query still waits on the lock after 10 s: its connection is held"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // The lock was the only thing in the way: released, the same export succeeds.
     lock.rollback().await.expect("release the lock");
     let job =

@@ -8,9 +8,9 @@ use crate::context::Ctx;
 use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export};
 use crate::runner::{JobError, JobRow};
 use otel::metrics::ExportMetrics;
-use otel::metrics::labels::{ExportFormat, ExportKind};
+use otel::metrics::labels::{ExportFormat, ExportKind, Queue};
 use serde_json::{Value, json};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Runs an export job.
 pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
@@ -70,7 +70,21 @@ impl Drop for Attempt {
     }
 }
 
+/// How long after the job's own timeout Postgres cancels the export's query itself. Dropping the
+/// timed-out future does not stop a query the server is still running (e.g. waiting on a lock):
+/// its connection stays busy, and a run of such exports exhausts the pool, wedging every queue and
+/// the queue statistics. The server-side timeout frees the connection; the margin lets the
+/// runner's timeout fire first, so the attempt ends as `timeout`, not as a retried query error.
+const QUERY_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
 async fn export(ctx: &Ctx, row: &JobRow, format: Format) -> Result<(Value, u64), JobError> {
+    let limit = ctx.config.timeout_of(Queue::Export) + QUERY_TIMEOUT_MARGIN;
+    let mut tx = ctx.pool.begin().await?;
+    // `SET LOCAL statement_timeout`, with the value bound.
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(limit.as_millis().to_string())
+        .execute(&mut *tx)
+        .await?;
     let rows: Vec<EmployeeRow> = sqlx::query_as(
         "WITH latest AS (SELECT id FROM jobs WHERE kind = 'analysis' AND status = 'done' \
                          ORDER BY finished_at DESC LIMIT 1), \
@@ -82,8 +96,9 @@ async fn export(ctx: &Ctx, row: &JobRow, format: Format) -> Result<(Value, u64),
          LEFT JOIN influence_scores s ON s.employee_id = e.id AND s.job_id = (SELECT id FROM latest) \
          ORDER BY e.id",
     )
-    .fetch_all(&ctx.pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let dir = ctx.config.export_dir.clone();
     let stem = row.id.to_string();
     let written = tokio::task::spawn_blocking(move || write_export(&dir, &stem, format, rows))

@@ -4,9 +4,9 @@
 //! the repo's rules, the API, the worker) in a fresh state directory on the compose ports, drives
 //! it with the load generator (every endpoint and job kind, bad requests included), and checks:
 //! Prometheus' counters equal the load generator's own counts; every rule loaded with health
-//! `ok`; no alert fires under healthy load; induced faults (the worker stopped, Postgres stopped
-//! under load) put the matching alerts in `pending` or `firing`, and a firing alert reaches the
-//! webhook receiver; and every query of every dashboard panel and every recording rule parses and
+//! `ok`; no alert fires under healthy load; the fault matrix ([`matrix`]: Postgres hung, the worker
+//! and the API killed, a crash loop, Alertmanager unreachable) fires the alerts that name them, to
+//! their receivers or held back by inhibition, and they resolve; and every query of every dashboard panel and every recording rule parses and
 //! returns data, except the ones named in [`exempt`] with the reason they may be empty.
 //! It ends with one `N passed, M failed` line.
 
@@ -14,7 +14,9 @@ mod checks;
 #[allow(missing_docs)]
 #[path = "../../tests/support/dashboards.rs"]
 mod dashboards;
+mod matrix;
 mod prom;
+mod record;
 mod sink;
 
 use crate::load::{self, Options, Stop};
@@ -124,10 +126,12 @@ fn prove(
     );
     let firing: Vec<String> = prom::alerts()?
         .into_iter()
-        .filter(|(_, state, _)| state == "firing")
+        .filter(|(name, state, _)| state == "firing" && name != "Watchdog")
         .map(|(n, _, l)| format!("{n} {l}"))
         .collect();
-    checks.check("no alert fires under healthy load", firing.is_empty(), || firing.join("\n"));
+    checks.check("no alert but the Watchdog fires under healthy load", firing.is_empty(), || {
+        firing.join("\n")
+    });
 
     // 4. The collector stopped for 30 s under load: requests keep succeeding at full speed, the
     // API's memory stays bounded, and afterwards Prometheus has counted every request
@@ -195,45 +199,9 @@ fn prove(
     );
     stack.run(&["start", "redis"])?;
 
-    // 6. Faults put the matching alerts in pending or firing.
-    step("faults: the worker stopped, Postgres stopped under load");
-    stack.run(&["stop", "worker"])?;
-    let fault_started = Instant::now();
-    stack.run(&["stop", "postgres"])?;
-    let faulty = runtime.block_on(load::run(Options {
-        stop: Stop::After(Duration::from_secs(45)),
-        rate: Some(30.0),
-        concurrency: 8,
-        seed: 8,
-        mix: load::Mix::parse("reads=80,updates=20").map_err(anyhow::Error::msg)?,
-        ..Options::default()
-    }));
-    checks.check(
-        "with Postgres down the API answered (503s), it did not hang or drop connections",
-        faulty.as_ref().is_ok_and(|r| r.errors == 0 && r.by_status.contains_key("503")),
-        || format!("{faulty:?}"),
-    );
-    for (alert, deadline) in
-        [("ApiHighErrorRate", 120), ("CircuitBreakerOpen", 120), ("WorkerDown", 240)]
-    {
-        let state = wait_for_alert(
-            alert,
-            Duration::from_secs(deadline).saturating_sub(fault_started.elapsed()),
-        );
-        checks.check(
-            &format!("{alert} is pending or firing after its fault"),
-            state.is_some(),
-            || format!("{alert} not active after {:?}", fault_started.elapsed()),
-        );
-    }
-    let notified = wait_until(Duration::from_secs(150), || {
-        sink.alert_names("firing").iter().any(|n| n == "WorkerDown")
-    });
-    checks.check("the firing WorkerDown alert reached the webhook receiver", notified, || {
-        format!("notified so far: {:?}", sink.alert_names("firing"))
-    });
-    stack.run(&["start", "postgres"])?;
-    stack.run(&["start", "worker"])?;
+    // 6. The fault matrix: each fault fires the alert that names it, which reaches its receiver
+    // (or is held back by the alert that explains it) and resolves after the fault.
+    let accepted_in_faults = matrix::run(checks, stack, sink, runtime)?;
 
     // 7. Every dashboard query and every rule returns data (after the faults, error and failure
     // series exist too), except the named exemptions.
@@ -254,6 +222,7 @@ fn prove(
         report["by_status"]["202"].as_u64().unwrap_or(0),
         during.by_status.get("202").copied().unwrap_or(0),
         recovery.by_status.get("202").copied().unwrap_or(0),
+        accepted_in_faults,
     ];
     let accepted: u64 = accepted.iter().sum();
     let finished = wait_until(Duration::from_secs(180), || {
@@ -266,7 +235,17 @@ fn prove(
         finished && recorded.as_deref().ok() == Some(accepted.to_string().as_str()),
         || format!("jobs recorded {recorded:?}, all finished: {finished}"),
     );
+    // Every recording rule evaluated over the recovery's data: the SLO groups run every minute,
+    // and their 5-minute ratios are NaN ("no data") until requests of the last 5 minutes are in.
     std::thread::sleep(Duration::from_secs(35));
+    let slo = wait_for_value(
+        "job:slo_latency_slow:ratio_rate5m >= 0",
+        |_| true,
+        Duration::from_secs(150),
+    );
+    checks.check("the SLO rules recorded the recovery's requests", slo.is_some(), || {
+        "job:slo_latency_slow:ratio_rate5m stayed NaN or absent for 150 s".to_string()
+    });
     let mut queries: Vec<(String, String)> = dashboards::queries()
         .into_iter()
         .map(|(dashboard, panel, expr)| (format!("dashboard {dashboard} / {panel}"), expr))
@@ -332,6 +311,16 @@ fn sql(query: &str) -> anyhow::Result<String> {
     Ok(testkit::process::output("psql", &mut command, Duration::from_secs(30))?.trim().to_string())
 }
 
+/// `psql -c sql` against the stack's database, running in the background (e.g. a transaction that
+/// holds a lock for a while); the caller waits for it.
+fn psql_background(query: &str) -> anyhow::Result<std::process::Child> {
+    let psql = testkit::tools::postgres_bin_dir()?.join("psql");
+    Ok(Command::new(psql)
+        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "orgraph", "-qc", query])
+        .stdout(std::process::Stdio::null())
+        .spawn()?)
+}
+
 fn step(text: &str) {
     println!("\n==> live proof: {text}");
 }
@@ -346,21 +335,16 @@ fn wait_for_value(expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) ->
     last.get()
 }
 
-/// Waits until `alert` is pending or firing; returns its state.
-fn wait_for_alert(alert: &str, deadline: Duration) -> Option<String> {
-    testkit::wait_for(&format!("alert {alert}"), deadline, || {
-        Ok(prom::alerts()?
-            .into_iter()
-            .find(|(name, _, _)| name == alert)
-            .map(|(_, state, _)| state))
-    })
-    .ok()
-}
-
 /// Whether `done` holds within `deadline`.
 fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
     testkit::wait_for("a condition", deadline, || Ok(done().then_some(()))).is_ok()
 }
+
+/// Settings of the live proof's stack beyond the native defaults: the export threshold and
+/// timeout small enough that an export held up by a lock outlives them within the fault matrix
+/// (the worker's real configuration, through its variables; the alert rule is the repo's own).
+/// Healthy exports of the 2,000-employee graph take tens of milliseconds.
+const STACK_ENV: &[(&str, &str)] = &[("EXPORT_SLOW_MS", "1000"), ("TIMEOUT_EXPORT_MS", "2000")];
 
 /// The native stack in `target/e2e/stack`, brought up by this very binary's `stack up` and taken
 /// down on drop.
@@ -399,10 +383,16 @@ impl Stack {
     }
 
     fn run(&self, args: &[&str]) -> anyhow::Result<()> {
+        self.run_with(args, &[])
+    }
+
+    /// `stack <args>` with `env` on top of [`STACK_ENV`] (the services it starts inherit both).
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
         let status = Command::new(&self.exe)
             .arg("stack")
             .args(args)
             .env(crate::stack::STACK_DIR_ENV, &self.dir)
+            .envs(STACK_ENV.iter().chain(env).copied())
             .status()?;
         anyhow::ensure!(status.success(), "cargo xtask stack {} failed", args.join(" "));
         Ok(())

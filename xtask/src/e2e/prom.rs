@@ -103,3 +103,34 @@ pub fn alerts() -> anyhow::Result<Vec<(String, String, Value)>> {
         })
         .collect())
 }
+
+/// A range query at `step_s`-second steps from `start` to `end` (Unix seconds): each series' labels
+/// and its values, `None` where the series had no sample.
+pub fn query_range(
+    expr: &str,
+    start: f64,
+    end: f64,
+    step_s: u32,
+) -> anyhow::Result<Vec<(Value, Vec<Option<f64>>)>> {
+    let (from, to, step) = (format!("{start:.3}"), format!("{end:.3}"), step_s.to_string());
+    let data = get(
+        "/api/v1/query_range",
+        &[("query", expr), ("start", &from), ("end", &to), ("step", &step)],
+    )?;
+    let steps = ((end - start) / f64::from(step_s)).floor() as usize + 1;
+    let mut out = Vec::new();
+    for series in data["result"].as_array().into_iter().flatten() {
+        let mut values = vec![None; steps];
+        for point in series["values"].as_array().into_iter().flatten() {
+            let at = point[0].as_f64().unwrap_or(start);
+            let i = ((at - start) / f64::from(step_s)).round() as usize;
+            if let (Some(slot), Some(v)) =
+                (values.get_mut(i), point[1].as_str().and_then(|v| v.parse().ok()))
+            {
+                *slot = Some(v);
+            }
+        }
+        out.push((series["metric"].clone(), values));
+    }
+    Ok(out)
+}

@@ -1,9 +1,14 @@
-//! The webhook sink Alertmanager's default receiver posts to (`127.0.0.1:9099/alerts`): it keeps
-//! every notification body, so the live proof can see an alert travel all the way to a receiver.
+//! The webhook sink Alertmanager's receivers post to (`127.0.0.1:9099/alerts` for the default
+//! receiver, `/watchdog` for the Watchdog's): it keeps every notification body with its path and
+//! arrival time, so the live proof can see an alert travel all the way to its receiver, or not.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// One notification: the path it was posted to, when it arrived, its JSON body.
+type Received = (String, Instant, serde_json::Value);
 
 /// The address in `alertmanager/alertmanager.yml`.
 pub const ADDR: &str = "127.0.0.1:9099";
@@ -11,7 +16,7 @@ pub const ADDR: &str = "127.0.0.1:9099";
 /// Notifications received so far (JSON bodies).
 #[derive(Clone, Default)]
 pub struct Sink {
-    received: Arc<Mutex<Vec<serde_json::Value>>>,
+    received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Sink {
@@ -26,6 +31,9 @@ impl Sink {
                 let mut reader = BufReader::new(stream);
                 let mut length = 0usize;
                 let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                line.clear();
                 while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                     if line == "\r\n" {
                         break;
@@ -39,7 +47,8 @@ impl Sink {
                 if reader.read_exact(&mut body).is_ok()
                     && let Ok(json) = serde_json::from_slice(&body)
                 {
-                    received.lock().unwrap_or_else(PoisonError::into_inner).push(json);
+                    let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
+                    received.push((path, Instant::now(), json));
                 }
                 let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
             }
@@ -47,14 +56,26 @@ impl Sink {
         Ok(sink)
     }
 
-    /// The alert names notified with `status` (`firing`/`resolved`) so far.
-    pub fn alert_names(&self, status: &str) -> Vec<String> {
+    /// Every alert notified with `status` to the receiver at `path` (any, if `None`): its name, its
+    /// labels and when it arrived.
+    pub fn notified(
+        &self,
+        path: Option<&str>,
+        status: &str,
+    ) -> Vec<(String, serde_json::Value, Instant)> {
         let received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
         received
             .iter()
-            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
-            .filter(|a| a["status"] == status)
-            .filter_map(|a| a["labels"]["alertname"].as_str().map(String::from))
+            .filter(|(p, _, _)| path.is_none_or(|path| p == path))
+            .flat_map(|(_, at, n)| {
+                let alerts = n["alerts"].as_array().cloned().unwrap_or_default();
+                alerts.into_iter().map(move |a| (a, *at))
+            })
+            .filter(|(a, _)| a["status"] == status)
+            .filter_map(|(a, at)| {
+                let name = a["labels"]["alertname"].as_str()?.to_string();
+                Some((name, a["labels"].clone(), at))
+            })
             .collect()
     }
 }

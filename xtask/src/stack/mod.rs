@@ -85,6 +85,22 @@ pub enum Action {
         /// The service, named as in compose.
         service: Service,
     },
+    /// Crash one service: SIGKILL to it and all its processes, no grace (a fault for tests).
+    Kill {
+        /// The service, named as in compose.
+        service: Service,
+    },
+    /// Hang one service: SIGSTOP to it and all its processes (for Postgres the postmaster and
+    /// every backend, which would otherwise keep serving open connections). A fault for tests.
+    Pause {
+        /// The service, named as in compose.
+        service: Service,
+    },
+    /// Undo `pause`: SIGCONT to the service and all its processes.
+    Resume {
+        /// The service, named as in compose.
+        service: Service,
+    },
 }
 
 /// The `stack` subcommand.
@@ -122,6 +138,9 @@ pub fn command(action: Action) -> anyhow::Result<()> {
         }
         Action::Start { service } => start(&service.native()?, Build::First),
         Action::Stop { service } => stop(&service.native()?),
+        Action::Kill { service } => signal_group(&service.native()?, "KILL"),
+        Action::Pause { service } => signal_group(&service.native()?, "STOP"),
+        Action::Resume { service } => signal_group(&service.native()?, "CONT"),
     }
 }
 
@@ -207,6 +226,19 @@ fn stop(native: &Native) -> anyhow::Result<()> {
             eprintln!("{name}: not running");
         }
     }
+    Ok(())
+}
+
+/// Sends `signal` to `native`, its process group and every descendant (each service leads its
+/// group, but Postgres' backends leave it). After SIGKILL the pid file goes, as after `stop`.
+fn signal_group(native: &Native, signal: &str) -> anyhow::Result<()> {
+    let name = native.service;
+    let pid = pid::running(native).with_context(|| format!("{name} is not running"))?;
+    pid::signal_tree(signal, pid)?;
+    if signal == "KILL" {
+        pid::remove(native);
+    }
+    eprintln!("{name}: SIG{signal} to pid {pid} and all its processes");
     Ok(())
 }
 

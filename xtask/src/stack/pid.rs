@@ -67,6 +67,57 @@ pub fn terminate(
     gone(KILL_GRACE)
 }
 
+/// `signal_name` to `pid`, its process group and every descendant. Postgres' backends call
+/// `setsid`, so its group holds the postmaster alone: a backend keeps serving its open connection
+/// unless it is signalled itself. The parent goes first (a stopped postmaster forks no new
+/// backend), except for SIGCONT, where the children go first.
+pub fn signal_tree(signal_name: &str, pid: u32) -> anyhow::Result<()> {
+    let children: Vec<String> = descendants(pid).iter().map(u32::to_string).collect();
+    let group = [format!("-{pid}")];
+    let (first, second): (&[String], &[String]) =
+        if signal_name == "CONT" { (&children, &group) } else { (&group, &children) };
+    for targets in [first, second] {
+        if targets.is_empty() {
+            continue;
+        }
+        let mut kill = Command::new("kill");
+        kill.arg(format!("-{signal_name}")).arg("--").args(targets);
+        let what = format!("kill -{signal_name} -- {}", targets.join(" "));
+        match run(&what, &mut kill, Output::Quiet, Duration::from_secs(10)) {
+            // The root must take it; a descendant may have exited meanwhile.
+            Err(e) if targets == group && alive(pid) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every live descendant of `pid`, parents before children, from `/proc/<pid>/stat`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // Format: `pid (comm) state ppid …`; comm may contain spaces and parentheses.
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &p in &all {
+            if parent_of(p) == Some(parent) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// `kill -<signal> <pid>`: the `kill` command, since this workspace forbids `unsafe`.
 fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
     let mut kill = Command::new("kill");

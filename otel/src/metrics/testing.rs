@@ -213,6 +213,22 @@ impl Points {
         self.0.iter().map(|p| p.name.as_str()).collect()
     }
 
+    /// `name{k=v,…}` and the value of every point of a catalogue Counter.
+    pub fn counters(&self) -> Vec<(String, f64)> {
+        self.0
+            .iter()
+            .filter(|p| {
+                crate::catalogue::find(&p.name)
+                    .is_some_and(|i| i.kind == crate::catalogue::Kind::Counter)
+            })
+            .map(|p| {
+                let labels: Vec<String> =
+                    p.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (format!("{}{{{}}}", p.name, labels.join(",")), p.value)
+            })
+            .collect()
+    }
+
     /// Checks every point against the catalogue: declared name, unit, description, kind,
     /// buckets; attribute keys declared, always-present ones present, values in their sets.
     pub fn assert_conforms(&self) {

@@ -1,27 +1,12 @@
-//! Issue 10 for the worker: every counter it records exists at 0 before its first event, for
+//! The worker: every counter it records exists at 0 before its first event, for
 //! exactly the label sets the worker has (the queues it takes jobs from, its task types with every
 //! status, the export kinds, formats and statuses, the intervention outcomes), so the first
 //! timeout, failed export or failed intervention is a visible 0 → 1 step rather than a series born
 //! at 1. Building the job context is enough: no job, and no Postgres (the pool connects lazily).
 //! (Its own test binary: the global meter provider is per process.)
 
-use otel::catalogue::{self, Kind};
-use otel::metrics::testing::{Points, Recorder};
+use otel::metrics::testing::Recorder;
 use std::collections::BTreeSet;
-
-/// `name{k=v,…}` of every counter point, with its value.
-fn counter_series(points: &Points) -> Vec<(String, f64)> {
-    points
-        .0
-        .iter()
-        .filter(|p| catalogue::find(&p.name).is_some_and(|i| i.kind == Kind::Counter))
-        .map(|p| {
-            let labels: Vec<String> =
-                p.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            (format!("{}{{{}}}", p.name, labels.join(",")), p.value)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_counter_of_the_worker_starts_at_zero_for_its_label_sets() {
@@ -35,7 +20,7 @@ async fn every_counter_of_the_worker_starts_at_zero_for_its_label_sets() {
 
     let points = recorder.collect();
     points.assert_conforms();
-    let series = counter_series(&points);
+    let series = points.counters();
     for (s, value) in &series {
         assert_eq!(*value, 0.0, "{s} has seen no event");
     }

@@ -213,8 +213,9 @@ impl Points {
         self.0.iter().map(|p| p.name.as_str()).collect()
     }
 
-    /// `name{k=v,…}` and the value of every point of a catalogue Counter.
-    pub fn counters(&self) -> Vec<(String, f64)> {
+    /// `name{k=v,…}` of every point of a catalogue Counter, asserting each is still 0: the counters
+    /// a service starts before any event.
+    pub fn counters_at_zero(&self) -> std::collections::BTreeSet<String> {
         self.0
             .iter()
             .filter(|p| {
@@ -224,7 +225,9 @@ impl Points {
             .map(|p| {
                 let labels: Vec<String> =
                     p.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                (format!("{}{{{}}}", p.name, labels.join(",")), p.value)
+                let series = format!("{}{{{}}}", p.name, labels.join(","));
+                assert_eq!(p.value, 0.0, "{series} has seen no event");
+                series
             })
             .collect()
     }

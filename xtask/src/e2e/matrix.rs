@@ -130,13 +130,18 @@ impl Matrix {
         Ok(())
     }
 
+    /// [`Matrix::poll`]; a failed look (Prometheus busy) is said and the next poll tries again.
+    fn poll_or_warn(&mut self, sink: &Sink) {
+        if let Err(e) = self.poll(sink) {
+            eprintln!("    (poll failed, retrying: {e:#})");
+        }
+    }
+
     /// Polls for `how_long`, so the times of what happens meanwhile are known.
     fn observe_for(&mut self, sink: &Sink, how_long: Duration) {
         let started = Instant::now();
         while started.elapsed() < how_long {
-            if let Err(e) = self.poll(sink) {
-                eprintln!("    (poll failed, retrying: {e:#})");
-            }
+            self.poll_or_warn(sink);
             std::thread::sleep(POLL);
         }
     }
@@ -145,9 +150,7 @@ impl Matrix {
     fn wait(&mut self, sink: &Sink, fault: &str, deadline: Duration, done: fn(&Watch) -> bool) {
         let started = Instant::now();
         loop {
-            if let Err(e) = self.poll(sink) {
-                eprintln!("    (poll failed, retrying: {e:#})");
-            }
+            self.poll_or_warn(sink);
             let open: Vec<&str> = self
                 .watches
                 .iter()

@@ -294,31 +294,21 @@ fn exempt(what: &str, expr: &str) -> Option<&'static str> {
 
 /// One value from the stack's database (`psql -tA`), as text.
 fn sql(query: &str) -> anyhow::Result<String> {
-    let psql = testkit::tools::postgres_bin_dir()?.join("psql");
-    let mut command = Command::new(psql);
-    command.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "5432",
-        "-U",
-        "postgres",
-        "-d",
-        "orgraph",
-        "-tAc",
-        query,
-    ]);
+    let mut command = psql(&["-tAc", query])?;
     Ok(testkit::process::output("psql", &mut command, Duration::from_secs(30))?.trim().to_string())
 }
 
 /// `psql -c sql` against the stack's database, running in the background (e.g. a transaction that
 /// holds a lock for a while); the caller waits for it.
 fn psql_background(query: &str) -> anyhow::Result<std::process::Child> {
-    let psql = testkit::tools::postgres_bin_dir()?.join("psql");
-    Ok(Command::new(psql)
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "orgraph", "-qc", query])
-        .stdout(std::process::Stdio::null())
-        .spawn()?)
+    Ok(psql(&["-qc", query])?.stdout(std::process::Stdio::null()).spawn()?)
+}
+
+/// `psql` connected to the stack's database (the compose port, the superuser), then `args`.
+fn psql(args: &[&str]) -> anyhow::Result<Command> {
+    let mut command = Command::new(testkit::tools::postgres_bin_dir()?.join("psql"));
+    command.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "orgraph"]).args(args);
+    Ok(command)
 }
 
 fn step(text: &str) {

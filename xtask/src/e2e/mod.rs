@@ -265,13 +265,10 @@ fn prove(
             },
         }
     }
-    checks.check(
-        &format!(
-            "{} queries run: {with_data} with data, {exempted} empty by design",
-            queries.len()
-        ),
-        true,
-        String::new,
+    // A summary, not a check: each query that failed is a check of its own above.
+    println!(
+        "    {} queries run: {with_data} with data, {exempted} empty by design",
+        queries.len()
     );
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 #[test]
 fn cargo_lock_holds_one_version_of_each_opentelemetry_crate() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock");
+    let path = testkit::repo_root().join("Cargo.lock");
     let lock = std::fs::read_to_string(path).expect("Cargo.lock");
     for krate in ["opentelemetry", "opentelemetry_sdk", "opentelemetry-otlp", "opentelemetry-proto"]
     {

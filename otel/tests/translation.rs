@@ -150,7 +150,7 @@ fn assert_resource_labels(scrape: &Exposition, instance_id: &str) {
 /// The proof against an expectation written down independently of the model: a catalogue name or
 /// unit changed without regenerating (and reviewing) docs/METRICS.md fails here.
 fn assert_matches_checked_in_reference(scrape: &Exposition) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/METRICS.md");
+    let path = testkit::repo_root().join("docs").join("METRICS.md");
     let reference = std::fs::read_to_string(path).expect("docs/METRICS.md");
     let documented: BTreeSet<&str> = reference
         .lines()

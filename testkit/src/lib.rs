@@ -34,9 +34,21 @@ pub use wait::wait_for;
 
 use std::path::{Path, PathBuf};
 
-/// The root of the repository (the workspace directory), found from this crate's location at
-/// compile time, so it is right whatever the current directory of a test or tool is.
+/// The root of the repository (the workspace directory, the one with `Cargo.lock`), so it is right
+/// whatever the current directory of a test or tool is. Found at run time from the
+/// `CARGO_MANIFEST_DIR` cargo gives the process it runs (a test, `cargo xtask`), else from the
+/// current directory: the path compiled in is only the last resort, because a target directory
+/// shared by several clones (CI's cache) reuses a build made in another clone, whose path it holds.
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map_or_else(|| manifest_dir.join(".."), Path::to_path_buf)
+    let workspace = |start: PathBuf| {
+        start.ancestors().find(|dir| dir.join("Cargo.lock").is_file()).map(Path::to_path_buf)
+    };
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(workspace)
+        .or_else(|| std::env::current_dir().ok().and_then(workspace))
+        .unwrap_or_else(|| {
+            let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest_dir.parent().map_or_else(|| manifest_dir.join(".."), Path::to_path_buf)
+        })
 }

@@ -66,9 +66,10 @@ mod tests {
 
     #[test]
     fn checked_in_reference_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/METRICS.md");
-        let on_disk = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("cannot read {path}: {e}; run `cargo xtask docs`"));
+        let path = testkit::repo_root().join("docs").join("METRICS.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("cannot read {}: {e}; run `cargo xtask docs`", path.display())
+        });
         assert!(
             on_disk == markdown(),
             "docs/METRICS.md is stale: run `cargo xtask docs` and commit the result"

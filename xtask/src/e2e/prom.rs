@@ -134,3 +134,12 @@ pub fn query_range(
     }
     Ok(out)
 }
+
+/// Asks Prometheus to reload its configuration (`POST /-/reload`, the stack runs it with
+/// `--web.enable-lifecycle`): `Ok(true)` if it loaded, `Ok(false)` if Prometheus refused it (it
+/// keeps running the configuration it had), with its answer.
+pub fn reload() -> anyhow::Result<(bool, String)> {
+    let mut response = agent().post(format!("{PROMETHEUS}/-/reload")).send_empty()?;
+    let ok = response.status().is_success();
+    Ok((ok, response.body_mut().read_to_string().unwrap_or_default()))
+}

@@ -1,6 +1,8 @@
 //! The webhook sink Alertmanager's receivers post to (`127.0.0.1:9099/alerts` for the default
 //! receiver, `/watchdog` for the Watchdog's): it keeps every notification body with its path and
 //! arrival time, so the live proof can see an alert travel all the way to its receiver, or not.
+//! It can also refuse the notifications of one path (a receiver that is down), so Alertmanager's
+//! failed deliveries are real.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -17,6 +19,8 @@ pub const ADDR: &str = "127.0.0.1:9099";
 #[derive(Clone, Default)]
 pub struct Sink {
     received: Arc<Mutex<Vec<Received>>>,
+    /// The path whose notifications are refused (500, not kept), if any.
+    refusing: Arc<Mutex<Option<String>>>,
 }
 
 impl Sink {
@@ -25,7 +29,7 @@ impl Sink {
         let listener = TcpListener::bind(ADDR)
             .map_err(|e| anyhow::anyhow!("the webhook sink cannot listen on {ADDR}: {e}"))?;
         let sink = Sink::default();
-        let received = sink.received.clone();
+        let (received, refusing) = (sink.received.clone(), sink.refusing.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let mut reader = BufReader::new(stream);
@@ -44,16 +48,30 @@ impl Sink {
                     line.clear();
                 }
                 let mut body = vec![0; length.min(1 << 20)];
+                let refused = refusing.lock().unwrap_or_else(PoisonError::into_inner).as_deref()
+                    == Some(path.as_str());
                 if reader.read_exact(&mut body).is_ok()
+                    && !refused
                     && let Ok(json) = serde_json::from_slice(&body)
                 {
                     let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
                     received.push((path, Instant::now(), json));
                 }
-                let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                let answer: &[u8] = if refused {
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+                };
+                let _ = reader.get_mut().write_all(answer);
             }
         });
         Ok(sink)
+    }
+
+    /// From now on answers the notifications posted to `path` with a 500 and forgets them (`None`:
+    /// accepts every path again).
+    pub fn refuse(&self, path: Option<&str>) {
+        *self.refusing.lock().unwrap_or_else(PoisonError::into_inner) = path.map(str::to_string);
     }
 
     /// Every alert notified with `status` to the receiver at `path` (any, if `None`): its name, its

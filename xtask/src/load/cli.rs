@@ -66,6 +66,7 @@ pub fn command(args: Args) -> anyhow::Result<()> {
         seed_graph: args.seed_graph,
         seed,
         progress: !args.quiet,
+        stop_when: None,
     };
     if !args.quiet {
         let until = match options.stop {

@@ -9,8 +9,10 @@ use reqwest::header::CONTENT_TYPE;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Every request's deadline, from sending to the last byte of the response.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Every request's deadline, from sending to the last byte of the response: above the API's own
+/// `REQUEST_TIMEOUT_MS` (10 s by default), so a request the API gives up on is seen as the API's
+/// 503, not as a timeout of ours.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A response: its status and, for error statuses, the problem's `detail` (or the body's start).
 pub struct Reply {

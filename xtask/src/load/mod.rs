@@ -38,6 +38,7 @@ use scenario::{Body, Planned, Scenario, Then};
 use serde_json::json;
 use stats::Recorder;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use target::Target;
 use tokio::sync::Semaphore;
@@ -79,6 +80,9 @@ pub struct Options {
     pub allow_remote: bool,
     /// When to stop.
     pub stop: Stop,
+    /// Also stop once this is set (by whoever ends the fault a load runs through), whichever of
+    /// it and `stop` comes first.
+    pub stop_when: Option<Arc<AtomicBool>>,
     /// Requests per second (open loop); `None`: as fast as `concurrency` allows.
     pub rate: Option<f64>,
     /// Requests in flight at most.
@@ -100,6 +104,7 @@ impl Default for Options {
             url: DEFAULT_URL.to_string(),
             allow_remote: false,
             stop: Stop::After(Duration::from_secs(30)),
+            stop_when: None,
             rate: None,
             concurrency: 16,
             mix: Mix::default(),
@@ -164,8 +169,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         Stop::Requests(n) => (None, Some(n)),
     };
     let mut sent: u64 = 0;
+    let stopped = || options.stop_when.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed));
     loop {
-        if limit.is_some_and(|n| sent >= n) {
+        if limit.is_some_and(|n| sent >= n) || stopped() {
             break;
         }
         if let Some(rate) = options.rate {
@@ -185,7 +191,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             None => slots.clone().acquire_owned().await,
         }
         .context("the request slots were closed")?;
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) || stopped() {
             break;
         }
         let kind = options.mix.pick(&mut rng);

@@ -49,7 +49,7 @@ pub struct Report {
     pub by_route: BTreeMap<String, BTreeMap<String, u64>>,
     /// Latency of the mix's responses (setup requests left out).
     pub latency_ms: Latency,
-    /// Requests that got no response (connection errors, the 10 s timeout).
+    /// Requests that got no response (connection errors, the client's 15 s timeout).
     pub errors: u64,
     /// How long the mix ran, from its first request to its last response.
     pub duration_s: f64,

@@ -12,7 +12,7 @@
 mod pid;
 mod service;
 
-pub use service::STACK_DIR_ENV;
+pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV};
 
 /// The compose ports the native stack listens on (on 127.0.0.1).
 const PORTS: &[(u16, &str)] = &[

@@ -135,6 +135,11 @@ pub const START_MARKER: &str = "--- cargo xtask stack: starting ";
 /// directory, leaving a developer's `target/stack` (its data) alone.
 pub const STACK_DIR_ENV: &str = "ORGRAPH_STACK_DIR";
 
+/// Overrides which `prometheus.yml` the stack's Prometheus runs (its rule and target files are
+/// resolved against that file's directory): the live proof runs a copy of `prometheus/`, so it can
+/// deploy a broken rule or config to it, as an operator might, without touching the repository.
+pub const PROMETHEUS_CONFIG_ENV: &str = "ORGRAPH_PROMETHEUS_CONFIG";
+
 /// `<repo>/target/stack` (or `$ORGRAPH_STACK_DIR`): logs, pid files and data of the native stack.
 pub fn stack_dir() -> PathBuf {
     match std::env::var_os(STACK_DIR_ENV) {
@@ -282,9 +287,13 @@ fn alertmanager() -> anyhow::Result<Native> {
     Ok(native)
 }
 
-/// Prometheus with `prometheus/prometheus.yml`, data under `target/stack/prometheus/data`.
+/// Prometheus with `prometheus/prometheus.yml` (or `$ORGRAPH_PROMETHEUS_CONFIG`), data under
+/// `target/stack/prometheus/data`.
 fn prometheus() -> anyhow::Result<Native> {
-    let config = testkit::repo_root().join("prometheus").join("prometheus.yml");
+    let config = match std::env::var_os(PROMETHEUS_CONFIG_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => testkit::repo_root().join("prometheus").join("prometheus.yml"),
+    };
     let data = stack_dir().join("prometheus").join("data");
     let health = Kind::Http("http://127.0.0.1:9090/-/ready".into());
     let mut native = Native::new(Service::Prometheus, tools::prometheus_path()?, health)?;

@@ -95,15 +95,9 @@ pub fn targets(panel: &Value) -> Vec<&Value> {
     panel["targets"].as_array().into_iter().flatten().collect()
 }
 
-/// The repository root: the nearest ancestor of the including crate's directory that holds
-/// `grafana/dashboards`, so this module works from any crate of the workspace.
+/// The repository root (found at run time: see [`testkit::repo_root`]).
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .ancestors()
-        .find(|dir| dir.join("grafana").join("dashboards").is_dir())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| panic!("no grafana/dashboards above {}", manifest_dir.display()))
+    testkit::repo_root()
 }
 
 /// `grafana/dashboards/`.

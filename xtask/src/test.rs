@@ -1,5 +1,8 @@
 //! `cargo xtask test`: the README's one test command. Runs every check CI runs, in order, each
-//! announced with its duration, and stops at the first failing step, naming it.
+//! announced with its duration, and stops at the first failing step, naming it. The promtool rule
+//! tests and the workspace's tests (built first) run in the background beside the live proof, their
+//! lines prefixed with the step's name: none of them uses the ports the live proof's stack does, and
+//! together they take minutes the live proof spends mostly waiting for alerts.
 
 use crate::run::{Output, human, run};
 use anyhow::Context;
@@ -12,7 +15,25 @@ use std::time::{Duration, Instant};
 /// A step: a name and what it does.
 struct Step {
     name: &'static str,
-    action: Box<dyn FnOnce() -> anyhow::Result<()>>,
+    action: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+    /// Runs in the background: the next steps start at once, and it is waited for at the end.
+    background: bool,
+}
+
+impl Step {
+    fn new(
+        name: &'static str,
+        action: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    ) -> Step {
+        Step { name, action: Box::new(action), background: false }
+    }
+
+    fn in_background(
+        name: &'static str,
+        action: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    ) -> Step {
+        Step { background: true, ..Step::new(name, action) }
+    }
 }
 
 /// The `test` subcommand.
@@ -20,15 +41,45 @@ pub fn command() -> anyhow::Result<()> {
     let steps = steps();
     let total = steps.len();
     let started = Instant::now();
+    let mut background = Vec::new();
+    let mut failure = None;
     for (n, step) in steps.into_iter().enumerate() {
-        eprintln!("\n==> [{}/{total}] {}", n + 1, step.name);
+        let name = step.name;
         let step_started = Instant::now();
+        if step.background {
+            eprintln!(
+                "\n==> [{}/{total}] {name} (in the background, lines prefixed [{name}])",
+                n + 1
+            );
+            background.push((name, step_started, std::thread::spawn(step.action)));
+            continue;
+        }
+        eprintln!("\n==> [{}/{total}] {name}", n + 1);
         let result = (step.action)();
         let took = human(step_started.elapsed());
         match result {
-            Ok(()) => eprintln!("<== {} passed in {took}", step.name),
-            Err(e) => anyhow::bail!("step `{}` failed after {took}: {e:#}", step.name),
+            Ok(()) => eprintln!("<== {name} passed in {took}"),
+            Err(e) => {
+                failure = Some(format!("step `{name}` failed after {took}: {e:#}"));
+                break;
+            }
         }
+    }
+    // Background steps always finish, so a failure of the live proof does not hide theirs.
+    for (name, step_started, thread) in background {
+        let result = thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("{name} panicked")));
+        let took = human(step_started.elapsed());
+        match result {
+            Ok(()) => eprintln!("<== {name} (background) passed in {took}"),
+            Err(e) => {
+                let message = format!("step `{name}` failed after {took}: {e:#}");
+                eprintln!("<== {message}");
+                failure.get_or_insert(message);
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        anyhow::bail!(failure);
     }
     eprintln!("\nall {total} steps passed in {}", human(started.elapsed()));
     Ok(())
@@ -47,84 +98,75 @@ fn steps() -> Vec<Step> {
             &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
             minutes(60),
         ),
-        Step { name: "tools", action: Box::new(|| crate::tools::ensure().map(|_| ())) },
-        Step {
-            name: "collector config",
-            action: Box::new(|| {
-                let otelcol = testkit::tools::otelcol_path()?;
-                let mut command = Command::new(otelcol);
-                command.args(["validate", "--config", "collector-config.yaml"]);
-                in_repo("otelcol validate", &mut command, minutes(2))
-            }),
-        },
-        Step {
-            name: "prometheus config",
-            action: Box::new(|| {
-                let promtool = testkit::tools::promtool_path()?;
-                let mut command = Command::new(promtool);
-                command.args(["check", "config", "prometheus/prometheus.yml"]);
-                in_repo("promtool check config", &mut command, minutes(2))
-            }),
-        },
-        Step {
-            name: "prometheus rules",
-            action: Box::new(|| {
-                let promtool = testkit::tools::promtool_path()?;
-                let mut command = Command::new(promtool);
-                command.args(["check", "rules"]).args(yaml_files_in_repo(RULES_DIR)?);
-                in_repo("promtool check rules", &mut command, minutes(2))
-            }),
-        },
-        Step {
-            name: "prometheus rule tests",
-            action: Box::new(|| {
-                let promtool = testkit::tools::promtool_path()?;
-                let mut command = Command::new(promtool);
-                command.args(["test", "rules"]).args(yaml_files_in_repo(RULE_TESTS_DIR)?);
-                in_repo("promtool test rules", &mut command, minutes(5))
-            }),
-        },
-        Step { name: "alert coverage", action: Box::new(check_alerts) },
-        Step {
-            name: "alertmanager config",
-            action: Box::new(|| {
-                let amtool = testkit::tools::amtool_path()?;
-                let mut command = Command::new(amtool);
-                command.args(["check-config", ALERTMANAGER_CONFIG]);
-                in_repo("amtool check-config", &mut command, minutes(2))
-            }),
-        },
-        Step { name: "alertmanager routes", action: Box::new(check_routes) },
-        // --no-fail-fast: one failing test binary must not hide the results of the others.
+        Step::new("tools", || crate::tools::ensure().map(|_| ())),
+        Step::new("collector config", || {
+            let mut command = Command::new(testkit::tools::otelcol_path()?);
+            command.args(["validate", "--config", "collector-config.yaml"]);
+            in_repo("otelcol validate", &mut command, Output::Inherit, minutes(2))
+        }),
+        Step::new("prometheus config", || {
+            let mut command = Command::new(testkit::tools::promtool_path()?);
+            command.args(["check", "config", "prometheus/prometheus.yml"]);
+            in_repo("promtool check config", &mut command, Output::Inherit, minutes(2))
+        }),
+        Step::new("prometheus rules", || {
+            let mut command = Command::new(testkit::tools::promtool_path()?);
+            command.args(["check", "rules"]).args(yaml_files_in_repo(RULES_DIR)?);
+            in_repo("promtool check rules", &mut command, Output::Inherit, minutes(2))
+        }),
+        Step::new("alert coverage", check_alerts),
+        Step::new("alertmanager config", || {
+            let mut command = Command::new(testkit::tools::amtool_path()?);
+            command.args(["check-config", ALERTMANAGER_CONFIG]);
+            in_repo("amtool check-config", &mut command, Output::Inherit, minutes(2))
+        }),
+        Step::new("alertmanager routes", check_routes),
+        // Built in the foreground, so the live proof's stack does not wait for the compiler.
         cargo_step(
-            "tests",
-            &["test", "--workspace", "--all-features", "--no-fail-fast"],
+            "build tests",
+            &["test", "--workspace", "--all-features", "--no-run"],
             minutes(60),
         ),
+        Step::in_background("prometheus rule tests", || {
+            let mut command = Command::new(testkit::tools::promtool_path()?);
+            command.args(["test", "rules"]).args(yaml_files_in_repo(RULE_TESTS_DIR)?);
+            let output = Output::Prefixed("prometheus rule tests");
+            in_repo("promtool test rules", &mut command, output, minutes(10))
+        }),
+        // --no-fail-fast: one failing test binary must not hide the results of the others.
+        Step::in_background("tests", || {
+            let args = ["test", "--workspace", "--all-features", "--no-fail-fast"];
+            let mut command = Command::new(cargo());
+            command.args(args);
+            let what = format!("cargo {}", args.join(" "));
+            in_repo(&what, &mut command, Output::Prefixed("tests"), minutes(60))
+        }),
         // Last: the whole stack under load and faults, every dashboard and rule query.
-        Step { name: "live proof (cargo xtask e2e)", action: Box::new(crate::e2e::command) },
+        Step::new("live proof (cargo xtask e2e)", crate::e2e::command),
     ]
 }
 
 fn cargo_step(name: &'static str, args: &'static [&'static str], timeout: Duration) -> Step {
-    Step {
-        name,
-        action: Box::new(move || {
-            let mut command = Command::new(cargo());
-            command.args(args);
-            in_repo(&format!("cargo {}", args.join(" ")), &mut command, timeout)
-        }),
-    }
+    Step::new(name, move || {
+        let mut command = Command::new(cargo());
+        command.args(args);
+        in_repo(&format!("cargo {}", args.join(" ")), &mut command, Output::Inherit, timeout)
+    })
 }
 
-/// Runs `command` in the repo root with inherited output, so its progress shows.
-fn in_repo(what: &str, command: &mut Command, timeout: Duration) -> anyhow::Result<()> {
+/// Runs `command` in the repo root, its output going to `output` (inherited: its progress shows).
+fn in_repo(
+    what: &str,
+    command: &mut Command,
+    output: Output<'_>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let line: Vec<String> = std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     eprintln!("    $ {}", line.join(" "));
-    run(what, command.current_dir(testkit::repo_root()), Output::Inherit, timeout)
+    run(what, command.current_dir(testkit::repo_root()), output, timeout)
 }
 
 /// The cargo that runs us (`$CARGO`), else `cargo` from PATH.

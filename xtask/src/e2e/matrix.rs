@@ -34,7 +34,8 @@ enum Expect {
 /// One alert followed through one fault.
 struct Watch {
     alert: &'static str,
-    /// Labels the alert must carry (the alert of another service or breaker is another row).
+    /// Labels the alert must carry (the alert of another service or breaker is another row); a
+    /// value starting with `*` matches the values that end with the rest.
     labels: &'static [(&'static str, &'static str)],
     fault: &'static str,
     expect: Expect,
@@ -49,7 +50,14 @@ struct Watch {
 
 impl Watch {
     fn matches(&self, name: &str, labels: &serde_json::Value) -> bool {
-        name == self.alert && self.labels.iter().all(|(k, v)| labels[*k] == *v)
+        name == self.alert
+            && self.labels.iter().all(|(k, v)| {
+                let value = labels[*k].as_str().unwrap_or_default();
+                match v.strip_prefix('*') {
+                    Some(suffix) => value.ends_with(suffix),
+                    None => value == *v,
+                }
+            })
     }
 
     /// Whether what happens to its notification is known.
@@ -305,7 +313,8 @@ fn database_outage_and_worker_killed(
     config.deploy_broken_rule()?;
     matrix.watch(
         "PrometheusRuleEvaluationFailures",
-        &[("rule_group", "deployed.by.mistake")],
+        // Prometheus names a group `<file>;<name>`.
+        &[("rule_group", "*;deployed.by.mistake")],
         RULE_BROKEN,
         Expect::Notified("/watchdog"),
         true,

@@ -38,7 +38,8 @@ const OWN_SERVICES: [&str; 3] = ["api", "worker", "alert-log"];
 /// no HTTP client) and its binary has no probe subcommand.
 const NO_HEALTHCHECK: [&str; 1] = ["otel-collector"];
 
-/// Ports `docker compose up` publishes (DESIGN.md, "Running it"): (service, container port).
+/// Ports `docker compose up` publishes (the README's "What you see where"): (service, container
+/// port).
 const PUBLISHED: [(&str, u16); 9] = [
     ("api", 8000),
     ("worker", 8001),
@@ -571,7 +572,7 @@ fn published_ports_are_the_designed_ones_on_loopback() -> anyhow::Result<()> {
         PUBLISHED.iter().map(|(s, p)| ((*s).to_string(), u64::from(*p))).collect();
     if published != expected {
         problems.push(format!(
-            "published ports differ from DESIGN.md's: missing {:?}, unexpected {:?}",
+            "published ports differ from the README's: missing {:?}, unexpected {:?}",
             expected.difference(&published).collect::<Vec<_>>(),
             published.difference(&expected).collect::<Vec<_>>()
         ));

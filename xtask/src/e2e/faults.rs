@@ -49,12 +49,14 @@ impl TableLock {
 
     /// Ends the transaction (its sleep is cancelled, so it rolls back) and the lock with it.
     pub fn release(mut self) -> anyhow::Result<()> {
+        // The function in the select list: in the WHERE clause Postgres may call it for every
+        // session before filtering, cancelling them all (this query included).
         let cancelled = super::sql(&format!(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE application_name = '{LOCK_APP}' AND pg_cancel_backend(pid)"
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{LOCK_APP}'"
         ))?;
         anyhow::ensure!(
-            cancelled == "1",
+            cancelled == "t",
             "expected to cancel the one session locking {}, cancelled {cancelled}",
             self.table
         );

@@ -314,6 +314,21 @@ fn wait_for_value(expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) ->
     last.get()
 }
 
+/// Waits until the API answers its readiness probe with a 200 (its dependencies reachable, its
+/// breakers not open).
+fn api_ready(deadline: Duration) -> anyhow::Result<()> {
+    let url = format!("{}/health/ready", load::DEFAULT_URL);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    testkit::wait_for(&format!("the API to be ready ({url})"), deadline, || {
+        Ok(agent.get(&url).call().is_ok_and(|r| r.status() == 200).then_some(()))
+    })
+}
+
 /// Whether `done` holds within `deadline`.
 fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
     testkit::wait_for("a condition", deadline, || Ok(done().then_some(()))).is_ok()

@@ -69,10 +69,12 @@ impl TableLock {
 /// Short exclusive locks on a table, one after another until [`LockBursts::stop`]: a batch job that
 /// locks the table for `held` every `every` (a periodic rewrite, a migration retried in a loop).
 /// Queries on the table wait up to `held` on a connection they already have: the API slows down,
-/// and as long as the pool has connections to spare, nothing fails.
+/// and as long as the pool has connections to spare, nothing fails. A burst waits at most 1 s for
+/// its lock (`lock_timeout`) and is skipped otherwise: queued behind a long reader, it would hold
+/// every later query on the table for as long.
 pub struct LockBursts {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<anyhow::Result<u32>>,
+    thread: JoinHandle<anyhow::Result<(u32, u32)>>,
 }
 
 impl LockBursts {
@@ -81,29 +83,38 @@ impl LockBursts {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut bursts = 0;
+            let (mut bursts, mut skipped) = (0, 0);
             while !stopping.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let mut command = super::psql(&[
                     "-qc",
                     &format!(
-                        "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; \
+                        "SET lock_timeout = '1s'; BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; \
                          SELECT pg_sleep({}); COMMIT;",
                         held.as_secs_f64()
                     ),
                 ])?;
-                let status = command.stdout(std::process::Stdio::null()).status()?;
-                anyhow::ensure!(status.success(), "a lock burst on {table} failed: {status}");
-                bursts += 1;
+                let output = command.output()?;
+                if output.status.success() {
+                    bursts += 1;
+                } else {
+                    let stderr = String::from_utf8_lossy(&output.stderr);
+                    anyhow::ensure!(
+                        stderr.contains("lock timeout"),
+                        "a lock burst on {table} failed: {}: {stderr}",
+                        output.status
+                    );
+                    skipped += 1;
+                }
                 std::thread::sleep(every.saturating_sub(started.elapsed()));
             }
-            Ok(bursts)
+            Ok((bursts, skipped))
         });
         LockBursts { stop, thread }
     }
 
-    /// Stops after the burst under way; returns how many there were.
-    pub fn stop(self) -> anyhow::Result<u32> {
+    /// Stops after the burst under way; returns how many there were, and how many were skipped.
+    pub fn stop(self) -> anyhow::Result<(u32, u32)> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().map_err(|_| anyhow::anyhow!("the lock bursts' thread panicked"))?
     }

@@ -534,23 +534,25 @@ fn api_killed_then_crash_looping(
 
 const ALERTMANAGER_DOWN: &str = "Alertmanager unreachable (stopped)";
 const EXPORTS_LOCKED: &str = "exports behind the same lock";
-const LOCK_BURSTS: &str = "employees locked 2.6 s of every 5 s (a batch job) under load";
+const LOCK_BURSTS: &str = "employees locked 3 s of every 5 s (a batch job) under load";
 
 /// How long exports are requested while the lock is held: ExportLatencyHigh needs 5 minutes of
 /// slow exports in its 5-minute P95 window, and 5 more of `for`.
 const EXPORTS_FOR: Duration = Duration::from_secs(300);
 
 /// Three faults at once, whose signals do not cross (Alertmanager only delays notifications; the
-/// worker's jobs wait on `influence_scores`, the API's requests on `employees`):
+/// worker's jobs wait on `influence_scores`, the API's requests on `employees`; an export waiting
+/// on `influence_scores` holds `employees` too, so a burst then waits at most 1 s and is skipped,
+/// and exports are few):
 /// * Alertmanager stopped: Prometheus cannot hand it alerts (the Watchdog is always there to
 ///   send); the alert about it reaches the Watchdog's receiver once Alertmanager is back.
 /// * Exports requested while `influence_scores` is still locked: every export waits on it until
 ///   its timeout, slower than EXPORT_SLOW_MS. The lock is released at the end, once the queue's
 ///   alerts are known too.
-/// * A batch job locks `employees` for 2.6 s every 5 s: the API's queries on it wait on the
-///   connection they hold (the pool has enough), so about one request in ten takes over 2 s and
-///   none fails: the P95 passes 2 s, while the latency SLO's budget (requests over 0.5 s) burns
-///   below its alerting rates.
+/// * A batch job locks `employees` for 3 s every 5 s: the API's queries on it wait on the
+///   connection they hold (the pool has enough), so more than one request in ten takes over 2 s
+///   and none fails: the P95 passes 2 s, while the latency SLO's budget (requests over 0.5 s)
+///   burns below its alerting rates.
 fn alertmanager_unreachable_exports_locked_api_slowed(
     matrix: &mut Matrix,
     stack: &Stack,
@@ -562,22 +564,22 @@ fn alertmanager_unreachable_exports_locked_api_slowed(
         "fault matrix 4/5: Alertmanager unreachable; exports behind the lock; the API slowed by \
          lock bursts",
     );
-    // One job every 5 s: exports keep timing out for the whole lock (ExportLatencyHigh needs 5
+    // One job every 13 s: exports keep timing out for the whole lock (ExportLatencyHigh needs 5
     // minutes of it), and analyses pile up behind the one waiting to write.
     let jobs = runtime.spawn(load::run(Options {
         stop: Stop::After(EXPORTS_FOR),
-        rate: Some(0.2),
+        rate: Some(0.075),
         concurrency: 4,
         seed: 13,
         mix: load::Mix::parse("analysis=1,exports=2").map_err(anyhow::Error::msg)?,
         ..Options::default()
     }));
-    // 3 requests/s, reads and writes: at most ~7 queries wait on a burst at once (the pool has 10).
+    // 2 requests/s, reads and writes: at most ~7 queries wait on a burst at once (the pool has 10).
     let slowed_done = Arc::new(AtomicBool::new(false));
     let slowed = runtime.spawn(load::run(Options {
         stop: Stop::After(Duration::from_secs(1200)),
         stop_when: Some(slowed_done.clone()),
-        rate: Some(3.0),
+        rate: Some(2.0),
         concurrency: 16,
         seed: 15,
         mix: load::Mix::parse("reads=60,updates=40").map_err(anyhow::Error::msg)?,
@@ -585,8 +587,7 @@ fn alertmanager_unreachable_exports_locked_api_slowed(
     }));
     // The load's first request (a page of employees) before the first burst.
     std::thread::sleep(Duration::from_secs(2));
-    let bursts =
-        LockBursts::start("employees", Duration::from_millis(2600), Duration::from_secs(5));
+    let bursts = LockBursts::start("employees", Duration::from_secs(3), Duration::from_secs(5));
     stack.run(&["stop", "alertmanager"])?;
     matrix.watch(
         "PrometheusNotificationsFailing",
@@ -613,9 +614,9 @@ fn alertmanager_unreachable_exports_locked_api_slowed(
     let jobs = runtime.block_on(jobs)??;
     // ApiHighLatencyP95: the P95 over 2 s for 5 minutes.
     matrix.wait(sink, LOCK_BURSTS, Duration::from_secs(240), Watch::settled);
-    let burst_count = bursts.stop()?;
+    let (burst_count, skipped) = bursts.stop()?;
     matrix.end(LOCK_BURSTS);
-    println!("    {burst_count} lock bursts on employees");
+    println!("    {burst_count} lock bursts on employees ({skipped} skipped: an export held it)");
     let resolved = |w: &Watch| !w.must_resolve || w.resolved.is_some();
     matrix.wait(sink, EXPORTS_LOCKED, Duration::from_secs(120), resolved);
     matrix.wait(sink, QUEUE_BACKED_UP, Duration::from_secs(120), resolved);

@@ -551,7 +551,7 @@ const EXPORTS_FOR: Duration = Duration::from_secs(300);
 ///   its timeout, slower than EXPORT_SLOW_MS. The lock is released at the end, once the queue's
 ///   alerts are known too.
 /// * A batch job locks `employees` for 3.5 s every 5 s: the API's queries on it wait on the
-///   connection they hold (the pool has enough), so about one request in ten takes over 2 s and
+///   connection they hold (the pool has enough), so about one request in six takes over 2 s and
 ///   none fails: the P95 passes 2 s, while the latency SLO's budget (requests over 0.5 s) burns
 ///   below its alerting rates.
 fn alertmanager_unreachable_exports_locked_api_slowed(

@@ -180,15 +180,21 @@ impl Matrix {
 
     /// Polls until `done` holds for every watch of `fault`, or `deadline` passes.
     fn wait(&mut self, sink: &Sink, fault: &str, deadline: Duration, done: fn(&Watch) -> bool) {
+        self.wait_for(sink, deadline, |w| w.fault != fault || done(w));
+    }
+
+    /// Polls until `done` holds for every watch, or `deadline` passes.
+    fn wait_all(&mut self, sink: &Sink, deadline: Duration, done: fn(&Watch) -> bool) {
+        self.wait_for(sink, deadline, done);
+    }
+
+    /// Polls until `done` holds for every watch, or `deadline` passes (then says which did not).
+    fn wait_for(&mut self, sink: &Sink, deadline: Duration, done: impl Fn(&Watch) -> bool) {
         let started = Instant::now();
         loop {
             self.poll_or_warn(sink);
-            let open: Vec<&str> = self
-                .watches
-                .iter()
-                .filter(|w| w.fault == fault && !done(w))
-                .map(|w| w.alert)
-                .collect();
+            let open: Vec<&str> =
+                self.watches.iter().filter(|w| !done(w)).map(|w| w.alert).collect();
             if open.is_empty() {
                 return;
             }
@@ -197,16 +203,6 @@ impl Matrix {
                 return;
             }
             std::thread::sleep(POLL);
-        }
-    }
-
-    /// Polls until `done` holds for every watch, or `deadline` passes.
-    fn wait_all(&mut self, sink: &Sink, deadline: Duration, done: fn(&Watch) -> bool) {
-        let faults: Vec<&'static str> = self.watches.iter().map(|w| w.fault).collect();
-        let started = Instant::now();
-        for fault in faults {
-            let left = deadline.saturating_sub(started.elapsed());
-            self.wait(sink, fault, left, done);
         }
     }
 

@@ -5,7 +5,7 @@
 //! it with the load generator (every endpoint and job kind, bad requests included), and checks:
 //! Prometheus' counters equal the load generator's own counts; every rule loaded with health
 //! `ok`; no alert fires under healthy load; the fault matrix ([`matrix`]: Postgres hung, tables
-//! locked, the worker and the API killed, a crash loop, the cache churned, Alertmanager and its
+//! locked, the worker and the API killed, a crash loop, a queue backed up, Alertmanager and its
 //! receiver unreachable, the collector refusing and stopped, Prometheus' rules and config broken)
 //! fires the alerts that name them, to their receivers or held back by inhibition, and they
 //! resolve; and every query of every dashboard panel and every recording rule parses and returns
@@ -318,14 +318,8 @@ fn wait_for_value(expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) ->
 /// breakers not open).
 fn api_ready(deadline: Duration) -> anyhow::Result<()> {
     let url = format!("{}/health/ready", load::DEFAULT_URL);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
     testkit::wait_for(&format!("the API to be ready ({url})"), deadline, || {
-        Ok(agent.get(&url).call().is_ok_and(|r| r.status() == 200).then_some(()))
+        Ok(testkit::http_get(&url).is_ok_and(|(status, _)| status == 200).then_some(()))
     })
 }
 

@@ -142,9 +142,14 @@ pub const PROMETHEUS_CONFIG_ENV: &str = "ORGRAPH_PROMETHEUS_CONFIG";
 
 /// `<repo>/target/stack` (or `$ORGRAPH_STACK_DIR`): logs, pid files and data of the native stack.
 pub fn stack_dir() -> PathBuf {
-    match std::env::var_os(STACK_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => testkit::repo_root().join("target").join("stack"),
+    path_from_env(STACK_DIR_ENV, || testkit::repo_root().join("target").join("stack"))
+}
+
+/// The path in the variable `var` if it is set and not empty, else `default()`.
+fn path_from_env(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => default(),
     }
 }
 
@@ -290,10 +295,9 @@ fn alertmanager() -> anyhow::Result<Native> {
 /// Prometheus with `prometheus/prometheus.yml` (or `$ORGRAPH_PROMETHEUS_CONFIG`), data under
 /// `target/stack/prometheus/data`.
 fn prometheus() -> anyhow::Result<Native> {
-    let config = match std::env::var_os(PROMETHEUS_CONFIG_ENV) {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => testkit::repo_root().join("prometheus").join("prometheus.yml"),
-    };
+    let config = path_from_env(PROMETHEUS_CONFIG_ENV, || {
+        testkit::repo_root().join("prometheus").join("prometheus.yml")
+    });
     let data = stack_dir().join("prometheus").join("data");
     let health = Kind::Http("http://127.0.0.1:9090/-/ready".into());
     let mut native = Native::new(Service::Prometheus, tools::prometheus_path()?, health)?;

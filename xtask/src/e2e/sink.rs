@@ -74,26 +74,42 @@ impl Sink {
         *self.refusing.lock().unwrap_or_else(PoisonError::into_inner) = path.map(str::to_string);
     }
 
-    /// Every alert notified with `status` to the receiver at `path` (any, if `None`): its name, its
-    /// labels and when it arrived.
-    pub fn notified(
-        &self,
-        path: Option<&str>,
-        status: &str,
-    ) -> Vec<(String, serde_json::Value, Instant)> {
+    /// How many notifications of `group` arrived (firing or resolved).
+    pub fn posts(&self, group: &str) -> usize {
+        let received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        received.iter().filter(|(_, _, n)| n["groupKey"] == group).count()
+    }
+
+    /// Every alert notified with `status` to the receiver at `path` (any, if `None`), in the order
+    /// they arrived.
+    pub fn notified(&self, path: Option<&str>, status: &str) -> Vec<Notified> {
         let received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
         received
             .iter()
             .filter(|(p, _, _)| path.is_none_or(|path| p == path))
             .flat_map(|(_, at, n)| {
+                let group = n["groupKey"].as_str().unwrap_or_default().to_string();
                 let alerts = n["alerts"].as_array().cloned().unwrap_or_default();
-                alerts.into_iter().map(move |a| (a, *at))
+                alerts.into_iter().map(move |a| (a, *at, group.clone()))
             })
-            .filter(|(a, _)| a["status"] == status)
-            .filter_map(|(a, at)| {
+            .filter(|(a, _, _)| a["status"] == status)
+            .filter_map(|(a, at, group)| {
                 let name = a["labels"]["alertname"].as_str()?.to_string();
-                Some((name, a["labels"].clone(), at))
+                Some(Notified { name, labels: a["labels"].clone(), at, group })
             })
             .collect()
     }
+}
+
+/// One alert of a notification.
+pub struct Notified {
+    /// Its `alertname`.
+    pub name: String,
+    /// All its labels.
+    pub labels: serde_json::Value,
+    /// When the notification arrived.
+    pub at: Instant,
+    /// The notification's group (Alertmanager's `groupKey`): the notifications of one group are
+    /// one thread, one PagerDuty incident.
+    pub group: String,
 }

@@ -7,14 +7,18 @@ use std::time::Duration;
 
 /// A malformed setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
+#[error("{variable}{} is invalid: {reason}", shown(value))]
 pub struct SettingError {
     /// The variable.
     pub variable: &'static str,
-    /// Its value.
-    pub value: String,
+    /// Its value; `None` for a value that may hold a secret (a URL's password), never shown.
+    pub value: Option<String>,
     /// What is wrong.
     pub reason: String,
+}
+
+fn shown(value: &Option<String>) -> String {
+    value.as_ref().map(|v| format!("={v:?}")).unwrap_or_default()
 }
 
 /// Settings read through a lookup function (the process environment, or a test's table).
@@ -41,7 +45,7 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
                 Ok(n) if n > 0 => Ok(n),
                 _ => Err(SettingError {
                     variable: key,
-                    value,
+                    value: Some(value),
                     reason: "expected a positive whole number".into(),
                 }),
             },
@@ -59,13 +63,14 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
             None => Ok(default),
             Some(value) => value.parse().map_err(|_| SettingError {
                 variable: key,
-                value,
+                value: Some(value),
                 reason: "expected host:port, e.g. 0.0.0.0:8000".into(),
             }),
         }
     }
 
-    /// A URL with one of `schemes` (e.g. `postgres://`), or `default`.
+    /// A URL with one of `schemes` (e.g. `postgres://`), or `default`. A URL may carry a password,
+    /// so a malformed one is not echoed: the error names the variable and the schemes expected.
     pub fn url(
         &self,
         key: &'static str,
@@ -75,9 +80,14 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
         match self.get(key) {
             None => Ok(default.to_string()),
             Some(v) if schemes.iter().any(|s| v.starts_with(s) && v.len() > s.len()) => Ok(v),
-            Some(value) => {
-                Err(SettingError { variable: key, value, reason: "unsupported URL scheme".into() })
-            }
+            Some(_) => Err(SettingError {
+                variable: key,
+                value: None,
+                reason: format!(
+                    "expected a URL starting with {} (the value is not shown: it may hold a password)",
+                    schemes.join(" or ")
+                ),
+            }),
         }
     }
 }
@@ -109,5 +119,21 @@ mod tests {
             s.url("X", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES).unwrap(),
             DEFAULT_DATABASE_URL
         );
+        assert_eq!(
+            s.positive("N", 7).unwrap_err().to_string(),
+            r#"N="0" is invalid: expected a positive whole number"#
+        );
+    }
+
+    #[test]
+    fn a_malformed_url_is_named_never_echoed() {
+        let s = settings(&[("DATABASE_URL", "postgress://orgraph:hunter2@db:5432/orgraph")]);
+        let message = s.url("DATABASE_URL", "d", POSTGRES_SCHEMES).unwrap_err().to_string();
+        assert!(
+            message
+                .starts_with("DATABASE_URL is invalid: expected a URL starting with postgres://"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2") && !message.contains("orgraph:"), "{message}");
     }
 }

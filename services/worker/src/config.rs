@@ -90,7 +90,7 @@ impl Config {
         }
         Err(ConfigError {
             variable: "TIMEOUT_EXPORT_MS",
-            value: timeout.as_millis().to_string(),
+            value: Some(timeout.as_millis().to_string()),
             reason: format!(
                 "must be greater than EXPORT_SLOW_MS ({}), or every slow export is cancelled \
                  before it counts as slow",

@@ -5,6 +5,11 @@
 //! * Each attempt runs under the queue's timeout with panics caught.
 //! * Transient errors (the database, the file system) are retried with exponential backoff, up to
 //!   `RETRY_ATTEMPTS`; a validation error, a timeout and a panic end the job at once.
+//! * The job's own row is bookkeeping that must land: reading it and marking it `running`,
+//!   `pending`, `done` or `failed` are retried with the same backoff until Postgres takes them
+//!   (a pool timeout or a lost connection must not leave a committed intervention `running`
+//!   forever, nor end a job apalis will not fetch again). If the worker stops meanwhile, the job
+//!   is abandoned to the heartbeat recovery and runs again: jobs are idempotent.
 //! * Every attempt is recorded: `orgraph.task.completed` and `orgraph.task.duration` by task type
 //!   and status (`success`, `failure`, `retry`, `timeout`, `panic`), `orgraph.worker.active` while
 //!   it runs, `messaging.client.consumed.messages` when the job is taken.
@@ -68,7 +73,7 @@ where
     Fut: Future<Output = Result<Value, JobError>> + Send,
 {
     let failed = |status: &'static str, detail: String| JobFailed { job_id, status, detail };
-    let row = load(ctx, job_id).await.map_err(|e| failed("unreadable", e.to_string()))?;
+    let row = recorded(ctx, job_id, "read the job", || load(ctx, job_id)).await;
     let Some((row, status)) = row else {
         tracing::warn!(%job_id, "queued job has no row; nothing to do");
         return Ok(());
@@ -84,9 +89,7 @@ where
     let attempts = ctx.config.attempts;
     for attempt in 1..=attempts {
         let _active = ctx.worker.task_started(queue);
-        mark(ctx, job_id, "running", None, None)
-            .await
-            .map_err(|e| failed("unrecorded", e.to_string()))?;
+        recorded(ctx, job_id, "mark it running", || mark(ctx, job_id, "running", None, None)).await;
         let started = Instant::now();
         let work = AssertUnwindSafe(execute(ctx.clone(), row.clone())).catch_unwind();
         let outcome = tokio::time::timeout(timeout, work).await;
@@ -94,18 +97,17 @@ where
         let (status, detail) = match outcome {
             Ok(Ok(Ok(result))) => {
                 ctx.worker.task_finished(task, TaskStatus::Success, took);
-                mark(ctx, job_id, "done", Some(result), None)
-                    .await
-                    .map_err(|e| failed("unrecorded", e.to_string()))?;
+                let done = || mark(ctx, job_id, "done", Some(result.clone()), None);
+                recorded(ctx, job_id, "mark it done", done).await;
                 return Ok(());
             }
             Ok(Ok(Err(JobError::Transient(e)))) if attempt < attempts => {
                 ctx.worker.task_finished(task, TaskStatus::Retry, took);
                 let wait = backoff(ctx.config.retry_base, attempt);
                 tracing::warn!(%job_id, attempt, error = format!("{e:#}"), ?wait, "transient failure; retrying");
-                mark(ctx, job_id, "pending", None, Some(&format!("attempt {attempt}: {e:#}")))
-                    .await
-                    .ok();
+                let error = format!("attempt {attempt}: {e:#}");
+                let pending = || mark(ctx, job_id, "pending", None, Some(&error));
+                recorded(ctx, job_id, "mark it pending", pending).await;
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -115,10 +117,43 @@ where
         };
         ctx.worker.task_finished(task, status, took);
         tracing::error!(%job_id, attempt, status = ?status, detail, "job failed");
-        mark(ctx, job_id, "failed", None, Some(&detail)).await.ok();
+        recorded(ctx, job_id, "mark it failed", || {
+            mark(ctx, job_id, "failed", None, Some(&detail))
+        })
+        .await;
         return Err(failed(status_word(status), detail));
     }
     Err(failed("failure", "no attempts configured".into()))
+}
+
+/// Runs the bookkeeping `write` until it succeeds, waiting the retry backoff between tries.
+async fn recorded<T, Fut>(ctx: &Ctx, job_id: Uuid, what: &str, write: impl Fn() -> Fut) -> T
+where
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(value) => return value,
+            Err(e) => {
+                let wait = backoff(ctx.config.retry_base, attempt);
+                tracing::warn!(%job_id, what, error = %e, ?wait, "bookkeeping failed; retrying");
+                tokio::time::sleep(wait).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// The result of a job's blocking work (`spawn_blocking`): a panic there is the job's panic,
+/// resumed so the runner counts it as one (not retried); a task cancelled by the runtime shutting
+/// down is worth retrying.
+pub fn joined<T>(joined: Result<T, tokio::task::JoinError>, what: &str) -> Result<T, JobError> {
+    match joined {
+        Ok(value) => Ok(value),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(JobError::Transient(anyhow::anyhow!("{what} thread: {e}"))),
+    }
 }
 
 /// The wait before retry `attempt` + 1: base × 2^(attempt − 1), at most 30 s.
@@ -184,6 +219,16 @@ async fn mark(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_is_the_jobs_panic_and_an_error_is_not() {
+        let panicked = tokio::task::spawn_blocking(|| -> u32 { panic!("boom") }).await;
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| joined(panicked, "export")));
+        let payload = caught.expect_err("the panic is resumed, not mapped to an error");
+        assert_eq!(panic_message(&payload), "boom");
+        let fine = tokio::task::spawn_blocking(|| 7u32).await;
+        assert_eq!(joined(fine, "export").ok(), Some(7));
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {

@@ -5,7 +5,7 @@
 
 use crate::analysis::{self, Graph, estimate_reassign};
 use crate::context::Ctx;
-use crate::runner::{JobError, JobRow};
+use crate::runner::{JobError, JobRow, joined};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -22,17 +22,24 @@ pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
     // Deterministic for a job: a rerun samples the same betweenness sources.
     let seed = u64::from_le_bytes(row.id.as_bytes()[..8].try_into().unwrap_or_default());
 
+    // One snapshot for the three reads: read apart, an edge added between them could point at an
+    // employee the job never loaded, and the graph could not be built.
+    let mut tx = ctx.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM employees ORDER BY id").fetch_all(&ctx.pool).await?;
+        sqlx::query_scalar("SELECT id FROM employees ORDER BY id").fetch_all(&mut *tx).await?;
     let edges: Vec<(i64, i64, String, f64)> =
         sqlx::query_as("SELECT source_id, target_id, kind, weight FROM relations")
-            .fetch_all(&ctx.pool)
+            .fetch_all(&mut *tx)
             .await?;
     let open: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "SELECT id, employee_id, new_manager_id FROM interventions WHERE state = 'proposed' ORDER BY created_at",
     )
-    .fetch_all(&ctx.pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
 
     let computed = tokio::task::spawn_blocking(move || {
         let graph =
@@ -64,12 +71,7 @@ pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
         Ok::<_, JobError>((result, effects))
     })
     .await;
-    let (result, effects) = match computed {
-        Ok(r) => r?,
-        // A panic in the computation is the job's panic: hand it to the runner to count.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => return Err(JobError::Transient(anyhow::anyhow!("analysis thread: {e}"))),
-    };
+    let (result, effects) = joined(computed, "analysis")??;
 
     let employee_ids: Vec<i64> = result.nodes.iter().map(|n| n.id).collect();
     let pageranks: Vec<f64> = result.nodes.iter().map(|n| n.pagerank).collect();

@@ -6,7 +6,7 @@
 
 use crate::context::Ctx;
 use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export};
-use crate::runner::{JobError, JobRow};
+use crate::runner::{JobError, JobRow, joined};
 use otel::metrics::ExportMetrics;
 use otel::metrics::labels::{ExportFormat, ExportKind, Queue};
 use serde_json::{Value, json};
@@ -101,13 +101,11 @@ async fn export(ctx: &Ctx, row: &JobRow, format: Format) -> Result<(Value, u64),
     tx.commit().await?;
     let dir = ctx.config.export_dir.clone();
     let stem = row.id.to_string();
-    let written = tokio::task::spawn_blocking(move || write_export(&dir, &stem, format, rows))
-        .await
-        .map_err(|e| JobError::Transient(anyhow::anyhow!("export thread: {e}")))?
-        .map_err(|e| match e {
-            ExportFileError::Io { .. } => JobError::Transient(e.into()),
-            other => JobError::Invalid(other.to_string()),
-        })?;
+    let written = tokio::task::spawn_blocking(move || write_export(&dir, &stem, format, rows));
+    let written = joined(written.await, "export")?.map_err(|e| match e {
+        ExportFileError::Io { .. } => JobError::Transient(e.into()),
+        other => JobError::Invalid(other.to_string()),
+    })?;
     let value = json!({
         "path": written.path.display().to_string(),
         "bytes": written.bytes,

@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The database handle shared by all requests.
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct Db {
     breaker: CircuitBreaker,
     metrics: Arc<PoolMetrics>,
     waiting: Arc<AtomicU64>,
+    /// Whether the schema is up to date: until then every query is a 503 (see `crate::run`).
+    migrated: Arc<AtomicBool>,
 }
 
 impl Db {
@@ -56,12 +58,41 @@ impl Db {
             },
             breakers.clone(),
         );
-        Ok(Db { pool, breaker, metrics: Arc::new(metrics), waiting })
+        let migrated = Arc::new(AtomicBool::new(false));
+        Ok(Db { pool, breaker, metrics: Arc::new(metrics), waiting, migrated })
     }
 
     /// The pool itself, for migrations at start-up.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether the schema is up to date.
+    pub fn migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
+    /// Brings the schema up to date, waiting (with backoff, saying so) while Postgres cannot be
+    /// reached: the API serves meanwhile, not ready, its queries answered 503. A schema that
+    /// cannot be migrated once Postgres answers is an error that stops the service.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let mut wait = Duration::from_millis(250);
+        while !self.migrated() {
+            match self.pool.acquire().await {
+                Ok(conn) => {
+                    drop(conn);
+                    domain::migrate(&self.pool).await?;
+                    self.migrated.store(true, Ordering::Release);
+                    tracing::info!("schema up to date");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?wait, "postgres unreachable; schema not migrated yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The breaker, for readiness.
@@ -75,6 +106,12 @@ impl Db {
         &self,
         f: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, ApiError> {
+        if !self.migrated() {
+            return Err(ApiError::Unavailable {
+                dependency: "postgres",
+                retry_after: Duration::from_secs(1),
+            });
+        }
         self.breaker
             .call_with(
                 || async {

@@ -16,26 +16,39 @@ pub mod state;
 pub use config::Config;
 pub use state::AppState;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use tokio::net::TcpListener;
 
-/// Migrates the schema (if Postgres is reachable), starts the background refresh of the graph
-/// gauges, and serves until `shutdown` resolves; then stops accepting and drains in-flight
-/// requests.
+/// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+/// Meanwhile it migrates the schema, once Postgres answers (until then the API is live, not ready,
+/// and its queries are 503s: it starts whether Postgres is up or not), and refreshes the graph
+/// gauges. A schema that cannot be migrated stops it with that error.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = AppState::new(&config)?;
-    domain::migrate(state.db.pool()).await?;
+    let db = state.db.clone();
+    // Postgres is normally up: then the schema is migrated before the first request.
+    if db.pool().acquire().await.is_ok() {
+        db.migrate().await?;
+    }
     let refresher =
         tokio::spawn(refresh_graph_gauges(state.clone(), config.graph_metrics_interval));
     let app = routes::router(state, &config);
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future();
+    let migrated = async move {
+        db.migrate().await?;
+        std::future::pending::<anyhow::Result<()>>().await
+    };
+    let result = tokio::select! {
+        served = served => served.map_err(Into::into),
+        failed = migrated => failed,
+    };
     refresher.abort();
-    served.map_err(Into::into)
+    result
 }
 
 /// Keeps the node/edge gauges and the L2 size current; a failed refresh keeps the last values.

@@ -121,6 +121,10 @@ async fn the_graph_can_be_seeded_read_and_changed() {
     api.post("/api/graph/edges", json!({"source_id": id, "target_id": 1, "kind": "reports_to"}))
         .await
         .assert_problem(409, "already");
+    // 1 has no manager (the root of the seeded tree): reporting to Grace would close a loop.
+    api.post("/api/graph/edges", json!({"source_id": 1, "target_id": id, "kind": "reports_to"}))
+        .await
+        .assert_problem(409, "would make a loop");
 
     assert_eq!(api.delete(&format!("/api/graph/edges/{edge_id}")).await.status, 204);
     api.delete(&format!("/api/graph/edges/{edge_id}")).await.assert_problem(404, "no relation");
@@ -425,4 +429,21 @@ async fn postgres_down_is_a_quick_503_and_the_api_recovers() {
     })
     .await;
     assert_eq!(api.get("/api/graph/stats").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_starts_without_postgres_not_ready_and_recovers() {
+    let mut api = TestApi::start(&[]).await;
+    api.stop().await.expect("graceful stop");
+    tokio::task::block_in_place(|| api.pg.stop()).expect("postgres stops");
+    api.start_api(&[]).await;
+    api.get("/health/ready").await.assert_problem(503, "postgres: unreachable since start-up");
+    api.get("/api/graph/nodes").await.assert_problem(503, "postgres is unavailable");
+    tokio::task::block_in_place(|| api.pg.start_again()).expect("postgres starts again");
+    eventually("readiness once Postgres is up", Duration::from_secs(30), async || {
+        (api.get("/health/ready").await.status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(api.get("/api/graph/nodes?limit=5").await.status, 200);
+    api.stop().await.expect("graceful stop");
 }

@@ -5,6 +5,7 @@
 pub mod health_check;
 pub mod jobs;
 pub mod probe;
+pub mod reporting;
 pub mod schema;
 pub mod service;
 pub mod settings;

@@ -2,8 +2,12 @@
 //! the transaction. Constraint violations come back as [`GraphError`]s the handlers turn into
 //! 404/409/422; anything else stays an `sqlx::Error`.
 
-use super::model::{DegreeSummary, Employee, GraphStats, NewEmployee, NewRelation, Relation};
+use super::model::{
+    DegreeSummary, Employee, GraphStats, NewEmployee, NewRelation, Relation, RelationKind,
+};
 use super::seed::SeedGraph;
+use domain::reporting;
+use sqlx::Connection;
 use sqlx::{PgConnection, Row};
 
 /// A write the database refused because of the data.
@@ -15,6 +19,9 @@ pub enum GraphError {
     /// The relation already exists, or the employee already has a manager.
     #[error("{0}")]
     Duplicate(String),
+    /// The manager-to-be reports (through others) to the employee.
+    #[error("{0}")]
+    Loop(String),
     /// Any other database error.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -65,11 +72,22 @@ pub async fn delete_employee(conn: &mut PgConnection, id: i64) -> Result<bool, s
     Ok(done.rows_affected() > 0)
 }
 
-/// Adds a relation.
+/// Adds a relation. A reporting line is checked against the lines as they are, under their lock
+/// (`domain::reporting`), in the transaction that adds it.
 pub async fn insert_relation(
     conn: &mut PgConnection,
     new: &NewRelation,
 ) -> Result<Relation, GraphError> {
+    let mut tx = conn.begin().await?;
+    if new.kind == RelationKind::ReportsTo {
+        reporting::lock(&mut tx).await?;
+        if reporting::would_loop(&mut tx, new.source_id, new.target_id).await? {
+            return Err(GraphError::Loop(format!(
+                "employee {} reports to {}: reporting to them would make a loop",
+                new.target_id, new.source_id
+            )));
+        }
+    }
     let row = sqlx::query(
         "INSERT INTO relations (source_id, target_id, kind, weight) VALUES ($1, $2, $3, $4) \
          RETURNING id",
@@ -78,7 +96,7 @@ pub async fn insert_relation(
     .bind(new.target_id)
     .bind(new.kind.as_str())
     .bind(new.weight)
-    .fetch_one(conn)
+    .fetch_one(&mut *tx)
     .await
     .map_err(|e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
         Some("23503") => GraphError::UnknownEmployee(format!(
@@ -86,13 +104,14 @@ pub async fn insert_relation(
             new.source_id, new.target_id
         )),
         Some("23505") => GraphError::Duplicate(match new.kind {
-            super::model::RelationKind::ReportsTo => {
+            RelationKind::ReportsTo => {
                 format!("employee {} already has a manager, or this relation exists", new.source_id)
             }
             _ => "this relation already exists".to_string(),
         }),
         _ => GraphError::Db(e),
     })?;
+    tx.commit().await?;
     Ok(Relation {
         id: row.get("id"),
         source_id: new.source_id,

@@ -149,6 +149,7 @@ async fn add_edge(
         .map_err(|e| match e {
             GraphError::UnknownEmployee(m) => ApiError::Invalid(m),
             GraphError::Duplicate(m) => ApiError::Conflict(m),
+            GraphError::Loop(m) => ApiError::Conflict(m),
             GraphError::Db(e) => ApiError::from_db(e),
         })?;
     changed(&state, GraphOperation::AddEdge, started).await;

@@ -65,6 +65,9 @@ async fn live(Query(query): Query<LiveQuery>) -> Response {
     responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
 async fn ready(State(state): State<AppState>) -> Response {
     let postgres = async {
+        if !state.db.migrated() {
+            return Err("unreachable since start-up, schema not migrated yet".to_string());
+        }
         if state.db.breaker().state() == BreakerState::Open {
             return Err("circuit breaker open".to_string());
         }

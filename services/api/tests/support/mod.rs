@@ -71,7 +71,8 @@ impl TestApi {
         api
     }
 
-    async fn start_api(&mut self, extra: &[(&str, &str)]) {
+    /// Starts the API (again, after [`TestApi::stop`]) and waits until it is live.
+    pub async fn start_api(&mut self, extra: &[(&str, &str)]) {
         let mut vars: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), self.pg.url()),
             ("REDIS_URL".into(), self.redis.url()),

@@ -4,7 +4,7 @@
 
 use crate::context::Ctx;
 use crate::runner::{JobError, JobRow};
-use domain::InterventionAction;
+use domain::{InterventionAction, reporting};
 use otel::metrics::labels::{GraphOperation, InterventionKind, InterventionOutcome};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -38,6 +38,8 @@ pub async fn run(ctx: Ctx, row: JobRow, action: InterventionAction) -> Result<Va
 
 async fn apply(ctx: &Ctx, id: Uuid, action: InterventionAction) -> Result<Value, JobError> {
     let mut tx = ctx.pool.begin().await?;
+    // Before reading anything the loop check depends on: see `domain::reporting`.
+    reporting::lock(&mut tx).await?;
     let row = sqlx::query(
         "SELECT employee_id, new_manager_id, old_manager_id, state FROM interventions \
          WHERE id = $1 FOR UPDATE",
@@ -67,28 +69,18 @@ async fn apply(ctx: &Ctx, id: Uuid, action: InterventionAction) -> Result<Value,
     .fetch_optional(&mut *tx)
     .await?;
     let target = match action {
-        InterventionAction::Execute => {
-            // The new manager must not report (transitively) to the employee: that would be a loop.
-            let cycle: bool = sqlx::query_scalar(
-                "WITH RECURSIVE chain(id) AS ( \
-                   SELECT $2::int8 UNION \
-                   SELECT r.target_id FROM relations r JOIN chain c ON r.source_id = c.id \
-                   WHERE r.kind = 'reports_to') \
-                 SELECT EXISTS (SELECT 1 FROM chain WHERE id = $1)",
-            )
-            .bind(employee)
-            .bind(new_manager)
-            .fetch_one(&mut *tx)
-            .await?;
-            if cycle {
-                return Err(JobError::Invalid(format!(
-                    "employee {new_manager} reports to {employee}: reassigning would make a loop"
-                )));
-            }
-            Some(new_manager)
-        }
+        InterventionAction::Execute => Some(new_manager),
         InterventionAction::Rollback => old_manager,
     };
+    // The manager-to-be must not report (through others) to the employee. A rollback is checked
+    // too: the lines may have changed since the intervention was executed.
+    if let Some(manager) = target
+        && reporting::would_loop(&mut tx, employee, manager).await?
+    {
+        return Err(JobError::Invalid(format!(
+            "employee {manager} reports to {employee}: reporting to them would make a loop"
+        )));
+    }
     sqlx::query("DELETE FROM relations WHERE source_id = $1 AND kind = 'reports_to'")
         .bind(employee)
         .execute(&mut *tx)

@@ -64,8 +64,8 @@ pub struct Config {
     pub otlp_timeout: Duration,
     /// `OTEL_METRIC_EXPORT_INTERVAL` (ms): time between two metric exports.
     pub export_interval: Duration,
-    /// `OTEL_METRIC_EXPORT_TIMEOUT` (ms): the bound of one metric export, and of the final flush
-    /// at shutdown.
+    /// `OTEL_METRIC_EXPORT_TIMEOUT` (ms): the bound of one metric export (with
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`, the lesser wins), the final flush at shutdown included.
     pub export_timeout: Duration,
     /// `OTEL_TRACES_EXPORTER`.
     pub traces: TracesExporter,

@@ -63,7 +63,7 @@ pub enum ShutdownError {
 }
 
 /// Keeps telemetry running; [`Telemetry::shutdown`] (or drop) flushes what is buffered, within
-/// `OTEL_METRIC_EXPORT_TIMEOUT`.
+/// [`Telemetry::flush_bound`].
 pub struct Telemetry {
     meter_provider: Option<SdkMeterProvider>,
     tracer_provider: Option<SdkTracerProvider>,
@@ -116,14 +116,19 @@ pub fn init_with(config: Config, service: ServiceInfo) -> Result<Telemetry, Init
     Ok(telemetry)
 }
 
+/// The bound of one metric export: it must end before the next is due and within
+/// `OTEL_METRIC_EXPORT_TIMEOUT`.
+fn export_timeout(config: &Config) -> Duration {
+    config.otlp_timeout.min(config.export_timeout)
+}
+
 /// A meter provider exporting to the configured OTLP endpoint every `OTEL_METRIC_EXPORT_INTERVAL`,
 /// with cumulative temporality (the collector's `prometheus` exporter drops or mangles delta
 /// histograms, and cumulative sums lose nothing while the collector is away). Not installed
 /// globally: [`init_with`] does that; tests use it to build private providers.
 pub fn meter_provider(config: &Config, resource: Resource) -> Result<SdkMeterProvider, InitError> {
     let endpoint = config.signal_endpoint("/v1/metrics");
-    // One export must end before the next is due and within OTEL_METRIC_EXPORT_TIMEOUT.
-    let timeout = config.otlp_timeout.min(config.export_timeout);
+    let timeout = export_timeout(config);
     let builder = MetricExporter::builder().with_temporality(Temporality::Cumulative);
     let exporter = match config.protocol {
         Protocol::Grpc => {
@@ -190,7 +195,7 @@ impl Telemetry {
         Ok(Telemetry {
             meter_provider,
             tracer_provider,
-            shutdown_timeout: config.export_timeout,
+            shutdown_timeout: Telemetry::flush_bound(config),
             process: None,
         })
     }
@@ -211,7 +216,15 @@ impl Telemetry {
         self.meter_provider.as_ref()
     }
 
-    /// Flushes and stops the providers, giving up after `OTEL_METRIC_EXPORT_TIMEOUT`. Never
+    /// How long the final flush may take: one export (its timeout, the lesser of
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` and `OTEL_METRIC_EXPORT_TIMEOUT`: 10 s by default) and 1 s
+    /// more, so the exporter's own timeout ends a hung export first and says why. A service's
+    /// stop grace period must hold its drain and this.
+    pub fn flush_bound(config: &Config) -> Duration {
+        export_timeout(config) + Duration::from_secs(1)
+    }
+
+    /// Flushes and stops the providers, giving up after [`Telemetry::flush_bound`]. Never
     /// hangs: the flush runs on a thread of its own and is abandoned at the deadline.
     ///
     /// With the gRPC exporter the flush needs the Tokio runtime to make progress, so on a
@@ -243,7 +256,13 @@ impl Telemetry {
                 errors.extend(p.shutdown().err().map(|e| format!("traces: {e}")));
             }
             if let Some(p) = meters {
-                errors.extend(p.shutdown().err().map(|e| format!("metrics: {e}")));
+                // The SDK's shutdown (0.33) caps its export at a hard-coded 5 s, whatever the
+                // exporter's timeout: flush first, bounded only by the exporter. The shutdown
+                // then has nothing new to send; it runs on without being waited for.
+                errors.extend(p.force_flush().err().map(|e| format!("metrics: {e}")));
+                let _ = std::thread::Builder::new()
+                    .name("otel-meter-shutdown".into())
+                    .spawn(move || p.shutdown());
             }
             // The receiver may have given up; nothing to do then.
             let _ = done.send(errors);

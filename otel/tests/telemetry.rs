@@ -113,3 +113,59 @@ async fn init_checks_the_log_filter_and_installs_the_subscriber_once() {
     assert!(matches!(again, InitError::Subscriber(_)), "{again}");
     telemetry.shutdown_async().await.ok();
 }
+
+/// An OTLP/HTTP receiver that answers every request with a 200 after `delay`; returns its
+/// endpoint and a channel that gets the length of each request body it answered.
+fn slow_receiver(delay: Duration) -> (String, mpsc::Receiver<usize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    std::thread::sleep(delay);
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                                  content-length: 0\r\n\r\n";
+                    let _ = reader.get_mut().write_all(answer.as_bytes());
+                    let _ = tx.send(length);
+                }
+            });
+        }
+    });
+    (endpoint, rx)
+}
+
+#[test]
+fn the_final_flush_gets_the_exports_timeout_not_the_sdks_5_seconds() {
+    // The collector takes 6 s to answer: beyond the SDK's own shutdown cap, within the
+    // configured export timeout (8 s).
+    let (endpoint, answered) = slow_receiver(Duration::from_secs(6));
+    let config = config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "8000"),
+        ("OTEL_METRIC_EXPORT_TIMEOUT", "8000"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "600000"),
+    ]);
+    assert_eq!(Telemetry::flush_bound(&config), Duration::from_secs(9));
+    let telemetry = Telemetry::start(&config, SERVICE).expect("start");
+    let provider = telemetry.meter_provider().expect("enabled").clone();
+    provider.meter("test").u64_counter("test.counter").build().add(1, &[]);
+    let result = must_return("shutdown", Duration::from_secs(30), move || telemetry.shutdown());
+    assert!(result.is_ok(), "the flush should land within the export timeout: {result:?}");
+    let body = answered.try_recv().expect("the receiver answered the final export");
+    assert!(body > 0, "the final export carried the counter");
+}

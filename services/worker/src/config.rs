@@ -75,7 +75,7 @@ impl Config {
             stats_interval: s.millis("QUEUE_STATS_INTERVAL_MS", 5_000)?,
             heartbeat: s.millis("HEARTBEAT_MS", 2_000)?,
             missed_heartbeats: s.positive("MISSED_HEARTBEATS", 3)?,
-            shutdown_grace: s.millis("SHUTDOWN_GRACE_MS", 30_000)?,
+            shutdown_grace: s.millis("SHUTDOWN_GRACE_MS", 25_000)?,
         };
         config.check_export_timeout()?;
         Ok(config)

@@ -105,12 +105,12 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// How long the API gets after SIGTERM: it drains in-flight requests (at most its
 /// `REQUEST_TIMEOUT_MS`, 10 s by default), then flushes its telemetry (one export, at most
-/// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default, and 1 s).
 const API_STOP_GRACE: Duration = Duration::from_secs(25);
 
 /// How long the worker gets after SIGTERM: its in-flight jobs finish (at most its
-/// `SHUTDOWN_GRACE_MS`, 30 s by default), then it flushes its telemetry (at most
-/// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default).
+/// `SHUTDOWN_GRACE_MS`, 25 s by default), then it flushes its telemetry (at most
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default, and 1 s).
 const WORKER_STOP_GRACE: Duration = Duration::from_secs(40);
 
 /// The native Postgres port (compose's).

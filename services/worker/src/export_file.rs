@@ -15,7 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,13 @@ pub enum ExportFileError {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// The export was given up (its job's attempt timed out) before its file was in place; no
+    /// file was left.
+    #[error("export file {} not written: the export was given up", path.display())]
+    Cancelled {
+        /// The final file it would have been.
+        path: PathBuf,
+    },
 }
 
 /// Whether `stem` is a safe file stem: 1 to [`MAX_STEM_LEN`] characters of `[A-Za-z0-9_-]`.
@@ -131,6 +138,20 @@ pub fn write_export(
     format: Format,
     rows: impl IntoIterator<Item = EmployeeRow>,
 ) -> Result<Written, ExportFileError> {
+    write_export_until(dir, file_stem, format, rows, &AtomicBool::new(false))
+}
+
+/// [`write_export`], given up when `cancelled` is set: checked before each row and once more
+/// just before the rename, so an export whose job was given up stops writing and never puts its
+/// file in place after the job was marked failed (only a cancel between that last check and the
+/// rename, a few microseconds, can still land).
+pub fn write_export_until(
+    dir: &Path,
+    file_stem: &str,
+    format: Format,
+    rows: impl IntoIterator<Item = EmployeeRow>,
+    cancelled: &AtomicBool,
+) -> Result<Written, ExportFileError> {
     if !is_valid_stem(file_stem) {
         return Err(ExportFileError::InvalidStem {
             dir: dir.to_path_buf(),
@@ -142,7 +163,11 @@ pub fn write_export(
     let path = dir.join(&file_name);
     let (temp_path, file) = create_temp(dir, &file_name)?;
 
+    let rows = rows.into_iter().take_while(|_| !cancelled.load(Ordering::Relaxed));
     let result = write_and_sync(file, &temp_path, &path, format, rows).and_then(|(bytes, rows)| {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(ExportFileError::Cancelled { path: path.clone() });
+        }
         fs::rename(&temp_path, &path).map_err(io_error("rename temporary file to", &path))?;
         Ok((bytes, rows))
     });
@@ -637,5 +662,20 @@ mod tests {
             let name = p.file_name().unwrap().to_str().unwrap();
             assert!(name.starts_with(".x.csv.tmp-"), "{name}");
         }
+    }
+    #[test]
+    fn a_cancelled_export_stops_and_leaves_no_file() {
+        let dir = TempDir::new("cancelled");
+        let cancelled = AtomicBool::new(false);
+        let rows = tricky_rows().into_iter().enumerate().map(|(i, row)| {
+            if i == 1 {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            row
+        });
+        let err = write_export_until(&dir.0, "late", Format::Csv, rows, &cancelled).unwrap_err();
+        assert!(matches!(err, ExportFileError::Cancelled { .. }), "{err}");
+        let left: Vec<_> = fs::read_dir(&dir.0).unwrap().collect();
+        assert!(left.is_empty(), "no file, no temporary: {left:?}");
     }
 }

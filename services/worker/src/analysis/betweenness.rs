@@ -10,6 +10,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Graph;
 
@@ -58,11 +59,21 @@ impl Undirected {
 ///
 /// Time O(min(samples, n)·(n + E)) plus O(E log E) to build the adjacency; memory O(n + E).
 pub fn betweenness(graph: &Graph, samples: u32, seed: u64) -> Vec<f64> {
+    betweenness_until(graph, samples, seed, &AtomicBool::new(false)).unwrap_or_default()
+}
+
+/// [`betweenness`], given up (`None`) at the first source after `cancelled` is set.
+pub fn betweenness_until(
+    graph: &Graph,
+    samples: u32,
+    seed: u64,
+    cancelled: &AtomicBool,
+) -> Option<Vec<f64>> {
     let n = graph.len();
     let k = (samples as usize).min(n);
     let mut centrality = vec![0.0f64; n];
     if k == 0 {
-        return centrality;
+        return Some(centrality);
     }
     let adjacency = Undirected::new(graph);
     let sources: Vec<usize> = if k == n {
@@ -79,6 +90,9 @@ pub fn betweenness(graph: &Graph, samples: u32, seed: u64) -> Vec<f64> {
     // backwards, the stack of the accumulation.
     let mut order: Vec<usize> = Vec::with_capacity(n);
     for s in sources {
+        if cancelled.load(Ordering::Relaxed) {
+            return None;
+        }
         dist[s] = 0;
         sigma[s] = 1.0;
         order.push(s);
@@ -128,7 +142,7 @@ pub fn betweenness(graph: &Graph, samples: u32, seed: u64) -> Vec<f64> {
     } else {
         centrality.fill(0.0);
     }
-    centrality
+    Some(centrality)
 }
 
 #[cfg(test)]

@@ -15,12 +15,13 @@ pub mod effect;
 pub mod pagerank;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-pub use betweenness::betweenness;
+pub use betweenness::{betweenness, betweenness_until};
 pub use effect::{ReassignEffect, estimate_reassign};
-pub use pagerank::{DEFAULT_DAMPING, pagerank};
+pub use pagerank::{DEFAULT_DAMPING, pagerank, pagerank_until};
 
 /// How many nodes [`AnalysisSummary::top_pagerank`] lists.
 pub const TOP_N: usize = 10;
@@ -225,7 +226,7 @@ pub struct NodeScore {
 }
 
 /// What the analysis job records as the job's JSON result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AnalysisSummary {
     /// The number of nodes.
     pub node_count: usize,
@@ -246,7 +247,7 @@ pub struct AnalysisSummary {
 }
 
 /// The result of [`analyse`]: every node's scores and a summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Analysis {
     /// One entry per node, in the order of [`Graph::ids`].
     pub nodes: Vec<NodeScore>,
@@ -259,8 +260,21 @@ pub struct Analysis {
 ///
 /// Time: O(iterations·(n + E)) + O(min(samples, n)·(n + E)) + O(n log n) for the ranking.
 pub fn analyse(graph: &Graph, iterations: u32, samples: u32, seed: u64) -> Analysis {
-    let ranks = pagerank(graph, iterations, DEFAULT_DAMPING);
-    let between = betweenness(graph, samples, seed);
+    analyse_until(graph, iterations, samples, seed, &AtomicBool::new(false)).unwrap_or_default()
+}
+
+/// [`analyse`], given up (`None`) soon after `cancelled` is set: at the next PageRank iteration
+/// or betweenness source. The job's runner sets it when the attempt times out, so a cancelled
+/// analysis stops computing instead of running on beside the next one.
+pub fn analyse_until(
+    graph: &Graph,
+    iterations: u32,
+    samples: u32,
+    seed: u64,
+    cancelled: &AtomicBool,
+) -> Option<Analysis> {
+    let ranks = pagerank_until(graph, iterations, DEFAULT_DAMPING, cancelled)?;
+    let between = betweenness_until(graph, samples, seed, cancelled)?;
     let nodes: Vec<NodeScore> = graph
         .ids
         .iter()
@@ -281,7 +295,7 @@ pub fn analyse(graph: &Graph, iterations: u32, samples: u32, seed: u64) -> Analy
         seed,
         top_pagerank: ranked,
     };
-    Analysis { nodes, summary }
+    Some(Analysis { nodes, summary })
 }
 
 #[cfg(test)]
@@ -431,5 +445,20 @@ mod tests {
         assert!(!a.summary.betweenness_exact);
         let top = &a.summary.top_pagerank;
         assert!(top.windows(2).all(|w| w[0].pagerank >= w[1].pagerank));
+    }
+    #[test]
+    fn a_cancelled_analysis_stops_and_an_uncancelled_one_is_analyse() {
+        let g = Graph {
+            ids: vec![1, 2, 3],
+            edges: vec![
+                Edge { source: 1, target: 0, kind: EdgeKind::ReportsTo, weight: 1.0 },
+                Edge { source: 2, target: 0, kind: EdgeKind::ReportsTo, weight: 1.0 },
+            ],
+        };
+        assert_eq!(analyse_until(&g, 20, 3, 1, &AtomicBool::new(true)), None);
+        assert_eq!(
+            analyse_until(&g, 20, 3, 1, &AtomicBool::new(false)),
+            Some(analyse(&g, 20, 3, 1))
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! carry nothing (a graph from [`Graph::from_rows`](super::Graph::from_rows) has only the first).
 
 use super::{EdgeKind, Graph};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The usual PageRank damping factor: the share of a node's score that follows its edges; the
 /// rest is spread uniformly.
@@ -80,9 +81,19 @@ impl Flow {
 ///
 /// Time O(iterations·(n + E)), memory O(n + E).
 pub fn pagerank(graph: &Graph, iterations: u32, damping: f64) -> Vec<f64> {
+    pagerank_until(graph, iterations, damping, &AtomicBool::new(false)).unwrap_or_default()
+}
+
+/// [`pagerank`], given up (`None`) at the first iteration after `cancelled` is set.
+pub fn pagerank_until(
+    graph: &Graph,
+    iterations: u32,
+    damping: f64,
+    cancelled: &AtomicBool,
+) -> Option<Vec<f64>> {
     let n = graph.len();
     if n == 0 {
-        return Vec::new();
+        return Some(Vec::new());
     }
     let d = if damping.is_nan() { DEFAULT_DAMPING } else { damping.clamp(0.0, 1.0) };
     let flow = Flow::new(graph);
@@ -90,6 +101,9 @@ pub fn pagerank(graph: &Graph, iterations: u32, damping: f64) -> Vec<f64> {
     let mut rank = vec![uniform; n];
     let mut next = vec![0.0f64; n];
     for _ in 0..iterations {
+        if cancelled.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut dangling = 0.0;
         for (u, &r) in rank.iter().enumerate() {
             if flow.out_weight[u] <= 0.0 {
@@ -113,7 +127,7 @@ pub fn pagerank(graph: &Graph, iterations: u32, damping: f64) -> Vec<f64> {
         normalise(&mut next);
         std::mem::swap(&mut rank, &mut next);
     }
-    rank
+    Some(rank)
 }
 
 /// Scales `scores` to sum to 1 (left alone when the sum is not positive and finite).

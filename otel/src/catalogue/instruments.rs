@@ -255,7 +255,7 @@ pub const EXPORT_REQUESTS: Instrument = instrument(
     "orgraph.export.requests",
     Kind::Counter,
     "{export}",
-    "Exports finished, by kind, format and status.",
+    "Exports finished, one per export job (not per attempt), by kind, format and status.",
     &[EXPORT_KIND, EXPORT_FORMAT, EXPORT_STATUS],
 );
 /// Export duration.
@@ -298,7 +298,7 @@ pub const INTERVENTION_EXECUTIONS: Instrument = instrument(
     "orgraph.intervention.executions",
     Kind::Counter,
     "{intervention}",
-    "Intervention executions, by kind and outcome.",
+    "Intervention executions that changed the graph or failed for good, by kind and outcome.",
     &[INTERVENTION_KIND, INTERVENTION_OUTCOME],
 );
 /// Rolled-back interventions.
@@ -306,7 +306,7 @@ pub const INTERVENTION_ROLLBACKS: Instrument = instrument(
     "orgraph.intervention.rollbacks",
     Kind::Counter,
     "{intervention}",
-    "Intervention rollbacks, by kind and outcome.",
+    "Intervention rollbacks that changed the graph or failed for good, by kind and outcome.",
     &[INTERVENTION_KIND, INTERVENTION_OUTCOME],
 );
 

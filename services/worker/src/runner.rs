@@ -22,6 +22,8 @@ use serde_json::Value;
 use sqlx::Row;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -63,6 +65,13 @@ pub struct JobRow {
     pub kind: JobKind,
     /// Its parameters.
     pub params: Value,
+    /// Whether this attempt is the last: a transient failure now ends the job. A kind that
+    /// records its own outcome (exports, interventions) records it once per job: on success, or
+    /// when the job fails for good, never for an attempt the runner will retry.
+    pub last_attempt: bool,
+    /// Set when the attempt is given up (timed out, or the worker stopping): blocking work, which
+    /// dropping its future does not stop, checks it and stops too.
+    pub cancelled: Arc<AtomicBool>,
 }
 
 /// Runs job `job_id` with `execute` (the kind's work), applying the retry/timeout/panic policy and
@@ -91,8 +100,15 @@ where
         let _active = ctx.worker.task_started(queue);
         recorded(ctx, job_id, "mark it running", || mark(ctx, job_id, "running", None, None)).await;
         let started = Instant::now();
-        let work = AssertUnwindSafe(execute(ctx.clone(), row.clone())).catch_unwind();
+        let cancel = CancelOnDrop(Arc::default());
+        let this = JobRow {
+            last_attempt: attempt == attempts,
+            cancelled: cancel.0.clone(),
+            ..row.clone()
+        };
+        let work = AssertUnwindSafe(execute(ctx.clone(), this)).catch_unwind();
         let outcome = tokio::time::timeout(timeout, work).await;
+        drop(cancel);
         let took = started.elapsed();
         let (status, detail) = match outcome {
             Ok(Ok(Ok(result))) => {
@@ -124,6 +140,17 @@ where
         return Err(failed(status_word(status), detail));
     }
     Err(failed("failure", "no attempts configured".into()))
+}
+
+/// Sets its flag when dropped: after an attempt ends, however it ends (a timeout, the runner's own
+/// future dropped at shutdown), its blocking work is told to stop. Set after a finished attempt,
+/// it has no one left to tell.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Runs the bookkeeping `write` until it succeeds, waiting the retry backoff between tries.
@@ -183,7 +210,16 @@ async fn load(ctx: &Ctx, id: Uuid) -> Result<Option<(JobRow, JobStatus)>, sqlx::
     Ok(row.and_then(|r| {
         let kind = JobKind::parse(r.get::<&str, _>("kind"))?;
         let status = JobStatus::parse(r.get::<&str, _>("status"))?;
-        Some((JobRow { id, kind, params: r.get("params") }, status))
+        Some((
+            JobRow {
+                id,
+                kind,
+                params: r.get("params"),
+                last_attempt: false,
+                cancelled: Arc::default(),
+            },
+            status,
+        ))
     }))
 }
 

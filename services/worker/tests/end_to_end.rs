@@ -221,9 +221,17 @@ async fn every_job_kind_runs_end_to_end() {
         points.value("orgraph.intervention.executions", &[("intervention.outcome", "success")]),
         1.0
     );
+    // Two rollback jobs finished, but the redelivered one changed nothing: one rollback.
     assert_eq!(
         points.value("orgraph.intervention.rollbacks", &[("intervention.outcome", "success")]),
-        2.0
+        1.0
+    );
+    assert_eq!(
+        points.count(
+            "orgraph.graph.update.duration",
+            &[("graph.operation", "intervention_rollback")]
+        ),
+        1
     );
     assert_eq!(
         points

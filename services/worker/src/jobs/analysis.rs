@@ -41,11 +41,13 @@ pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
     .await?;
     tx.commit().await?;
 
+    let cancelled = row.cancelled.clone();
     let computed = tokio::task::spawn_blocking(move || {
         let graph =
             Graph::from_rows(ids, edges.iter().map(|(s, t, k, w)| (*s, *t, k.as_str(), *w)))
                 .map_err(|e| JobError::Invalid(format!("the graph cannot be analysed: {e}")))?;
-        let result = analysis::analyse(&graph, iterations, samples, seed);
+        let result = analysis::analyse_until(&graph, iterations, samples, seed, &cancelled)
+            .ok_or_else(|| JobError::Invalid("cancelled: the attempt was given up".into()))?;
         let pagerank: Vec<f64> = result.nodes.iter().map(|n| n.pagerank).collect();
         let index: HashMap<i64, usize> =
             graph.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();

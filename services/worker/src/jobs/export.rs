@@ -5,7 +5,7 @@
 //! (as `timeout`): a slow export must show in `orgraph.export.duration` however it ends.
 
 use crate::context::Ctx;
-use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export};
+use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export_until};
 use crate::runner::{JobError, JobRow, joined};
 use otel::metrics::ExportMetrics;
 use otel::metrics::labels::{ExportFormat, ExportKind, Queue};
@@ -23,6 +23,9 @@ pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
     let result = export(&ctx, &row, format).await;
     match &result {
         Ok((_, bytes)) => attempt.succeeded(*bytes),
+        // The runner tries again: this attempt is no outcome of the export (it shows in
+        // `orgraph.task.completed` as `retry`).
+        Err(JobError::Transient(_)) if !row.last_attempt => attempt.retried(),
         Err(_) => attempt.failed(),
     }
     result.map(|(value, _)| value)
@@ -48,6 +51,10 @@ impl Attempt {
     fn succeeded(mut self, bytes: u64) {
         self.recorded = true;
         self.metrics.succeeded(self.kind, self.format, self.started.elapsed(), bytes);
+    }
+
+    fn retried(mut self) {
+        self.recorded = true;
     }
 
     fn failed(mut self) {
@@ -101,7 +108,10 @@ async fn export(ctx: &Ctx, row: &JobRow, format: Format) -> Result<(Value, u64),
     tx.commit().await?;
     let dir = ctx.config.export_dir.clone();
     let stem = row.id.to_string();
-    let written = tokio::task::spawn_blocking(move || write_export(&dir, &stem, format, rows));
+    let cancelled = row.cancelled.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        write_export_until(&dir, &stem, format, rows, &cancelled)
+    });
     let written = joined(written.await, "export")?.map_err(|e| match e {
         ExportFileError::Io { .. } => JobError::Transient(e.into()),
         other => JobError::Invalid(other.to_string()),
@@ -169,6 +179,17 @@ mod tests {
         assert_eq!(status(&points, "success").1, 1);
         assert_eq!(status(&points, "failure").1, 1);
         assert_eq!(status(&points, "timeout").1, 0);
+    }
+
+    #[test]
+    fn an_attempt_the_runner_retries_records_no_outcome() {
+        let recorder = Recorder::new();
+        let exports = ExportMetrics::new(recorder.meter());
+        Attempt::start(&exports, ExportKind::EmployeeMetrics, ExportFormat::Csv).retried();
+        Attempt::start(&exports, ExportKind::EmployeeMetrics, ExportFormat::Csv).succeeded(10);
+        let points = recorder.collect();
+        assert_eq!(status(&points, "success").0, 1.0);
+        assert_eq!(status(&points, "failure").0 + status(&points, "timeout").0, 0.0);
     }
 
     #[tokio::test]

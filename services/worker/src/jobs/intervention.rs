@@ -21,17 +21,27 @@ pub async fn run(ctx: Ctx, row: JobRow, action: InterventionAction) -> Result<Va
         .ok_or_else(|| JobError::Invalid("params.intervention_id is missing".into()))?;
     let started = Instant::now();
     let result = apply(&ctx, id, action).await;
-    let outcome =
-        if result.is_ok() { InterventionOutcome::Success } else { InterventionOutcome::Failure };
-    match action {
+    // One outcome per job: a success that changed the graph (a redelivered job that finds its work
+    // done changes nothing and is not counted again), or a failure that ends the job (not an
+    // attempt the runner retries). Only a change is a graph update.
+    let (outcome, changed) = match &result {
+        Ok(value) if value["changed"] == true => (InterventionOutcome::Success, true),
+        Ok(_) => return result,
+        Err(JobError::Transient(_)) if !row.last_attempt => return result,
+        Err(_) => (InterventionOutcome::Failure, false),
+    };
+    let operation = match action {
         InterventionAction::Execute => {
             ctx.interventions.executed(InterventionKind::Reassign, outcome);
-            ctx.graph.updated(GraphOperation::InterventionExecute, started.elapsed());
+            GraphOperation::InterventionExecute
         }
         InterventionAction::Rollback => {
             ctx.interventions.rolled_back(InterventionKind::Reassign, outcome);
-            ctx.graph.updated(GraphOperation::InterventionRollback, started.elapsed());
+            GraphOperation::InterventionRollback
         }
+    };
+    if changed {
+        ctx.graph.updated(operation, started.elapsed());
     }
     result
 }

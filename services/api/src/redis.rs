@@ -107,12 +107,48 @@ impl Redis {
         }
     }
 
-    /// Stores `value` under `key` for `ttl`; a failure only costs a later miss.
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) {
+    /// The counter at `key` (0 if unset); `None` if Redis did not answer.
+    pub async fn counter(&self, key: &str) -> Option<u64> {
+        let result = self
+            .call(async |conn: &mut deadpool_redis::Connection| {
+                conn.get::<_, Option<u64>>(key).await
+            })
+            .await;
+        match result {
+            Ok(value) => Some(value.unwrap_or(0)),
+            Err(e) => {
+                tracing::warn!(error = %e, "L2 generation unread");
+                None
+            }
+        }
+    }
+
+    /// Sets `key` to `value` for `ttl`, only if the counter at `counter` still reads `expected`
+    /// (compare-and-set, atomic in Redis): an entry computed before a writer bumped the counter
+    /// is never stored after it. A failure skips the write.
+    pub async fn set_if_counter(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        counter: &str,
+        expected: u64,
+    ) {
+        const SCRIPT: &str = "if tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[1]) \
+             then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0";
         let seconds = ttl.as_secs().max(1);
         let result = self
             .call(async |conn: &mut deadpool_redis::Connection| {
-                conn.set_ex::<_, _, ()>(key, value, seconds).await
+                redis::cmd("EVAL")
+                    .arg(SCRIPT)
+                    .arg(2)
+                    .arg(key)
+                    .arg(counter)
+                    .arg(expected)
+                    .arg(value)
+                    .arg(seconds)
+                    .query_async::<i64>(conn)
+                    .await
             })
             .await;
         if let Err(e) = result {
@@ -120,13 +156,23 @@ impl Redis {
         }
     }
 
-    /// Removes `key`. A failure leaves a stale entry until its TTL ends (L2 TTLs are short).
-    pub async fn delete(&self, key: &str) {
+    /// Bumps the counter at `counter` and removes `key`, atomically. A failure leaves a stale
+    /// entry until its TTL ends (L2 TTLs are short).
+    pub async fn bump_and_delete(&self, key: &str, counter: &str) {
         let result = self
-            .call(async |conn: &mut deadpool_redis::Connection| conn.del::<_, ()>(key).await)
+            .call(async |conn: &mut deadpool_redis::Connection| {
+                redis::pipe()
+                    .atomic()
+                    .incr(counter, 1)
+                    .ignore()
+                    .del(key)
+                    .ignore()
+                    .query_async::<()>(conn)
+                    .await
+            })
             .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "L2 delete skipped; the entry expires with its TTL");
+            tracing::warn!(error = %e, "L2 invalidation skipped; the entry expires with its TTL");
         }
     }
 

@@ -447,3 +447,37 @@ async fn the_api_starts_without_postgres_not_ready_and_recovers() {
     assert_eq!(api.get("/api/graph/nodes?limit=5").await.status, 200);
     api.stop().await.expect("graceful stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l2_entry_computed_before_a_change_is_never_stored_after_it() {
+    let redis_server = tokio::task::spawn_blocking(testkit::Redis::start)
+        .await
+        .expect("join")
+        .expect("redis starts");
+    let url = redis_server.url();
+    let config =
+        api::Config::from_lookup(|k| (k == "REDIS_URL").then(|| url.clone())).expect("test config");
+    let meter = otel::meter();
+    let redis = api::redis::Redis::new(
+        &config,
+        &otel::metrics::BreakerMetrics::new(&meter),
+        otel::metrics::CacheMetrics::new(&meter),
+    )
+    .expect("pool");
+    let (key, counter, ttl) = ("test:stats", "test:generation", Duration::from_secs(60));
+    let name = otel::metrics::labels::CacheName::GraphStats;
+    // A reader saw generation 0 and stores: nothing changed meanwhile.
+    assert_eq!(redis.counter(counter).await, Some(0));
+    redis.set_if_counter(key, b"old", ttl, counter, 0).await;
+    assert_eq!(redis.get(name, key).await.as_deref(), Some(&b"old"[..]));
+    // A change commits: the generation moves on and the entry goes.
+    redis.bump_and_delete(key, counter).await;
+    assert_eq!(redis.get(name, key).await, None);
+    assert_eq!(redis.counter(counter).await, Some(1));
+    // A reader that began before the change stores its stale stats: refused.
+    redis.set_if_counter(key, b"stale", ttl, counter, 0).await;
+    assert_eq!(redis.get(name, key).await, None, "a stale entry was stored after the change");
+    // A reader that began after it stores.
+    redis.set_if_counter(key, b"new", ttl, counter, 1).await;
+    assert_eq!(redis.get(name, key).await.as_deref(), Some(&b"new"[..]));
+}

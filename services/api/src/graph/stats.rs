@@ -2,6 +2,12 @@
 //! Redis as L2 (shared by instances), then Postgres. A graph change drops both entries. With Redis
 //! down the L2 steps are skipped (its breaker answers at once), so stats still come from L1 and
 //! Postgres.
+//!
+//! A reader that computed the stats before a change committed must not store them after the
+//! change dropped the entries: every instance would serve them for the L2 TTL. So a change bumps a
+//! generation (in Redis for L2, in process for L1) as it drops them, and a reader stores only if
+//! the generation it saw before computing is still current (in Redis, compare-and-set). Another
+//! instance's L1 may serve the old stats for its short TTL.
 
 use super::model::GraphStats;
 use super::queries;
@@ -12,9 +18,12 @@ use otel::layers::cache::L1Cache;
 use otel::metrics::CacheMetrics;
 use otel::metrics::labels::{CacheLayer, CacheName};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const KEY: &str = "orgraph:graph:stats:v1";
+/// Bumped by every graph change (see the module docs).
+const GENERATION: &str = "orgraph:graph:stats:generation";
 
 /// The stats cache.
 #[derive(Clone)]
@@ -22,6 +31,8 @@ pub struct StatsCache {
     l1: L1Cache<Arc<GraphStats>>,
     redis: Redis,
     l2_ttl: Duration,
+    /// This instance's count of graph changes, for L1.
+    generation: Arc<AtomicU64>,
 }
 
 impl StatsCache {
@@ -42,7 +53,7 @@ impl StatsCache {
             |_: &Arc<GraphStats>| std::mem::size_of::<GraphStats>() as u32,
             metrics,
         );
-        StatsCache { l1, redis, l2_ttl }
+        StatsCache { l1, redis, l2_ttl, generation: Arc::default() }
     }
 
     /// The current stats: L1, else L2, else computed (and stored in both).
@@ -50,28 +61,38 @@ impl StatsCache {
         if let Some(stats) = self.l1.get(KEY) {
             return Ok(stats);
         }
+        let local = self.generation.load(Ordering::Acquire);
         if let Some(bytes) = self.redis.get(CacheName::GraphStats, KEY).await {
             match serde_json::from_slice::<GraphStats>(&bytes) {
                 Ok(stats) => {
                     let stats = Arc::new(stats);
-                    self.l1.insert(KEY.to_string(), stats.clone());
+                    self.keep_in_l1(local, &stats);
                     return Ok(stats);
                 }
                 // An entry of another shape (an older release): recompute and overwrite.
                 Err(e) => tracing::warn!(error = %e, "undecodable L2 stats entry"),
             }
         }
+        let shared = self.redis.counter(GENERATION).await;
         let stats = Arc::new(db.run(async |c| queries::stats(c).await).await?);
-        if let Ok(bytes) = serde_json::to_vec(&*stats) {
-            self.redis.set(KEY, &bytes, self.l2_ttl).await;
+        if let (Some(generation), Ok(bytes)) = (shared, serde_json::to_vec(&*stats)) {
+            self.redis.set_if_counter(KEY, &bytes, self.l2_ttl, GENERATION, generation).await;
         }
-        self.l1.insert(KEY.to_string(), stats.clone());
+        self.keep_in_l1(local, &stats);
         Ok(stats)
     }
 
-    /// The graph changed: drop both layers' entries.
+    /// Stores `stats` in L1 unless the graph changed since this reader began (`local`).
+    fn keep_in_l1(&self, local: u64, stats: &Arc<GraphStats>) {
+        if self.generation.load(Ordering::Acquire) == local {
+            self.l1.insert(KEY.to_string(), stats.clone());
+        }
+    }
+
+    /// The graph changed: bump the generations and drop both layers' entries.
     pub async fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.l1.invalidate(KEY);
-        self.redis.delete(KEY).await;
+        self.redis.bump_and_delete(KEY, GENERATION).await;
     }
 }

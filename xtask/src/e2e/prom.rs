@@ -1,5 +1,6 @@
 //! The few Prometheus HTTP API calls the live proof needs: instant queries, the rule groups with
-//! their health, and the alerts with their state.
+//! their health, and the alerts with their state; and the one Alertmanager call: which alerts an
+//! inhibition holds back.
 
 use anyhow::Context;
 use serde_json::Value;
@@ -101,6 +102,25 @@ pub fn alerts() -> anyhow::Result<Vec<(String, String, Value)>> {
                 a["labels"].clone(),
             )
         })
+        .collect())
+}
+
+/// Alertmanager of the native stack.
+pub const ALERTMANAGER: &str = "http://127.0.0.1:9093";
+
+/// The alerts Alertmanager holds back by an inhibition now: each one's labels.
+pub fn inhibited() -> anyhow::Result<Vec<Value>> {
+    let url = format!(
+        "{ALERTMANAGER}/api/v2/alerts?active=false&silenced=false&unprocessed=false&inhibited=true"
+    );
+    let (status, body) = testkit::http_get(&url)?;
+    anyhow::ensure!(status == 200, "GET {url}: {status} {body}");
+    let alerts: Vec<Value> =
+        serde_json::from_str(&body).with_context(|| format!("GET {url}: {body}"))?;
+    Ok(alerts
+        .into_iter()
+        .filter(|a| a["status"]["inhibitedBy"].as_array().is_some_and(|by| !by.is_empty()))
+        .map(|a| a["labels"].clone())
         .collect())
 }
 

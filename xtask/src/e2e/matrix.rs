@@ -258,10 +258,18 @@ impl Matrix {
         incident: &str,
         faults: &[&str],
     ) {
-        let notified: Vec<&Watch> = self
-            .watches
-            .iter()
-            .filter(|w| faults.contains(&w.fault) && w.notified_during_fault())
+        let of_incident = || self.watches.iter().filter(|w| faults.contains(&w.fault));
+        // The incident lasts until its last fault is lifted (a page notified after the hang ended,
+        // while the lock it brought lasts, is one of its alerts).
+        let ended = of_incident()
+            .map(|w| w.ended.map(|d| w.since + d))
+            .try_fold(None, |last: Option<Instant>, end| end.map(|e| last.max(Some(e))));
+        let notified: Vec<&Watch> = of_incident()
+            .filter(|w| match (w.notified, ended) {
+                (None, _) => false,
+                (Some(at), Some(Some(end))) => w.since + at <= end,
+                (Some(_), _) => true,
+            })
             .filter(|w| w.group.as_ref().is_some_and(|(_, severity)| severity != "info"))
             .collect();
         let mut groups: Vec<&str> =
@@ -276,7 +284,8 @@ impl Matrix {
             || format!("groups: {groups:?}"),
         );
         println!(
-            "    {incident}: {} alerts in {} group(s), {posts} notification(s) of the first",
+            "    {incident}: {} alerts in {} group(s); the first group took {posts} notifications \
+             over the whole run (updates as alerts joined or resolved, and repeats)",
             names.len(),
             groups.len()
         );

@@ -108,7 +108,7 @@ pub fn init_with(config: Config, service: ServiceInfo) -> Result<Telemetry, Init
         version = service.version,
         metrics = telemetry.meter_provider.is_some(),
         traces = telemetry.tracer_provider.is_some(),
-        endpoint = %config.endpoint,
+        endpoint = %crate::config::without_credentials(&config.endpoint),
         protocol = ?config.protocol,
         export_interval_ms = config.export_interval.as_millis() as u64,
         "telemetry initialised"
@@ -142,7 +142,11 @@ pub fn meter_provider(config: &Config, resource: Resource) -> Result<SdkMeterPro
             .with_timeout(timeout)
             .build(),
     }
-    .map_err(|e| InitError::Exporter { signal: "metrics", endpoint, reason: e.to_string() })?;
+    .map_err(|e| InitError::Exporter {
+        signal: "metrics",
+        endpoint: crate::config::without_credentials(&endpoint),
+        reason: e.to_string(),
+    })?;
     let reader = PeriodicReader::builder(exporter).with_interval(config.export_interval).build();
     Ok(SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build())
 }
@@ -165,7 +169,11 @@ fn tracer_provider(config: &Config, resource: Resource) -> Result<SdkTracerProvi
             .with_timeout(config.otlp_timeout)
             .build(),
     }
-    .map_err(|e| InitError::Exporter { signal: "traces", endpoint, reason: e.to_string() })?;
+    .map_err(|e| InitError::Exporter {
+        signal: "traces",
+        endpoint: crate::config::without_credentials(&endpoint),
+        reason: e.to_string(),
+    })?;
     Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
 }
 
@@ -252,9 +260,8 @@ impl Telemetry {
         let (done, wait) = mpsc::channel();
         let spawned = std::thread::Builder::new().name("otel-shutdown".into()).spawn(move || {
             let mut errors = Vec::new();
-            if let Some(p) = tracers {
-                errors.extend(p.shutdown().err().map(|e| format!("traces: {e}")));
-            }
+            // Metrics first: they are what the bound is for. Traces (off by default) get what is
+            // left of it.
             if let Some(p) = meters {
                 // The SDK's shutdown (0.33) caps its export at a hard-coded 5 s, whatever the
                 // exporter's timeout: flush first, bounded only by the exporter. The shutdown
@@ -263,6 +270,9 @@ impl Telemetry {
                 let _ = std::thread::Builder::new()
                     .name("otel-meter-shutdown".into())
                     .spawn(move || p.shutdown());
+            }
+            if let Some(p) = tracers {
+                errors.extend(p.shutdown().err().map(|e| format!("traces: {e}")));
             }
             // The receiver may have given up; nothing to do then.
             let _ = done.send(errors);

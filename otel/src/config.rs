@@ -199,16 +199,18 @@ fn millis(value: Option<String>, variable: &'static str) -> Result<Option<Durati
 
 fn parse_endpoint(value: String) -> Result<String, ConfigError> {
     const VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    // An error never echoes credentials (`https://user:token@host`).
+    let shown = without_credentials(&value);
     let Some(rest) = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"))
     else {
-        return Err(invalid(VAR, value, "expected an http:// or https:// URL"));
+        return Err(invalid(VAR, shown.clone(), "expected an http:// or https:// URL"));
     };
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.strip_prefix('[') {
         // An IPv6 literal: `[::1]` or `[::1]:4317`.
         Some(v6) => match v6.split_once(']') {
             Some((host, rest)) => (host, rest.strip_prefix(':')),
-            None => return Err(invalid(VAR, value, "unterminated IPv6 address")),
+            None => return Err(invalid(VAR, shown.clone(), "unterminated IPv6 address")),
         },
         None => match authority.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -216,14 +218,24 @@ fn parse_endpoint(value: String) -> Result<String, ConfigError> {
         },
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(invalid(VAR, value, "the URL has no host"));
+        return Err(invalid(VAR, shown.clone(), "the URL has no host"));
     }
     if let Some(port) = port
         && port.parse::<u16>().is_err()
     {
-        return Err(invalid(VAR, value, "the port is not a number from 0 to 65535"));
+        return Err(invalid(VAR, shown.clone(), "the port is not a number from 0 to 65535"));
     }
     Ok(value)
+}
+
+/// `url` with the user information of its authority (`user:password@`) replaced by `***@`.
+pub(crate) fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// `key=value` pairs separated by `,`, values percent-encoded (W3C Baggage octets).
@@ -265,6 +277,14 @@ fn percent_decode(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_endpoint_error_never_echoes_credentials() {
+        let err = parse_endpoint("ftp://user:hunter2@collector:4318".into()).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("***@collector:4318"), "{err}");
+        assert_eq!(without_credentials("http://collector:4318/x"), "http://collector:4318/x");
+    }
     use super::*;
     use std::collections::HashMap;
 

@@ -1,13 +1,15 @@
 //! Graph statistics through two cache layers: the in-process L1 (short TTL, per instance), then
-//! Redis as L2 (shared by instances), then Postgres. A graph change drops both entries. With Redis
-//! down the L2 steps are skipped (its breaker answers at once), so stats still come from L1 and
-//! Postgres.
+//! Redis as L2 (shared by instances), then Postgres. A graph change through the API drops both
+//! entries. With Redis down the L2 steps are skipped (its breaker answers at once), so stats still
+//! come from L1 and Postgres.
 //!
 //! A reader that computed the stats before a change committed must not store them after the
 //! change dropped the entries: every instance would serve them for the L2 TTL. So a change bumps a
 //! generation (in Redis for L2, in process for L1) as it drops them, and a reader stores only if
 //! the generation it saw before computing is still current (in Redis, compare-and-set). Another
-//! instance's L1 may serve the old stats for its short TTL.
+//! instance's L1 may serve the old stats for its short TTL. The worker's interventions change the
+//! graph without dropping the entries (the worker has no Redis): their change shows once the
+//! entries expire.
 
 use super::model::GraphStats;
 use super::queries;
@@ -21,9 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const KEY: &str = "orgraph:graph:stats:v1";
+// Both keys share one hash tag, so the scripts that touch both also work on a Redis cluster.
+const KEY: &str = "orgraph:{graph-stats}:v1";
 /// Bumped by every graph change (see the module docs).
-const GENERATION: &str = "orgraph:graph:stats:generation";
+const GENERATION: &str = "orgraph:{graph-stats}:generation";
 
 /// The stats cache.
 #[derive(Clone)]
@@ -82,17 +85,21 @@ impl StatsCache {
         Ok(stats)
     }
 
-    /// Stores `stats` in L1 unless the graph changed since this reader began (`local`).
+    /// Keeps `stats` in L1 unless the graph changed since this reader began (`local`): stored,
+    /// then checked, so a change between the two still drops it.
     fn keep_in_l1(&self, local: u64, stats: &Arc<GraphStats>) {
-        if self.generation.load(Ordering::Acquire) == local {
-            self.l1.insert(KEY.to_string(), stats.clone());
+        self.l1.insert(KEY.to_string(), stats.clone());
+        if self.generation.load(Ordering::Acquire) != local {
+            self.l1.invalidate(KEY);
         }
     }
 
-    /// The graph changed: bump the generations and drop both layers' entries.
+    /// The graph changed: bump the generations and drop both layers' entries. Redis first: a
+    /// reader of this instance that still finds the old L2 entry then began before the local
+    /// bump, and its L1 copy is dropped by it.
     pub async fn invalidate(&self) {
+        self.redis.bump_and_delete(KEY, GENERATION).await;
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.l1.invalidate(KEY);
-        self.redis.bump_and_delete(KEY, GENERATION).await;
     }
 }

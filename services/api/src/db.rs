@@ -73,24 +73,31 @@ impl Db {
     }
 
     /// Brings the schema up to date, waiting (with backoff, saying so) while Postgres cannot be
-    /// reached: the API serves meanwhile, not ready, its queries answered 503. A schema that
-    /// cannot be migrated once Postgres answers is an error that stops the service.
+    /// reached, also when it goes away in the middle: the API serves meanwhile, not ready, its
+    /// queries answered 503. A migration that fails while Postgres answers is an error that stops
+    /// the service.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let mut wait = Duration::from_millis(250);
         while !self.migrated() {
-            match self.pool.acquire().await {
+            let failed = match self.pool.acquire().await {
                 Ok(conn) => {
                     drop(conn);
-                    domain::migrate(&self.pool).await?;
-                    self.migrated.store(true, Ordering::Release);
-                    tracing::info!("schema up to date");
+                    match domain::migrate(&self.pool).await {
+                        Ok(()) => {
+                            self.migrated.store(true, Ordering::Release);
+                            tracing::info!("schema up to date");
+                            continue;
+                        }
+                        // Postgres went away meanwhile: wait for it, as at start.
+                        Err(e) if self.pool.acquire().await.is_err() => e.to_string(),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, ?wait, "postgres unreachable; schema not migrated yet");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(error = %failed, ?wait, "postgres unreachable; schema not migrated yet");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
         }
         Ok(())
     }

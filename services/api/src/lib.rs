@@ -17,6 +17,7 @@ pub use config::Config;
 pub use state::AppState;
 
 use std::future::{Future, IntoFuture};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
@@ -30,8 +31,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = AppState::new(&config)?;
     let db = state.db.clone();
-    // Postgres is normally up: then the schema is migrated before the first request.
-    if db.pool().acquire().await.is_ok() {
+    // Postgres is normally up: then the schema is migrated before the first request. If it does
+    // not answer within a second, the API listens first (live, not ready) and migrates later.
+    let quick = tokio::time::timeout(Duration::from_secs(1), db.pool().acquire()).await;
+    if matches!(quick, Ok(Ok(_))) {
         db.migrate().await?;
     }
     let refresher =

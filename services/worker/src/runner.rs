@@ -6,10 +6,11 @@
 //! * Transient errors (the database, the file system) are retried with exponential backoff, up to
 //!   `RETRY_ATTEMPTS`; a validation error, a timeout and a panic end the job at once.
 //! * The job's own row is bookkeeping that must land: reading it and marking it `running`,
-//!   `pending`, `done` or `failed` are retried with the same backoff until Postgres takes them
-//!   (a pool timeout or a lost connection must not leave a committed intervention `running`
-//!   forever, nor end a job apalis will not fetch again). If the worker stops meanwhile, the job
-//!   is abandoned to the heartbeat recovery and runs again: jobs are idempotent.
+//!   `pending`, `done` or `failed` are retried with the same backoff until Postgres takes them,
+//!   while their errors are ones that pass (a pool timeout or a lost connection must not leave a
+//!   committed intervention `running` forever, nor end a job apalis will not fetch again). If
+//!   the worker stops meanwhile, the job is abandoned to the heartbeat recovery and runs again:
+//!   jobs are idempotent.
 //! * Every attempt is recorded: `orgraph.task.completed` and `orgraph.task.duration` by task type
 //!   and status (`success`, `failure`, `retry`, `timeout`, `panic`), `orgraph.worker.active` while
 //!   it runs, `messaging.client.consumed.messages` when the job is taken.
@@ -82,7 +83,9 @@ where
     Fut: Future<Output = Result<Value, JobError>> + Send,
 {
     let failed = |status: &'static str, detail: String| JobFailed { job_id, status, detail };
-    let row = recorded(ctx, job_id, "read the job", || load(ctx, job_id)).await;
+    let unrecorded = |e: sqlx::Error| failed("unrecorded", e.to_string());
+    let row =
+        recorded(ctx, job_id, "read the job", || load(ctx, job_id)).await.map_err(unrecorded)?;
     let Some((row, status)) = row else {
         tracing::warn!(%job_id, "queued job has no row; nothing to do");
         return Ok(());
@@ -98,7 +101,9 @@ where
     let attempts = ctx.config.attempts;
     for attempt in 1..=attempts {
         let _active = ctx.worker.task_started(queue);
-        recorded(ctx, job_id, "mark it running", || mark(ctx, job_id, "running", None, None)).await;
+        recorded(ctx, job_id, "mark it running", || mark(ctx, job_id, "running", None, None))
+            .await
+            .map_err(unrecorded)?;
         let started = Instant::now();
         let cancel = CancelOnDrop(Arc::default());
         let this = JobRow {
@@ -114,7 +119,7 @@ where
             Ok(Ok(Ok(result))) => {
                 ctx.worker.task_finished(task, TaskStatus::Success, took);
                 let done = || mark(ctx, job_id, "done", Some(result.clone()), None);
-                recorded(ctx, job_id, "mark it done", done).await;
+                recorded(ctx, job_id, "mark it done", done).await.map_err(unrecorded)?;
                 return Ok(());
             }
             Ok(Ok(Err(JobError::Transient(e)))) if attempt < attempts => {
@@ -123,7 +128,7 @@ where
                 tracing::warn!(%job_id, attempt, error = format!("{e:#}"), ?wait, "transient failure; retrying");
                 let error = format!("attempt {attempt}: {e:#}");
                 let pending = || mark(ctx, job_id, "pending", None, Some(&error));
-                recorded(ctx, job_id, "mark it pending", pending).await;
+                recorded(ctx, job_id, "mark it pending", pending).await.map_err(unrecorded)?;
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -136,7 +141,8 @@ where
         recorded(ctx, job_id, "mark it failed", || {
             mark(ctx, job_id, "failed", None, Some(&detail))
         })
-        .await;
+        .await
+        .map_err(unrecorded)?;
         return Err(failed(status_word(status), detail));
     }
     Err(failed("failure", "no attempts configured".into()))
@@ -153,15 +159,23 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Runs the bookkeeping `write` until it succeeds, waiting the retry backoff between tries.
-async fn recorded<T, Fut>(ctx: &Ctx, job_id: Uuid, what: &str, write: impl Fn() -> Fut) -> T
+/// Runs the bookkeeping `write` until it succeeds, waiting the retry backoff between tries, as
+/// long as its error is one that passes (Postgres unreachable, restarting, a conflict); any other
+/// (a bug: the statement itself is wrong) is returned.
+async fn recorded<T, Fut>(
+    ctx: &Ctx,
+    job_id: Uuid,
+    what: &str,
+    write: impl Fn() -> Fut,
+) -> Result<T, sqlx::Error>
 where
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
     let mut attempt = 1;
     loop {
         match write().await {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
+            Err(e) if !passes(&e) => return Err(e),
             Err(e) => {
                 let wait = backoff(ctx.config.retry_base, attempt);
                 tracing::warn!(%job_id, what, error = %e, ?wait, "bookkeeping failed; retrying");
@@ -169,6 +183,22 @@ where
                 attempt = attempt.saturating_add(1);
             }
         }
+    }
+}
+
+/// Whether a database error passes with time: Postgres unreachable or restarting, or the
+/// transaction losing a conflict.
+fn passes(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            ["08", "53", "57P", "40001", "40P01"].iter().any(|class| code.starts_with(class))
+        }),
+        _ => false,
     }
 }
 
@@ -230,6 +260,8 @@ async fn mark(
     result: Option<Value>,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
+    // Postgres text cannot hold NUL (a panic message might).
+    let error = error.map(|e| e.replace('\0', "\u{fffd}"));
     let query = match status {
         "running" => sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = now(), \
@@ -264,6 +296,15 @@ mod tests {
         assert_eq!(panic_message(&payload), "boom");
         let fine = tokio::task::spawn_blocking(|| 7u32).await;
         assert_eq!(joined(fine, "export").ok(), Some(7));
+    }
+
+    #[test]
+    fn only_errors_that_pass_are_retried_as_bookkeeping() {
+        assert!(passes(&sqlx::Error::PoolTimedOut));
+        assert!(passes(&sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
+        assert!(!passes(&sqlx::Error::RowNotFound));
+        assert!(!passes(&sqlx::Error::PoolClosed));
+        assert!(!passes(&sqlx::Error::ColumnNotFound("status".into())));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The export job: employee metrics (degree, team, the latest analysis' scores) written as CSV or
 //! JSON Lines to `EXPORT_DIR/<job id>.<ext>`, atomically (temp file, then rename), on a blocking
 //! thread. A retried export rewrites the same file, so one export is one file. Records the
-//! export's outcome, duration and size, also when the runner cancels it at `TIMEOUT_EXPORT_MS`
-//! (as `timeout`): a slow export must show in `orgraph.export.duration` however it ends.
+//! export's outcome, duration and size once, for the attempt that ends it, also when the runner
+//! cancels it at `TIMEOUT_EXPORT_MS` (as `timeout`): a slow export must show in
+//! `orgraph.export.duration` however it ends. An attempt the runner retries shows only in
+//! `orgraph.task.*` (as `retry`).
 
 use crate::context::Ctx;
 use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export_until};

@@ -20,30 +20,59 @@ pub async fn run(ctx: Ctx, row: JobRow, action: InterventionAction) -> Result<Va
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| JobError::Invalid("params.intervention_id is missing".into()))?;
     let started = Instant::now();
+    let mut outcome = Outcome { ctx: &ctx, action, recorded: false };
     let result = apply(&ctx, id, action).await;
     // One outcome per job: a success that changed the graph (a redelivered job that finds its work
     // done changes nothing and is not counted again), or a failure that ends the job (not an
     // attempt the runner retries). Only a change is a graph update.
-    let (outcome, changed) = match &result {
-        Ok(value) if value["changed"] == true => (InterventionOutcome::Success, true),
-        Ok(_) => return result,
-        Err(JobError::Transient(_)) if !row.last_attempt => return result,
-        Err(_) => (InterventionOutcome::Failure, false),
-    };
-    let operation = match action {
-        InterventionAction::Execute => {
-            ctx.interventions.executed(InterventionKind::Reassign, outcome);
-            GraphOperation::InterventionExecute
+    match &result {
+        Ok(value) if value["changed"] == true => {
+            outcome.record(InterventionOutcome::Success);
+            ctx.graph.updated(outcome.operation(), started.elapsed());
         }
-        InterventionAction::Rollback => {
-            ctx.interventions.rolled_back(InterventionKind::Reassign, outcome);
-            GraphOperation::InterventionRollback
-        }
-    };
-    if changed {
-        ctx.graph.updated(operation, started.elapsed());
+        Ok(_) => outcome.recorded = true,
+        Err(JobError::Transient(_)) if !row.last_attempt => outcome.recorded = true,
+        Err(_) => outcome.record(InterventionOutcome::Failure),
     }
     result
+}
+
+/// An attempt's outcome, recorded once. The runner ends an attempt that times out by dropping
+/// it, and a panic unwinds through it: both end the job, so a drop before anything was recorded
+/// records a failure.
+struct Outcome<'a> {
+    ctx: &'a Ctx,
+    action: InterventionAction,
+    recorded: bool,
+}
+
+impl Outcome<'_> {
+    fn record(&mut self, outcome: InterventionOutcome) {
+        self.recorded = true;
+        match self.action {
+            InterventionAction::Execute => {
+                self.ctx.interventions.executed(InterventionKind::Reassign, outcome);
+            }
+            InterventionAction::Rollback => {
+                self.ctx.interventions.rolled_back(InterventionKind::Reassign, outcome);
+            }
+        }
+    }
+
+    fn operation(&self) -> GraphOperation {
+        match self.action {
+            InterventionAction::Execute => GraphOperation::InterventionExecute,
+            InterventionAction::Rollback => GraphOperation::InterventionRollback,
+        }
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.record(InterventionOutcome::Failure);
+        }
+    }
 }
 
 async fn apply(ctx: &Ctx, id: Uuid, action: InterventionAction) -> Result<Value, JobError> {

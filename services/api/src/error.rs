@@ -101,18 +101,10 @@ impl ApiError {
     }
 }
 
-/// Whether a database error means Postgres is unreachable (rather than the query being wrong).
-/// Only these count as failures for the breaker.
+/// Whether a database error means Postgres is unreachable (rather than the query being wrong),
+/// or the pool is closed (the API is stopping). Only these count as failures for the breaker.
 pub fn is_db_outage(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed
-    ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+    domain::unreachable::is_unreachable(error) || matches!(error, sqlx::Error::PoolClosed)
 }
 
 /// A problem response with `status` and `detail`.

@@ -10,6 +10,7 @@ pub mod schema;
 pub mod service;
 pub mod settings;
 pub mod shutdown;
+pub mod unreachable;
 
 pub use jobs::{
     ExportFormat, InterventionAction, JobKind, JobPayload, JobStatus, enqueue, queue_name,

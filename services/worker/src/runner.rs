@@ -75,6 +75,14 @@ pub struct JobRow {
     pub cancelled: Arc<AtomicBool>,
 }
 
+impl JobRow {
+    /// Whether the runner tries the job again after this attempt ended with `error`: a transient
+    /// error before the last attempt. Such an attempt is no outcome of the job.
+    pub fn retries_after(&self, error: &JobError) -> bool {
+        matches!(error, JobError::Transient(_)) && !self.last_attempt
+    }
+}
+
 /// Runs job `job_id` with `execute` (the kind's work), applying the retry/timeout/panic policy and
 /// recording every attempt. Returns Ok once the job is done (or had already finished).
 pub async fn run<F, Fut>(ctx: &Ctx, job_id: Uuid, execute: F) -> Result<(), JobFailed>
@@ -106,11 +114,8 @@ where
             .map_err(unrecorded)?;
         let started = Instant::now();
         let cancel = CancelOnDrop(Arc::default());
-        let this = JobRow {
-            last_attempt: attempt == attempts,
-            cancelled: cancel.0.clone(),
-            ..row.clone()
-        };
+        let last_attempt = attempt == attempts;
+        let this = JobRow { last_attempt, cancelled: cancel.0.clone(), ..row.clone() };
         let work = AssertUnwindSafe(execute(ctx.clone(), this)).catch_unwind();
         let outcome = tokio::time::timeout(timeout, work).await;
         drop(cancel);
@@ -122,7 +127,8 @@ where
                 recorded(ctx, job_id, "mark it done", done).await.map_err(unrecorded)?;
                 return Ok(());
             }
-            Ok(Ok(Err(JobError::Transient(e)))) if attempt < attempts => {
+            // As `JobRow::retries_after` says.
+            Ok(Ok(Err(JobError::Transient(e)))) if !last_attempt => {
                 ctx.worker.task_finished(task, TaskStatus::Retry, took);
                 let wait = backoff(ctx.config.retry_base, attempt);
                 tracing::warn!(%job_id, attempt, error = format!("{e:#}"), ?wait, "transient failure; retrying");
@@ -186,20 +192,13 @@ where
     }
 }
 
-/// Whether a database error passes with time: Postgres unreachable or restarting, or the
-/// transaction losing a conflict.
+/// Whether a database error passes with time: Postgres unreachable or restarting, out of
+/// resources (class 53), or the transaction losing a conflict (40001, 40P01).
 fn passes(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            ["08", "53", "57P", "40001", "40P01"].iter().any(|class| code.starts_with(class))
-        }),
-        _ => false,
-    }
+    domain::unreachable::is_unreachable(error)
+        || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|code| {
+            ["53", "40001", "40P01"].iter().any(|class| code.starts_with(class))
+        }))
 }
 
 /// The result of a job's blocking work (`spawn_blocking`): a panic there is the job's panic,

@@ -27,7 +27,7 @@ pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
         Ok((_, bytes)) => attempt.succeeded(*bytes),
         // The runner tries again: this attempt is no outcome of the export (it shows in
         // `orgraph.task.completed` as `retry`).
-        Err(JobError::Transient(_)) if !row.last_attempt => attempt.retried(),
+        Err(e) if row.retries_after(e) => attempt.retried(),
         Err(_) => attempt.failed(),
     }
     result.map(|(value, _)| value)

@@ -30,9 +30,9 @@ pub async fn run(ctx: Ctx, row: JobRow, action: InterventionAction) -> Result<Va
             outcome.record(InterventionOutcome::Success);
             ctx.graph.updated(outcome.operation(), started.elapsed());
         }
-        Ok(_) => outcome.recorded = true,
-        Err(JobError::Transient(_)) if !row.last_attempt => outcome.recorded = true,
-        Err(_) => outcome.record(InterventionOutcome::Failure),
+        Err(e) if !row.retries_after(e) => outcome.record(InterventionOutcome::Failure),
+        // Nothing changed (a redelivery), or the runner tries again: no outcome of the job.
+        _ => outcome.recorded = true,
     }
     result
 }

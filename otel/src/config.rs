@@ -203,14 +203,14 @@ fn parse_endpoint(value: String) -> Result<String, ConfigError> {
     let shown = without_credentials(&value);
     let Some(rest) = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"))
     else {
-        return Err(invalid(VAR, shown.clone(), "expected an http:// or https:// URL"));
+        return Err(invalid(VAR, &shown, "expected an http:// or https:// URL"));
     };
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.strip_prefix('[') {
         // An IPv6 literal: `[::1]` or `[::1]:4317`.
         Some(v6) => match v6.split_once(']') {
             Some((host, rest)) => (host, rest.strip_prefix(':')),
-            None => return Err(invalid(VAR, shown.clone(), "unterminated IPv6 address")),
+            None => return Err(invalid(VAR, &shown, "unterminated IPv6 address")),
         },
         None => match authority.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -218,12 +218,12 @@ fn parse_endpoint(value: String) -> Result<String, ConfigError> {
         },
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(invalid(VAR, shown.clone(), "the URL has no host"));
+        return Err(invalid(VAR, &shown, "the URL has no host"));
     }
     if let Some(port) = port
         && port.parse::<u16>().is_err()
     {
-        return Err(invalid(VAR, shown.clone(), "the port is not a number from 0 to 65535"));
+        return Err(invalid(VAR, &shown, "the port is not a number from 0 to 65535"));
     }
     Ok(value)
 }
@@ -277,14 +277,6 @@ fn percent_decode(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn an_endpoint_error_never_echoes_credentials() {
-        let err = parse_endpoint("ftp://user:hunter2@collector:4318".into()).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert!(err.to_string().contains("***@collector:4318"), "{err}");
-        assert_eq!(without_credentials("http://collector:4318/x"), "http://collector:4318/x");
-    }
     use super::*;
     use std::collections::HashMap;
 
@@ -373,5 +365,13 @@ mod tests {
     fn ipv6_endpoints_are_accepted() {
         let c = parse(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1]:4317")]).unwrap();
         assert_eq!(c.endpoint, "http://[::1]:4317");
+    }
+
+    #[test]
+    fn an_endpoint_error_never_echoes_credentials() {
+        let err = parse_endpoint("ftp://user:hunter2@collector:4318".into()).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("***@collector:4318"), "{err}");
+        assert_eq!(without_credentials("http://collector:4318/x"), "http://collector:4318/x");
     }
 }

@@ -203,11 +203,6 @@ impl Matrix {
         self.wait_for(sink, deadline, |w| w.fault != fault || done(w));
     }
 
-    /// Polls until `done` holds for every watch, or `deadline` passes.
-    fn wait_all(&mut self, sink: &Sink, deadline: Duration, done: fn(&Watch) -> bool) {
-        self.wait_for(sink, deadline, done);
-    }
-
     /// Polls until `done` holds for every watch, or `deadline` passes (then says which did not).
     fn wait_for(&mut self, sink: &Sink, deadline: Duration, done: impl Fn(&Watch) -> bool) {
         let started = Instant::now();
@@ -345,7 +340,7 @@ pub fn run(
     if faults.is_ok() {
         // Alerts that outlast their fault by a window resolved meanwhile, or do now.
         matrix
-            .wait_all(sink, Duration::from_secs(300), |w| !w.must_resolve || w.resolved.is_some());
+            .wait_for(sink, Duration::from_secs(300), |w| !w.must_resolve || w.resolved.is_some());
     }
     let watchdog = sink.notified(Some("/watchdog"), "firing");
     checks.check(

@@ -39,6 +39,18 @@ impl Default for BreakerConfig {
     }
 }
 
+/// What a call's error says about the dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answered (a "not found", a constraint violation): a success for the breaker.
+    Answered,
+    /// It did not answer: a failure.
+    Failed,
+    /// Nothing is known: the call never reached it (e.g. every pooled connection was busy while
+    /// it answered others). Counted as neither, like a cancelled call.
+    Unknown,
+}
+
 /// Why a call through a breaker returned an error.
 #[derive(Debug, thiserror::Error)]
 pub enum BreakerError<E> {
@@ -161,6 +173,22 @@ impl CircuitBreaker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let judge = |e: &E| if is_failure(e) { Verdict::Failed } else { Verdict::Answered };
+        self.call_judged(f, judge).await
+    }
+
+    /// [`CircuitBreaker::call_with`] with a third verdict: an error judged
+    /// [`Verdict::Unknown`] counts as neither success nor failure (and is not recorded as a call),
+    /// as a cancelled call does.
+    pub async fn call_judged<T, E, F, Fut>(
+        &self,
+        f: F,
+        judge: impl Fn(&E) -> Verdict,
+    ) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let inner = &*self.inner;
         let (permit, generation) = match inner.admit() {
             Ok(admitted) => admitted,
@@ -173,7 +201,12 @@ impl CircuitBreaker {
         let result = f().await;
         let failed = match &result {
             Ok(_) => false,
-            Err(e) => is_failure(e),
+            Err(e) => match judge(e) {
+                Verdict::Answered => false,
+                Verdict::Failed => true,
+                // The guard releases a probe slot, as for a cancelled call.
+                Verdict::Unknown => return result.map_err(BreakerError::Inner),
+            },
         };
         guard.done = true;
         inner.finish(permit, generation, failed);
@@ -446,6 +479,28 @@ mod tests {
         assert_eq!(b.state(), BreakerState::HalfOpen);
         succeed(&b).await.unwrap();
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_verdict_is_neither_a_failure_nor_a_success() {
+        let recorder = Recorder::new();
+        let b = breaker(&recorder, 2, 1);
+        let unknown = || async { Err::<(), _>("busy") };
+        fail(&b).await.unwrap_err();
+        for _ in 0..5 {
+            b.call_judged(unknown, |_| Verdict::Unknown).await.unwrap_err();
+        }
+        // Not a success: the first failure still counts, and the next one opens it.
+        fail(&b).await.unwrap_err();
+        assert_eq!(b.state(), BreakerState::Open);
+        // Not a success for a probe either: it frees the slot, the breaker stays half-open.
+        tokio::time::advance(OPEN_FOR).await;
+        b.call_judged(unknown, |_| Verdict::Unknown).await.unwrap_err();
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        succeed(&b).await.unwrap();
+        assert_eq!(b.state(), BreakerState::Closed);
+        let points = recorder.collect();
+        assert_eq!((calls(&points, "failure"), calls(&points, "success")), (2.0, 1.0));
     }
 
     #[tokio::test(start_paused = true)]

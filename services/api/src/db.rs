@@ -5,11 +5,11 @@
 
 use crate::config::Config;
 use crate::error::{ApiError, is_db_outage};
-use otel::layers::breaker::{BreakerConfig, CircuitBreaker};
+use otel::layers::breaker::{BreakerConfig, BreakerError, CircuitBreaker, Verdict};
 use otel::metrics::labels::{BreakerName, PoolName};
 use otel::metrics::{BreakerMetrics, PoolMetrics, PoolStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +24,7 @@ pub struct Db {
     waiting: Arc<AtomicU64>,
     /// Whether the schema is up to date: until then every query is a 503 (see `crate::run`).
     migrated: Arc<AtomicBool>,
+    liveness: Arc<Liveness>,
 }
 
 impl Db {
@@ -33,6 +34,10 @@ impl Db {
         let options = PgConnectOptions::from_str(&config.database_url)
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is invalid: {e}"))?
             .application_name("orgraph-api");
+        let liveness = Arc::new(Liveness {
+            options: options.clone().application_name("orgraph-api-liveness"),
+            last: tokio::sync::Mutex::new(None),
+        });
         let pool = PgPoolOptions::new()
             .max_connections(config.pg_pool_max)
             .acquire_timeout(config.pg_pool_timeout)
@@ -59,7 +64,7 @@ impl Db {
             breakers.clone(),
         );
         let migrated = Arc::new(AtomicBool::new(false));
-        Ok(Db { pool, breaker, metrics: Arc::new(metrics), waiting, migrated })
+        Ok(Db { pool, breaker, metrics: Arc::new(metrics), waiting, migrated, liveness })
     }
 
     /// The pool itself, for migrations at start-up.
@@ -107,8 +112,11 @@ impl Db {
         &self.breaker
     }
 
-    /// Runs `f` on a pooled connection, through the breaker. Only outages (lost connections,
-    /// pool timeouts) count as breaker failures; a constraint violation is the query's fault.
+    /// Runs `f` on a pooled connection, through the breaker. Only outages count as breaker
+    /// failures: lost connections, and pool timeouts while Postgres does not answer a fresh
+    /// connection either. A pool timeout while it does is a busy pool (locks, long queries): a
+    /// 503 that says so, neither a failure nor a success for the breaker. A constraint violation
+    /// is the query's fault (Postgres answered).
     pub async fn run<T>(
         &self,
         f: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
@@ -119,16 +127,28 @@ impl Db {
                 retry_after: Duration::from_secs(1),
             });
         }
-        self.breaker
-            .call_with(
-                || async {
-                    let mut conn = self.acquire().await?;
-                    f(&mut conn).await
-                },
-                is_db_outage,
-            )
-            .await
-            .map_err(ApiError::from_db_call)
+        let call = || async {
+            let mut conn = match self.acquire().await {
+                Ok(conn) => conn,
+                Err(sqlx::Error::PoolTimedOut) if self.liveness.answers().await => {
+                    return Err(RunError::Busy);
+                }
+                Err(e) => return Err(RunError::Sql(e)),
+            };
+            f(&mut conn).await.map_err(RunError::Sql)
+        };
+        let judge = |e: &RunError| match e {
+            RunError::Busy => Verdict::Unknown,
+            RunError::Sql(e) if is_db_outage(e) => Verdict::Failed,
+            RunError::Sql(_) => Verdict::Answered,
+        };
+        self.breaker.call_judged(call, judge).await.map_err(|e| match e {
+            BreakerError::Open { retry_after, .. } => {
+                ApiError::Unavailable { dependency: "postgres", retry_after }
+            }
+            BreakerError::Inner(RunError::Busy) => ApiError::Busy { dependency: "postgres" },
+            BreakerError::Inner(RunError::Sql(e)) => ApiError::from_db(e),
+        })
     }
 
     async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
@@ -142,6 +162,50 @@ impl Db {
             Err(_) => {}
         }
         result
+    }
+}
+
+/// Why [`Db::run`] did not get an answer.
+enum RunError {
+    /// No pooled connection came free within the pool's timeout, while Postgres answered a
+    /// fresh connection.
+    Busy,
+    /// The query, or getting its connection, failed.
+    Sql(sqlx::Error),
+}
+
+/// How long Postgres gets to answer a fresh connection (connect and `SELECT 1`) when the pool
+/// times out.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long an answer of [`Liveness`] is reused: under saturation every waiting caller times out,
+/// and one question per second is enough.
+const LIVENESS_REUSED_FOR: Duration = Duration::from_secs(1);
+
+/// Whether Postgres answers a fresh connection, asked when the pool times out: sqlx reports a
+/// busy pool and an unreachable server (a refused or hung connect) alike, as `PoolTimedOut`. One
+/// question at a time; its answer reused for [`LIVENESS_REUSED_FOR`].
+struct Liveness {
+    options: PgConnectOptions,
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl Liveness {
+    async fn answers(&self) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = *last
+            && at.elapsed() < LIVENESS_REUSED_FOR
+        {
+            return answer;
+        }
+        let asked = tokio::time::timeout(LIVENESS_TIMEOUT, async {
+            let mut conn = PgConnection::connect_with(&self.options).await?;
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            conn.close().await
+        });
+        let answer = matches!(asked.await, Ok(Ok(())));
+        *last = Some((Instant::now(), answer));
+        answer
     }
 }
 

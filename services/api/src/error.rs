@@ -8,7 +8,6 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use otel::layers::breaker::BreakerError;
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -59,6 +58,13 @@ pub enum ApiError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The dependency answers, but every pooled connection stayed in use for the pool's
+    /// timeout (long queries, locks): not an outage, and not a breaker failure.
+    #[error("{dependency} is busy: every pooled connection stayed in use")]
+    Busy {
+        /// `postgres`.
+        dependency: &'static str,
+    },
     /// A server fault.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -74,7 +80,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,20 +95,12 @@ impl ApiError {
             ApiError::Internal(anyhow::Error::new(error).context("database query"))
         }
     }
-
-    /// A breaker-wrapped database call's error.
-    pub fn from_db_call(error: BreakerError<sqlx::Error>) -> ApiError {
-        match error {
-            BreakerError::Open { retry_after, .. } => {
-                ApiError::Unavailable { dependency: "postgres", retry_after }
-            }
-            BreakerError::Inner(e) => ApiError::from_db(e),
-        }
-    }
 }
 
 /// Whether a database error means Postgres is unreachable (rather than the query being wrong),
-/// or the pool is closed (the API is stopping). Only these count as failures for the breaker.
+/// or the pool is closed (the API is stopping). Only these count as failures for the breaker. A
+/// `PoolTimedOut` reaching here is one while Postgres did not answer a fresh connection either
+/// ([`crate::db::Db::run`] tells a busy pool apart).
 pub fn is_db_outage(error: &sqlx::Error) -> bool {
     domain::unreachable::is_unreachable(error) || matches!(error, sqlx::Error::PoolClosed)
 }
@@ -127,23 +125,24 @@ impl IntoResponse for ApiError {
                 "an internal error occurred; it has been logged".to_string()
             }
             ApiError::Unavailable { dependency, retry_after } => {
-                let mut response = problem(
-                    status,
-                    format!(
-                        "{dependency} is unavailable; retry after {} s",
-                        retry_after.as_secs().max(1)
-                    ),
-                );
-                let seconds = retry_after.as_secs().max(1).to_string();
-                if let Ok(value) = HeaderValue::from_str(&seconds) {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                return response;
+                let detail = format!("{dependency} is unavailable");
+                return retry_later(status, detail, *retry_after);
+            }
+            ApiError::Busy { .. } => {
+                return retry_later(status, self.to_string(), Duration::from_secs(1));
             }
             other => other.to_string(),
         };
         problem(status, detail)
     }
+}
+
+/// A 503 problem with `Retry-After`, the wait also said in the detail.
+fn retry_later(status: StatusCode, detail: String, retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs().max(1);
+    let mut response = problem(status, format!("{detail}; retry after {seconds} s"));
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// Rewrites error responses made outside the handlers (axum's 405, tower-http's 413 and

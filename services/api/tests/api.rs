@@ -481,3 +481,42 @@ async fn an_l2_entry_computed_before_a_change_is_never_stored_after_it() {
     redis.set_if_counter(key, b"new", ttl, counter, 1).await;
     assert_eq!(redis.get(name, key).await.as_deref(), Some(&b"new"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_is_a_503_that_says_so_and_never_opens_the_breaker() {
+    use sqlx::Connection;
+    // Two connections; a breaker that would stay open for a minute if it opened.
+    let api = TestApi::start(&[("PG_POOL_MAX", "2"), ("BREAKER_OPEN_MS", "60000")]).await;
+    api.post("/api/graph/seed", json!({"employees": 20, "avg_reports": 3, "seed": 4})).await;
+    // A batch job holds `employees` locked.
+    let mut batch = sqlx::PgConnection::connect(&api.pg.url()).await.expect("connect");
+    let mut lock = batch.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE employees IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    // Two readers take both connections and wait on the lock; the callers after them find none
+    // free for the pool's timeout (1 s), five times: more than the breaker's 3 failures.
+    let waiting = async {
+        let (a, b) = tokio::join!(api.get("/api/graph/nodes"), api.get("/api/graph/nodes"));
+        (a.status.as_u16(), b.status.as_u16())
+    };
+    let busy = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut replies = Vec::new();
+        for _ in 0..5 {
+            replies.push(api.get("/api/graph/nodes").await);
+        }
+        lock.commit().await.expect("the batch commits");
+        replies
+    };
+    let (waited, busy) = tokio::join!(waiting, busy);
+    for reply in &busy {
+        reply.assert_problem(503, "postgres is busy: every pooled connection stayed in use");
+        assert_eq!(reply.header("retry-after"), "1", "{reply:?}");
+    }
+    assert_eq!(waited, (200, 200), "the readers waited for the lock and were answered");
+    // Nothing opened the breaker: the API answers at once, readiness included.
+    assert_eq!(api.get("/api/graph/nodes?limit=5").await.status, 200);
+    assert_eq!(api.get("/health/ready").await.status, 200);
+}

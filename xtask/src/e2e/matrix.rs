@@ -387,19 +387,27 @@ fn faults(
 
 const POSTGRES_HUNG: &str = "Postgres hung (SIGSTOP) under load";
 const WORKER_KILLED: &str = "worker killed (SIGKILL)";
-const EMPLOYEES_LOCKED: &str = "employees locked by a stuck transaction, before and after the hang";
+const EMPLOYEES_LOCKED: &str =
+    "employees locked by a stuck transaction under load (the pool jammed)";
 const RECEIVER_DOWN: &str = "the alert receiver answering 500";
 const RULE_BROKEN: &str = "a rule that fails at every evaluation deployed";
 const CONFIG_BROKEN: &str = "prometheus.yml edited into one that does not load, reloaded";
 
-/// Postgres hangs (postmaster and backends stopped: open connections hang too) while the API is
-/// under load, and at the same time the worker is killed: independent signals (the API's breaker
-/// and errors; the worker's probe and uptime). A transaction holds the `employees` table locked
-/// from just before the hang to minutes after it: once Postgres answers again, every query of the
-/// API on that table waits, holding its connection, so the pool has none left and callers time
-/// out waiting for one; nothing can recompute the cached stats, so the cache misses. The breaker
-/// stays open through both (taking the lock after the hang would let a probe through in between
-/// and close it): it explains the failures reaching Postgres and the cache's misses.
+/// The API's Postgres pool and breaker, as the alerts label them.
+const API_POOL: &[(&str, &str)] =
+    &[("job", "orgraph/api"), ("db_client_connection_pool_name", "postgres")];
+const API_POSTGRES: &[(&str, &str)] =
+    &[("job", "orgraph/api"), ("circuit_breaker_name", "postgres")];
+
+/// The API's Postgres, jammed and then hung, while the worker is killed: independent signals (the
+/// API's pool, cache and breaker; the worker's probe and uptime).
+///
+/// First a transaction holds the `employees` table locked for minutes under load: every query of
+/// the API on that table waits, holding its connection, so the pool has none left and callers
+/// time out waiting for one (503 "busy"); nothing can recompute the cached stats, so the cache
+/// misses. Postgres answers all along, so the breaker stays closed: the saturated pool is the
+/// cause, the timeouts and the misses its symptoms. Then, the lock released, Postgres hangs
+/// (postmaster and backends stopped: open connections hang too): the breaker opens.
 ///
 /// The alerting path is faulted meanwhile, which the services' faults do not touch: the default
 /// receiver answers 500 until the alert about it reaches the Watchdog's receiver (Alertmanager's
@@ -414,8 +422,8 @@ fn database_outage_and_worker_killed(
     config: &PrometheusConfig,
 ) -> anyhow::Result<()> {
     super::step(
-        "fault matrix 1/5: employees locked, Postgres hung, the worker killed under load; the \
-         receiver failing, Prometheus' rules and config broken",
+        "fault matrix 1/5: employees locked under load, the worker killed; the receiver failing, \
+         Prometheus' rules and config broken; then Postgres hung",
     );
     sink.refuse(Some("/alerts"));
     matrix.watch(
@@ -442,28 +450,58 @@ fn database_outage_and_worker_killed(
         Expect::Notified("/watchdog"),
         true,
     );
-    let recording_from = super::record::now() - super::record::BEFORE.as_secs_f64();
-    let done = Arc::new(AtomicBool::new(false));
-    let load = runtime.spawn(load::run(Options {
-        stop: Stop::After(Duration::from_secs(1200)),
-        stop_when: Some(done.clone()),
-        rate: Some(30.0),
-        concurrency: 8,
-        seed: 8,
-        mix: load::Mix::parse("reads=80,updates=20").map_err(anyhow::Error::msg)?,
-        ..Options::default()
-    }));
-    // The load's first request (a page of employees) before the lock.
-    std::thread::sleep(Duration::from_secs(2));
+    let jammed = under_load(runtime, 8)?;
     let lock = TableLock::take("employees")?;
     stack.run(&["kill", "worker"])?;
-    stack.run(&["pause", "postgres"])?;
-    const API_POSTGRES: &[(&str, &str)] =
-        &[("job", "orgraph/api"), ("circuit_breaker_name", "postgres")];
-    const API_POOL: &[(&str, &str)] =
-        &[("job", "orgraph/api"), ("db_client_connection_pool_name", "postgres")];
     matrix.watch("WorkerDown", &[], WORKER_KILLED, Expect::Notified("/alerts"), true);
     matrix.watch("WorkerNotExporting", &[], WORKER_KILLED, Expect::Inhibited, true);
+    matrix.watch(
+        "ConnectionPoolSaturated",
+        API_POOL,
+        EMPLOYEES_LOCKED,
+        Expect::Notified("/alerts"),
+        true,
+    );
+    // The timeouts and the cache's misses are the saturation's symptoms.
+    matrix.watch("ConnectionPoolTimeouts", API_POOL, EMPLOYEES_LOCKED, Expect::Inhibited, true);
+    const L1: &[(&str, &str)] =
+        &[("job", "orgraph/api"), ("cache_layer", "l1"), ("cache_name", "graph_stats")];
+    const L2: &[(&str, &str)] =
+        &[("job", "orgraph/api"), ("cache_layer", "l2"), ("cache_name", "graph_stats")];
+    matrix.watch("CacheHitRateLow", L1, EMPLOYEES_LOCKED, Expect::Inhibited, true);
+    matrix.watch("CacheHitRateLow", L2, EMPLOYEES_LOCKED, Expect::Inhibited, true);
+    matrix.watch("CircuitBreakerOpen", API_POSTGRES, EMPLOYEES_LOCKED, Expect::Observed, false);
+    // The receiver is back once the alert about it reached the Watchdog's receiver.
+    matrix.wait(sink, RECEIVER_DOWN, Duration::from_secs(300), Watch::settled);
+    sink.refuse(None);
+    matrix.end(RECEIVER_DOWN);
+    matrix.wait(sink, WORKER_KILLED, Duration::from_secs(330), Watch::settled);
+    stack.run(&["start", "worker"])?;
+    matrix.end(WORKER_KILLED);
+    // Saturated: 5 minutes of a full pool. Timeouts: a 5-minute rate above 0.1/s for 7 minutes.
+    // CacheHitRateLow: under 50% for 10 minutes. The held-back ones once Alertmanager says so.
+    matrix.wait(sink, EMPLOYEES_LOCKED, Duration::from_secs(780), Watch::settled);
+    lock.release()?;
+    matrix.end(EMPLOYEES_LOCKED);
+    let jammed = jammed.finish(runtime)?;
+    checks.check(
+        "with employees locked the API answered (503s): it did not hang past its timeout or drop connections",
+        jammed.as_ref().is_ok_and(|r| r.errors == 0 && r.by_status.contains_key("503")),
+        || format!("{jammed:?}"),
+    );
+    // A breaker that opened under the jam would be a busy pool taken for an outage.
+    let breaker_opened = matrix.watches.iter().any(|w| {
+        w.fault == EMPLOYEES_LOCKED && w.alert == "CircuitBreakerOpen" && w.pending.is_some()
+    });
+    checks.check(
+        "with employees locked (Postgres answering) the API's Postgres breaker never opened",
+        !breaker_opened,
+        || "CircuitBreakerOpen went pending under the jam".to_string(),
+    );
+
+    let recording_from = super::record::now() - super::record::BEFORE.as_secs_f64();
+    let hung = under_load(runtime, 8)?;
+    stack.run(&["pause", "postgres"])?;
     matrix.watch(
         "CircuitBreakerOpen",
         API_POSTGRES,
@@ -473,35 +511,7 @@ fn database_outage_and_worker_killed(
     );
     matrix.watch("ApiHighErrorRate", &[], POSTGRES_HUNG, Expect::Observed, false);
     matrix.watch("ApiAvailabilitySLOFastBurn", &[], POSTGRES_HUNG, Expect::Observed, false);
-    matrix.watch(
-        "ConnectionPoolSaturated",
-        API_POOL,
-        EMPLOYEES_LOCKED,
-        Expect::Notified("/alerts"),
-        true,
-    );
-    // Timeouts are the saturation's symptom; failures reaching Postgres and the cache's misses,
-    // the open breaker's.
-    matrix.watch("ConnectionPoolTimeouts", API_POOL, EMPLOYEES_LOCKED, Expect::Inhibited, true);
-    matrix.watch(
-        "CircuitBreakerFailureRateHigh",
-        API_POSTGRES,
-        EMPLOYEES_LOCKED,
-        Expect::Inhibited,
-        true,
-    );
-    const L1: &[(&str, &str)] =
-        &[("job", "orgraph/api"), ("cache_layer", "l1"), ("cache_name", "graph_stats")];
-    const L2: &[(&str, &str)] =
-        &[("job", "orgraph/api"), ("cache_layer", "l2"), ("cache_name", "graph_stats")];
-    matrix.watch("CacheHitRateLow", L1, EMPLOYEES_LOCKED, Expect::Inhibited, true);
-    matrix.watch("CacheHitRateLow", L2, EMPLOYEES_LOCKED, Expect::Inhibited, true);
-    // The receiver is back once the alert about it reached the Watchdog's receiver.
-    matrix.wait(sink, RECEIVER_DOWN, Duration::from_secs(300), Watch::settled);
-    sink.refuse(None);
-    matrix.end(RECEIVER_DOWN);
-    matrix.wait(sink, WORKER_KILLED, Duration::from_secs(330), Watch::settled);
-    matrix.wait(sink, POSTGRES_HUNG, Duration::from_secs(120), |w| {
+    matrix.wait(sink, POSTGRES_HUNG, Duration::from_secs(300), |w| {
         w.expect == Expect::Observed || w.settled()
     });
     stack.run(&["resume", "postgres"])?;
@@ -510,25 +520,17 @@ fn database_outage_and_worker_killed(
         Ok(path) => println!("    recorded the API's request counters to {}", path.display()),
         Err(e) => checks.fail("recording the API's request counters", &format!("{e:#}")),
     }
-    stack.run(&["start", "worker"])?;
-    matrix.end(WORKER_KILLED);
-    // Saturated: 5 minutes of a full pool. Timeouts: a 5-minute rate above 0.1/s for 5 minutes.
-    // CacheHitRateLow: under 50% for 10 minutes. The held-back ones once Alertmanager says so.
-    matrix.wait(sink, EMPLOYEES_LOCKED, Duration::from_secs(780), Watch::settled);
-    lock.release()?;
-    matrix.end(EMPLOYEES_LOCKED);
-    done.store(true, Ordering::Relaxed);
-    let faulty = runtime.block_on(load)?;
+    let hung = hung.finish(runtime)?;
     checks.check(
-        "with a table locked and Postgres hung the API answered (503s): it did not hang past its timeout or drop connections",
-        faulty.as_ref().is_ok_and(|r| r.errors == 0 && r.by_status.contains_key("503")),
-        || format!("{faulty:?}"),
+        "with Postgres hung the API answered (503s): it did not hang past its timeout or drop connections",
+        hung.as_ref().is_ok_and(|r| r.errors == 0 && r.by_status.contains_key("503")),
+        || format!("{hung:?}"),
     );
     // The breaker closes: the API must answer the next faults' requests. The symptoms with
     // 5-minute windows (and the worker's alerts, the receiver's and the rule's) resolve during
     // the next faults; the matrix waits for every one at its end.
+    super::api_ready(Duration::from_secs(120))?;
     let resolved = |w: &Watch| !w.must_resolve || w.resolved.is_some();
-    matrix.wait(sink, POSTGRES_HUNG, Duration::from_secs(120), resolved);
     matrix.wait(sink, RULE_BROKEN, Duration::from_secs(60), Watch::settled);
     matrix.wait(sink, CONFIG_BROKEN, Duration::from_secs(60), Watch::settled);
     config.restore()?;
@@ -536,6 +538,40 @@ fn database_outage_and_worker_killed(
     matrix.end(CONFIG_BROKEN);
     matrix.wait(sink, CONFIG_BROKEN, Duration::from_secs(60), resolved);
     Ok(())
+}
+
+/// A load of reads and updates through a fault, until [`Faulted::finish`].
+struct Faulted {
+    done: Arc<AtomicBool>,
+    load: tokio::task::JoinHandle<anyhow::Result<load::Report>>,
+}
+
+/// Starts 30 requests/s, `concurrency` at most, 80% reads, 20% updates; its first request (a page
+/// of employees) is in before this returns.
+fn under_load(runtime: &tokio::runtime::Runtime, concurrency: u32) -> anyhow::Result<Faulted> {
+    let done = Arc::new(AtomicBool::new(false));
+    let load = runtime.spawn(load::run(Options {
+        stop: Stop::After(Duration::from_secs(1200)),
+        stop_when: Some(done.clone()),
+        rate: Some(30.0),
+        concurrency,
+        seed: 8,
+        mix: load::Mix::parse("reads=80,updates=20").map_err(anyhow::Error::msg)?,
+        ..Options::default()
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(Faulted { done, load })
+}
+
+impl Faulted {
+    /// Stops the load and returns its report (or why it failed).
+    fn finish(
+        self,
+        runtime: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<anyhow::Result<load::Report>> {
+        self.done.store(true, Ordering::Relaxed);
+        Ok(runtime.block_on(self.load)?)
+    }
 }
 
 const QUEUE_BACKED_UP: &str = "analysis queue behind a lock held for minutes, 115 jobs waiting";

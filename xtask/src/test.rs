@@ -229,7 +229,7 @@ fn read_yaml(path: &Path) -> anyhow::Result<Value> {
     serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
 }
 
-/// The "alert coverage" step: every alert of the rule files carries what the design asks for
+/// The "alert coverage" step: every alert of the rule files carries what an alert must have
 /// (see [`alert_problems`]). promtool cannot check this itself: a test of a misspelt alert name
 /// expecting no alert passes, and an alert without any test is not noticed.
 fn check_alerts() -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
-/// The dashboards the design asks for, by uid.
+/// The dashboards the repository must have, by uid (docs/ARCHITECTURE.md, "1. The pipeline").
 const EXPECTED_UIDS: [&str; 5] =
     ["orgraph-overview", "orgraph-api", "orgraph-worker", "orgraph-infrastructure", "orgraph-slo"];
 

@@ -4,7 +4,7 @@
 //! consecutive failures, refuses calls for a while (so the API can answer 503 at once), then lets
 //! a single probe through to find out whether the dependency is back. Every transition and every
 //! call is recorded through [`BreakerMetrics`], so "the breaker opened" is visible in metrics
-//! (`orgraph.circuit_breaker.state` / `.calls`) as the design's fault scenarios require.
+//! (`orgraph.circuit_breaker.state` / `.calls`), which the `CircuitBreaker*` alerts read.
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with tokio's paused clock.
 

@@ -1,13 +1,16 @@
 # The images of the platform's two services, `api` and `worker`, and of `alert-log` (compose's
 # default Alertmanager receiver, alertmanager/alert-log), from one build of the workspace:
 #
-#   docker compose build                     # reads every version from .env
-#   docker build --target api \
-#     --build-arg RUST_VERSION=<.env> --build-arg RUNTIME_IMAGE=<.env> --build-arg APP_VERSION=<.env> .
+#   docker compose build                     # passes every version from .env
+#   docker build --target api .              # the defaults below, which equal .env's
 #
-# The versions have no defaults here: .env is the one place they are written. Needs BuildKit (the
-# default builder since Docker Engine 23) for the cache mounts; no `# syntax=` line, so that no
-# unpinned frontend image is pulled.
+# .env is where the versions are set: compose passes them as build arguments. The defaults of the
+# ARGs below repeat them so that a plain `docker build` works and BuildKit's check
+# InvalidDefaultArgInFrom (an ARG in FROM without a valid default) passes; a test
+# (`cargo test -p xtask --test compose`) fails while a default differs from .env, and
+# `cargo test -p xtask --test dockerfile` runs BuildKit's Dockerfile checks (`docker build --check`)
+# on this file. Needs BuildKit (the default builder since Docker Engine 23) for the cache mounts;
+# no `# syntax=` line, so that no unpinned frontend image is pulled.
 #
 # Stages: `build` compiles the three binaries once (release, stripped, Cargo.lock as is);
 # `runtime` is the distroless "cc" base (glibc and libgcc, nothing else: no shell, no package
@@ -16,8 +19,9 @@
 # the binary itself (`--health-check`), so the image needs no HTTP client. TLS, where the services
 # use it, is rustls with compiled-in roots: no CA bundle or OpenSSL needed.
 
-ARG RUST_VERSION
-ARG RUNTIME_IMAGE
+# Equal to RUST_VERSION and RUNTIME_IMAGE of .env (checked by a test).
+ARG RUST_VERSION=1.95.0
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 
 # Debian 12 (bookworm), like the distroless runtime: the binaries link against the same glibc.
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
@@ -36,7 +40,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && cp target/release/api target/release/worker target/release/alert-log /out/bin/
 
 FROM ${RUNTIME_IMAGE} AS runtime
-ARG APP_VERSION
+# Equal to APP_VERSION of .env (checked by a test), the workspace version.
+ARG APP_VERSION=0.1.0
 ARG SOURCE_URL=""
 ARG VCS_REF=""
 LABEL org.opencontainers.image.version="${APP_VERSION}" \

@@ -6,18 +6,27 @@
 //! * every image is pinned, and every version comes from `.env`;
 //! * the collector is the contrib image at the builder manifest's version, Prometheus the major
 //!   version the tests run, with 30-day retention, the rules and the lifecycle API;
-//! * every mounted file exists, and the config files are the ones the native stack runs;
+//! * every mounted file exists, is read-only and relabelled for SELinux (`z`), and the config
+//!   files are the ones the native stack runs; the configs reloaded in place (Prometheus',
+//!   Alertmanager's) come in as their directories, so a reload never reads a stale inode;
+//! * the images built from the Dockerfile are never pulled (`pull_policy: build`), and the
+//!   Dockerfile's ARG defaults equal `.env`;
 //! * the services' environment is what their code reads, on the ports their defaults name;
 //! * networking: Prometheus and Alertmanager have network namespaces of their own; Prometheus'
 //!   compose targets (`prometheus/targets-compose`) are services it can reach, its native ones
 //!   (`prometheus/targets`) loopback; every webhook of alertmanager.yml reaches `alert-log`, which
 //!   shares Alertmanager's namespace;
 //! * health checks, `depends_on` conditions, restart policies, memory limits, named volumes,
-//!   loopback-only ports, and no credential in the repo.
+//!   loopback-only ports, and no credential in the repo; `grafana-init` writes Grafana's admin
+//!   password only when there is none, and says how to change it when GRAFANA_ADMIN_PASSWORD
+//!   differs; Grafana finds every provisioning directory it reads.
 //!
 //! The Go program is built once per version of its sources into the tool cache
-//! (`<cache>/compose-check-<hash>/compose-check`, see `testkit::tools::cache_dir`), from the Go
+//! (`<cache>/compose-check-<hash>/compose-check`, see `support/go_program.rs`), from the Go
 //! module proxy; it needs `go` on PATH, like `cargo xtask tools`.
+
+#[path = "support/go_program.rs"]
+mod go_program;
 
 use anyhow::Context;
 use serde_yaml::Value;
@@ -27,9 +36,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-/// How long building the checker may take (a first build downloads compose-go and its modules).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// The services built from the Dockerfile: the platform's two, and the alert log.
 const OWN_SERVICES: [&str; 3] = ["api", "worker", "alert-log"];
@@ -51,6 +57,9 @@ const PUBLISHED: [(&str, u16); 9] = [
     ("alertmanager", 9093),
     ("grafana", 3000),
 ];
+
+/// The provisioning directories Grafana reads on every start (`/etc/grafana/provisioning/<dir>`).
+const GRAFANA_PROVISIONING: [&str; 4] = ["datasources", "dashboards", "plugins", "alerting"];
 
 /// Where Prometheus' targets are, relative to prometheus/prometheus.yml: the native ones (the
 /// repo's directory, loopback), and the directory compose mounts over it (service names).
@@ -227,6 +236,68 @@ fn the_dockerfile_builds_small_non_root_images_from_pinned_bases() -> anyhow::Re
     report("Dockerfile", problems)
 }
 
+/// BuildKit warns (InvalidDefaultArgInFrom) about an ARG used in FROM without a valid default, so
+/// the Dockerfile's ARGs have defaults; `.env` stays the one place the versions are set: every ARG
+/// that `.env` also sets must default to exactly `.env`'s value, and every ARG a FROM uses must
+/// have a default. (`cargo test -p xtask --test dockerfile` runs BuildKit's checks themselves.)
+#[test]
+fn the_dockerfiles_arg_defaults_are_the_values_of_env() -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).context("reading Dockerfile")?;
+    let env = env_file()?;
+    let mut problems = Vec::new();
+    let mut global = BTreeMap::new();
+    let mut compared = 0;
+    let mut before_first_from = true;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("FROM ") {
+            before_first_from = false;
+            let base = line.split_whitespace().nth(1).unwrap_or_default();
+            for var in variables_in(base) {
+                match global.get(&var) {
+                    Some(Some(_)) => {}
+                    Some(None) => problems.push(format!(
+                        "Dockerfile: `{line}` uses ARG {var}, which has no default \
+                         (InvalidDefaultArgInFrom): give it .env's value"
+                    )),
+                    None => problems.push(format!(
+                        "Dockerfile: `{line}` uses {var}, which is no ARG before the first FROM"
+                    )),
+                }
+            }
+        }
+        let Some(declared) = line.strip_prefix("ARG ") else { continue };
+        for word in declared.split_whitespace() {
+            let (name, default) = match word.split_once('=') {
+                Some((name, value)) => (name, Some(value.trim_matches('"').to_string())),
+                None => (word, None),
+            };
+            if before_first_from {
+                global.insert(name.to_string(), default.clone());
+            }
+            let Some(want) = env.get(name) else { continue };
+            compared += 1;
+            match default {
+                Some(default) if &default == want => {}
+                Some(default) => problems.push(format!(
+                    "Dockerfile: ARG {name} defaults to `{default}`, .env sets {name}={want}: \
+                     make them equal (.env is where versions change)"
+                )),
+                None => problems.push(format!(
+                    "Dockerfile: ARG {name} has no default: give it .env's value `{want}`"
+                )),
+            }
+        }
+    }
+    // The ones compose passes from .env are all there: the toolchain, the runtime base, the tag.
+    if compared < 3 {
+        problems.push(format!(
+            "Dockerfile: only {compared} ARGs that .env sets (expected RUST_VERSION, \
+             RUNTIME_IMAGE, APP_VERSION)"
+        ));
+    }
+    report("Dockerfile ARG defaults", problems)
+}
+
 #[test]
 fn the_collector_is_the_contrib_image_at_the_builder_manifests_version() -> anyhow::Result<()> {
     let manifest_path = root().join("collector").join("builder-config.yaml");
@@ -308,8 +379,12 @@ fn prometheus_is_the_tested_major_version_with_retention_rules_and_lifecycle() -
     report("prometheus", problems)
 }
 
+/// Every bind mount is of a repo file or directory that exists, read-only, and relabelled `z`:
+/// on an SELinux-enforcing host (Fedora's engine) a container cannot read an unlabelled bind
+/// mount; `z` is the label shared by all containers (`Z`, private to one, would lock any other
+/// container that mounts the checkout out of it).
 #[test]
-fn every_mounted_file_exists_in_the_repo_and_is_read_only() -> anyhow::Result<()> {
+fn every_mounted_repo_file_exists_is_read_only_and_relabelled_for_selinux() -> anyhow::Result<()> {
     let root = root();
     let mut problems = Vec::new();
     for (name, service) in services(project()?)? {
@@ -324,9 +399,94 @@ fn every_mounted_file_exists_in_the_repo_and_is_read_only() -> anyhow::Result<()
             if !m.read_only {
                 problems.push(format!("{name}: {} is mounted read-write", m.source.display()));
             }
+            if m.selinux != "z" {
+                problems.push(format!(
+                    "{name}: {} is mounted without `z` (`:ro,z`): unreadable on SELinux-enforcing \
+                     hosts (selinux `{}`)",
+                    m.source.display(),
+                    m.selinux
+                ));
+            }
         }
     }
     report("mounts", problems)
+}
+
+/// The images built from the Dockerfile exist in no registry: compose must build them, never try
+/// to pull them (`orgraph/api` on Docker Hub is someone else's, or nobody's), and rebuild them
+/// on `up` so that a source change is never run from a stale image.
+#[test]
+fn every_image_built_here_is_built_never_pulled() -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    let mut built = BTreeSet::new();
+    for (name, service) in services(project()?)? {
+        if service.get("build").is_none() {
+            continue;
+        }
+        built.insert(name.clone());
+        let policy = str_at(service, &["pull_policy"]).unwrap_or_default();
+        if policy != "build" {
+            problems.push(format!(
+                "{name}: has `build:` but pull_policy `{policy}`: compose may pull \
+                 `{}` from a registry instead of building it (set `pull_policy: build`)",
+                str_at(service, &["image"]).unwrap_or_default()
+            ));
+        }
+    }
+    let expected: BTreeSet<String> = OWN_SERVICES.iter().map(|s| s.to_string()).collect();
+    if built != expected {
+        problems
+            .push(format!("services built from the Dockerfile: {built:?}, expected {expected:?}"));
+    }
+    report("pull policy", problems)
+}
+
+/// Prometheus and Alertmanager reload their config in place (`POST /-/reload`). A single-file
+/// bind mount pins the inode the file had when the container started: an editor that saves by
+/// writing a new file and renaming it over the old one (vim, most IDEs) leaves the container on
+/// the old file, and the reload reads stale config. So each one's `--config.file` lies in a
+/// mounted repo directory, and no single file of the repo is mounted into either.
+#[test]
+fn configs_reloaded_in_place_come_from_directory_mounts() -> anyhow::Result<()> {
+    let project = project()?;
+    let mut problems = Vec::new();
+    for (name, repo_dir) in [("prometheus", "prometheus"), ("alertmanager", "alertmanager")] {
+        let service = service(project, name)?;
+        let command = strings_at(service, &["command"]);
+        let Some(config) = command.iter().find_map(|c| c.strip_prefix("--config.file=")) else {
+            problems.push(format!("{name}: no --config.file in {command:?}"));
+            continue;
+        };
+        let binds: Vec<Mount> = mounts(service)?.into_iter().filter(|m| m.kind == "bind").collect();
+        // The deepest mount holding the config file is where it comes from.
+        let holder = binds
+            .iter()
+            .filter(|m| Path::new(config).starts_with(&m.target))
+            .max_by_key(|m| m.target.len());
+        match holder {
+            Some(m) if m.source == root().join(repo_dir) && m.source.is_dir() => {
+                let relative = Path::new(config).strip_prefix(&m.target)?;
+                if !m.source.join(relative).is_file() {
+                    problems.push(format!(
+                        "{name}: --config.file={config} is {}, which does not exist",
+                        m.source.join(relative).display()
+                    ));
+                }
+            }
+            other => problems.push(format!(
+                "{name}: --config.file={config} must lie in the mount of the repo directory \
+                 {repo_dir}/, found {other:?}"
+            )),
+        }
+        for m in binds.iter().filter(|m| m.source.is_file()) {
+            problems.push(format!(
+                "{name}: {} is a single-file bind mount: after an edit saved by rename, \
+                 /-/reload would read the old file",
+                m.source.display()
+            ));
+        }
+    }
+    report("reloaded configs", problems)
 }
 
 #[test]
@@ -340,7 +500,7 @@ fn compose_mounts_the_very_config_files_the_native_stack_runs() -> anyhow::Resul
         ("prometheus", "prometheus", "/etc/prometheus"),
         // The one compose-specific part: where the targets are (see prometheus.yml).
         ("prometheus", "prometheus/targets-compose", "/etc/prometheus/targets"),
-        ("alertmanager", "alertmanager/alertmanager.yml", "/etc/alertmanager/alertmanager.yml"),
+        ("alertmanager", "alertmanager", "/etc/alertmanager"),
         ("grafana", "grafana/provisioning", "/etc/grafana/provisioning"),
         ("grafana", "grafana/dashboards", "/var/lib/grafana/dashboards"),
     ];
@@ -426,6 +586,37 @@ fn grafana_finds_its_dashboards_and_datasources() -> anyhow::Result<()> {
     }
     if !named_volume_at(grafana, "/var/lib/grafana")? {
         problems.push("grafana: /var/lib/grafana is not on a named volume".into());
+    }
+    // Every provisioning directory Grafana reads exists (it logs an error for each missing one),
+    // and holds only files it reads (it warns about any other file in alerting/), each with the
+    // apiVersion that alerting/ requires.
+    for dir in GRAFANA_PROVISIONING {
+        let path = provisioning.join(dir);
+        let files: Vec<PathBuf> = match std::fs::read_dir(&path) {
+            Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?,
+            Err(e) => {
+                problems.push(format!("grafana/provisioning/{dir}: {e} (Grafana logs an error)"));
+                continue;
+            }
+        };
+        if files.is_empty() {
+            problems.push(format!("grafana/provisioning/{dir}: empty (git keeps no empty dir)"));
+        }
+        for file in files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                problems.push(format!(
+                    "grafana/provisioning/{dir}/{name}: not a provisioning file (Grafana skips \
+                     it, with a warning in alerting/)"
+                ));
+                continue;
+            }
+            let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)
+                .with_context(|| format!("{} is not YAML", file.display()))?;
+            if doc.get("apiVersion").and_then(Value::as_u64).is_none() {
+                problems.push(format!("grafana/provisioning/{dir}/{name}: no apiVersion"));
+            }
+        }
     }
     report("grafana", problems)
 }
@@ -731,6 +922,100 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
     report("credentials", problems)
 }
 
+/// grafana-init's script, run by `sh` outside its container: the secrets volume's directory is a
+/// scratch directory, and `chown` to Grafana's uid is stubbed out (it needs root). The first run
+/// writes the password (GRAFANA_ADMIN_PASSWORD's, else a generated one, printed); later runs
+/// never rewrite it, since Grafana applies it only when it creates its database; and a
+/// GRAFANA_ADMIN_PASSWORD that differs from it gets the command that does change the password.
+#[test]
+fn grafana_init_writes_the_admin_password_only_once() -> anyhow::Result<()> {
+    let project = project()?;
+    let init = service(project, "grafana-init")?;
+    let entrypoint = strings_at(init, &["entrypoint"]);
+    let command = strings_at(init, &["command"]);
+    anyhow::ensure!(
+        entrypoint == ["/bin/sh", "-c"] && command.len() == 1,
+        "grafana-init: expected entrypoint [/bin/sh, -c] and one script, found {entrypoint:?} \
+         {command:?}"
+    );
+    let secret = env_of(service(project, "grafana")?)
+        .remove("GF_SECURITY_ADMIN_PASSWORD__FILE")
+        .context("grafana: no GF_SECURITY_ADMIN_PASSWORD__FILE")?;
+    let (volume, file_name) =
+        secret.rsplit_once('/').context("the secret file has no directory")?;
+    anyhow::ensure!(
+        command[0].contains(&secret),
+        "grafana-init's script does not write {secret}, the file Grafana reads"
+    );
+    let scratch =
+        std::env::temp_dir().join(format!("compose-test-grafana-init-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(scratch.clone());
+    let dir = scratch.to_string_lossy().into_owned();
+    let script = format!("chown() {{ :; }}\n{}", command[0].replace(volume, &dir));
+    let file = scratch.join(file_name);
+    let run = |variable: &str| -> anyhow::Result<String> {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(&script).env("GRAFANA_ADMIN_PASSWORD", variable);
+        testkit::process::output("grafana-init's script", &mut sh, Duration::from_secs(30))
+    };
+    let stored = || std::fs::read_to_string(&file).with_context(|| format!("reading {file_name}"));
+    let reset = "docker compose exec grafana grafana cli admin reset-admin-password <new>";
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, what: &str, log: &str| {
+        if !ok {
+            problems.push(format!("{what}; its log:\n{log}"));
+        }
+    };
+
+    // The first run without the variable: a generated password, printed, readable only by
+    // its owner.
+    std::fs::create_dir_all(&scratch)?;
+    let log = run("")?;
+    let generated = stored()?;
+    expect(
+        generated.len() == 24 && generated.chars().all(|c| c.is_ascii_alphanumeric()),
+        &format!("first run: generated `{generated}`, expected 24 letters and digits"),
+        &log,
+    );
+    expect(log.contains(&generated), "first run: the generated password is not printed", &log);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)?.permissions().mode() & 0o777;
+    expect(mode == 0o400, &format!("the file's mode is {mode:o}, not 400"), &log);
+    // Later runs keep it, with or without the variable.
+    let log = run("")?;
+    expect(stored()? == generated, "a second run rewrote the password", &log);
+    let log = run(&generated)?;
+    expect(stored()? == generated, "the same GRAFANA_ADMIN_PASSWORD rewrote it", &log);
+    expect(!log.contains(reset), "the same GRAFANA_ADMIN_PASSWORD: told to reset", &log);
+    let log = run("chosen-later")?;
+    expect(stored()? == generated, "a GRAFANA_ADMIN_PASSWORD set later rewrote the file", &log);
+    expect(
+        log.contains(reset),
+        &format!("a GRAFANA_ADMIN_PASSWORD set later: the log does not say `{reset}`"),
+        &log,
+    );
+    expect(
+        !log.contains("chosen-later") && !log.contains(&generated),
+        "a GRAFANA_ADMIN_PASSWORD set later: the log shows a password",
+        &log,
+    );
+    // The first run with the variable: that one.
+    std::fs::remove_file(&file)?;
+    let log = run("chosen-first")?;
+    expect(stored()? == "chosen-first", "first run: GRAFANA_ADMIN_PASSWORD not stored", &log);
+    expect(!log.contains("chosen-first"), "first run: the chosen password is printed", &log);
+    report("grafana-init", problems)
+}
+
+/// Removes a directory (and what is in it) on drop.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn prometheus_and_alertmanager_have_network_namespaces_of_their_own() -> anyhow::Result<()> {
     let project = project()?;
@@ -1000,59 +1285,12 @@ fn project() -> anyhow::Result<&'static Value> {
 }
 
 fn load_project() -> anyhow::Result<Value> {
-    let checker = checker()?;
+    let checker = go_program::binary("compose-check")?;
     let mut command = Command::new(&checker);
     command.arg("-dir").arg(root()).args(["-file", "compose.yaml", "-env-file", ".env"]);
     let json = testkit::process::output("compose-check", &mut command, Duration::from_secs(60))?;
     // JSON is YAML: serde_yaml reads it, so this test needs no other parser.
     serde_yaml::from_str(&json).context("the output of compose-check is not JSON")
-}
-
-/// The checker binary, built with `go build` unless this version of its sources already was.
-fn checker() -> anyhow::Result<PathBuf> {
-    let source = root().join("xtask").join("compose-check");
-    let mut hash = Fnv::default();
-    for file in ["go.mod", "go.sum", "main.go"] {
-        let path = source.join(file);
-        hash.write(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
-    }
-    let dir = testkit::tools::cache_dir()?.join(format!("compose-check-{:016x}", hash.0));
-    let binary = dir.join("compose-check");
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    let go = testkit::tools::find_on_path("go")
-        .context("`go` not found on PATH: the compose test builds xtask/compose-check with it")?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Built under a private name and renamed: concurrent builds never see half a binary.
-    let partial = dir.join(format!("compose-check.{}.partial", std::process::id()));
-    let mut command = Command::new(go);
-    command
-        .args(["build", "-trimpath", "-buildvcs=false", "-o"])
-        .arg(&partial)
-        .arg(".")
-        .current_dir(&source);
-    testkit::process::output("go build (xtask/compose-check)", &mut command, BUILD_TIMEOUT)?;
-    std::fs::rename(&partial, &binary)
-        .with_context(|| format!("moving {} into place", partial.display()))?;
-    Ok(binary)
-}
-
-/// 64-bit FNV-1a: enough to tell versions of the checker's sources apart.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }
 
 fn root() -> PathBuf {
@@ -1130,6 +1368,8 @@ struct Mount {
     source: PathBuf,
     target: String,
     read_only: bool,
+    /// A bind mount's SELinux relabelling: `z` (shared), `Z` (private), or empty (none).
+    selinux: String,
 }
 
 fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
@@ -1144,6 +1384,7 @@ fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
                 source: PathBuf::from(str_at(v, &["source"]).unwrap_or_default()),
                 target: str_at(v, &["target"]).context("a mount without a target")?.to_string(),
                 read_only: v.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+                selinux: str_at(v, &["bind", "selinux"]).unwrap_or_default().to_string(),
             })
         })
         .collect()

@@ -1,6 +1,6 @@
-//! Where the project's native tools are: the collector, Prometheus, promtool, Alertmanager, amtool
-//! and the collector builder live in a cache outside the clone, in directories named after the
-//! versions pinned in `.env`; Postgres and Redis come from the OS packages. `cargo xtask tools`
+//! Where the project's native tools are: the collector, Prometheus, promtool, Alertmanager, amtool,
+//! the collector builder and actionlint live in a cache outside the clone, in directories named
+//! after the versions pinned in `.env`; Postgres and Redis come from the OS packages. `cargo xtask tools`
 //! builds into exactly these paths, and tests only ever look here.
 
 mod system;
@@ -79,6 +79,16 @@ pub fn amtool_path() -> anyhow::Result<PathBuf> {
     Ok(alertmanager_dir()?.join("amtool"))
 }
 
+/// Directory holding `actionlint` of the pinned version.
+pub fn actionlint_dir() -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("actionlint-{}", versions()?.actionlint)))
+}
+
+/// The actionlint binary (the linter of `.github/workflows`).
+pub fn actionlint_path() -> anyhow::Result<PathBuf> {
+    Ok(actionlint_dir()?.join("actionlint"))
+}
+
 /// `path` if it is a file, else an error telling how to get it.
 pub fn require(path: &Path, name: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
@@ -119,6 +129,8 @@ mod tests {
         assert!(alertmanager_path()?.ends_with(format!("{alertmanager}/alertmanager")));
         assert!(amtool_path()?.ends_with(format!("{alertmanager}/amtool")));
         assert!(builder_path()?.ends_with(format!("bin/builder-{}/builder", v.otelcol)));
+        let actionlint = format!("actionlint-{}/actionlint", v.actionlint);
+        assert!(actionlint_path()?.ends_with(actionlint));
         Ok(())
     }
 }

@@ -13,6 +13,8 @@ pub struct Versions {
     pub prometheus: String,
     /// `ALERTMANAGER_VERSION`, e.g. `0.31.1`: Alertmanager and amtool.
     pub alertmanager: String,
+    /// `ACTIONLINT_VERSION`, e.g. `1.7.12`: the linter of `.github/workflows`.
+    pub actionlint: String,
 }
 
 /// Reads `<repo>/.env`.
@@ -37,6 +39,7 @@ impl Versions {
             otelcol: get("OTELCOL_VERSION")?,
             prometheus: get("PROMETHEUS_VERSION")?,
             alertmanager: get("ALERTMANAGER_VERSION")?,
+            actionlint: get("ACTIONLINT_VERSION")?,
         })
     }
 }
@@ -70,12 +73,13 @@ mod tests {
     #[test]
     fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
         let text = "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\n\
-                    ALERTMANAGER_VERSION='0.31.1'\nX='y'\n";
+                    ALERTMANAGER_VERSION='0.31.1'\nACTIONLINT_VERSION=1.7.12\nX='y'\n";
         let v = Versions::from_env_file(text)?;
         let want = Versions {
             otelcol: "0.161.0".into(),
             prometheus: "3.16.0".into(),
             alertmanager: "0.31.1".into(),
+            actionlint: "1.7.12".into(),
         };
         assert_eq!(v, want);
         assert_eq!(parse_env_file(text)?.get("X").map(String::as_str), Some("y"));
@@ -100,6 +104,7 @@ mod tests {
         assert!(v.otelcol.starts_with("0."), "{v:?}");
         assert!(v.prometheus.starts_with("3."), "{v:?}");
         assert!(v.alertmanager.starts_with("0."), "{v:?}");
+        assert!(v.actionlint.starts_with("1."), "{v:?}");
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
-//! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool) go
-//! to the cache outside the clone at the versions of `.env`, at exactly the paths `testkit::tools`
-//! looks at; Postgres and Redis come from the OS packages.
+//! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool,
+//! actionlint) go to the cache outside the clone at the versions of `.env`, at exactly the paths
+//! `testkit::tools` looks at; Postgres and Redis come from the OS packages.
 
+mod actionlint;
 mod alertmanager;
 mod collector;
 mod go;
@@ -27,6 +28,8 @@ pub struct ToolSet {
     pub amtool: PathBuf,
     /// The collector builder (ocb).
     pub builder: PathBuf,
+    /// actionlint, the linter of `.github/workflows`.
+    pub actionlint: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
     pub pg_ctl: PathBuf,
     /// `redis-server`.
@@ -53,6 +56,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
     let otelcol = collector::ensure_otelcol(&builder, &manifest)?;
     let (prometheus, promtool) = prometheus::ensure(&versions.prometheus)?;
     let (alertmanager, amtool) = alertmanager::ensure(&versions.alertmanager)?;
+    let actionlint = actionlint::ensure(&versions.actionlint)?;
     let system = system::ensure()?;
     Ok(ToolSet {
         otelcol,
@@ -61,6 +65,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
         alertmanager,
         amtool,
         builder,
+        actionlint,
         pg_ctl: system.pg_ctl,
         redis_server: system.redis_server,
     })
@@ -68,7 +73,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
 
 impl ToolSet {
     /// `(name, path)` in the order `--print` prints them.
-    pub fn lines(&self) -> [(&'static str, &PathBuf); 8] {
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 9] {
         [
             ("otelcol", &self.otelcol),
             ("prometheus", &self.prometheus),
@@ -76,6 +81,7 @@ impl ToolSet {
             ("alertmanager", &self.alertmanager),
             ("amtool", &self.amtool),
             ("builder", &self.builder),
+            ("actionlint", &self.actionlint),
             ("pg_ctl", &self.pg_ctl),
             ("redis-server", &self.redis_server),
         ]

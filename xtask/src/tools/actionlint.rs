@@ -1,0 +1,24 @@
+//! actionlint at `ACTIONLINT_VERSION`, built with `go install` from the Go module
+//! `github.com/rhysd/actionlint`, whose versions are the releases' (`1.7.12` is `v1.7.12`). It
+//! lints `.github/workflows` (xtask/tests/workflows.rs); it runs shellcheck on the workflows'
+//! `run:` scripts when shellcheck is on PATH.
+
+use super::go;
+use crate::run;
+use std::path::PathBuf;
+use testkit::tools;
+
+/// The Go package of the command.
+const PACKAGE: &str = "github.com/rhysd/actionlint/cmd/actionlint";
+
+/// The actionlint binary, built if it is missing or does not run.
+pub fn ensure(version: &str) -> anyhow::Result<PathBuf> {
+    let path = tools::actionlint_path()?;
+    if path.is_file() && run::runs(&path, &["-version"]) {
+        eprintln!("actionlint {version}: ok ({})", path.display());
+        return Ok(path);
+    }
+    eprintln!("actionlint {version}: building {PACKAGE}@v{version} (under a minute)");
+    go::install("actionlint build", &tools::actionlint_dir()?, &[format!("{PACKAGE}@v{version}")])?;
+    tools::require(&path, "actionlint")
+}

@@ -17,7 +17,6 @@
 mod bench;
 mod docs;
 mod e2e;
-mod load;
 mod run;
 mod stack;
 mod test;

@@ -16,7 +16,7 @@
 use super::services::{EXPORT_INTERVAL_MS, Infra, Telemetry, rss_bytes};
 use super::{Figures, Plan, best_of};
 use super::{cpu, drive};
-use crate::load::{self, Mix, Options, Stop};
+use load::{Mix, Options, Stop};
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -7,7 +7,7 @@
 use super::faults::{LockBursts, PrometheusConfig, TableLock};
 use super::sink::Sink;
 use super::{Stack, prom};
-use crate::load::{self, Options, Stop};
+use load::{Options, Stop};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -22,7 +22,7 @@ mod prom;
 mod record;
 mod sink;
 
-use crate::load::{self, Options, Stop};
+use load::{Options, Stop};
 use checks::Checks;
 use std::process::Command;
 use std::time::{Duration, Instant};

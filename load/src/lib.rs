@@ -15,6 +15,13 @@
 //! Bounded by design: the run stops at its duration or count (in-flight requests then get at
 //! most their 10 s), memory does not grow with its length, and it refuses a non-loopback API
 //! unless told otherwise.
+//!
+//! Why not goose (the Locust-like Rust framework): its users are a closed loop (a user sends its
+//! next request when the previous one answered, and `--throttle-requests` only caps the rate by
+//! blocking them), while the fault tests need an open loop: requests keep arriving at the set rate
+//! while the API stalls, so a stall shows as 503s and latency, as it does to real clients. And the
+//! live proof compares exact counts by route template and status with Prometheus', which this
+//! crate's report gives directly.
 
 mod announced;
 mod bad;

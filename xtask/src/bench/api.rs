@@ -16,8 +16,8 @@
 use super::services::{EXPORT_INTERVAL_MS, Infra, Telemetry, rss_bytes};
 use super::{Figures, Plan, best_of};
 use super::{cpu, drive};
-use load::{Mix, Options, Stop};
 use anyhow::Context;
+use load::{Mix, Options, Stop};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use testkit::exposition::Exposition;

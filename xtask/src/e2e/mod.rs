@@ -22,8 +22,8 @@ mod prom;
 mod record;
 mod sink;
 
-use load::{Options, Stop};
 use checks::Checks;
+use load::{Options, Stop};
 use std::process::Command;
 use std::time::{Duration, Instant};
 

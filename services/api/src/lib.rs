@@ -33,8 +33,13 @@ pub async fn run(
     let db = state.db.clone();
     // Postgres is normally up: then the schema is migrated before the first request. If it does
     // not answer within a second, the API listens first (live, not ready) and migrates later.
-    let quick = tokio::time::timeout(Duration::from_secs(1), db.pool().acquire()).await;
-    if matches!(quick, Ok(Ok(_))) {
+    // The connection goes back to the pool at the end of this statement (held in a binding, it
+    // would be taken from the pool for the API's whole life).
+    let answers = matches!(
+        tokio::time::timeout(Duration::from_secs(1), db.pool().acquire()).await,
+        Ok(Ok(_))
+    );
+    if answers {
         db.migrate().await?;
     }
     let refresher =

@@ -485,8 +485,15 @@ async fn an_l2_entry_computed_before_a_change_is_never_stored_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_pool_is_a_503_that_says_so_and_never_opens_the_breaker() {
     use sqlx::Connection;
-    // Two connections; a breaker that would stay open for a minute if it opened.
-    let api = TestApi::start(&[("PG_POOL_MAX", "2"), ("BREAKER_OPEN_MS", "60000")]).await;
+    // Two connections; a breaker that would stay open for a minute if it opened; the graph gauges
+    // refreshed only at start (their query would take one of the two connections, and wait on the
+    // lock too).
+    let api = TestApi::start(&[
+        ("PG_POOL_MAX", "2"),
+        ("BREAKER_OPEN_MS", "60000"),
+        ("GRAPH_METRICS_INTERVAL_MS", "3600000"),
+    ])
+    .await;
     api.post("/api/graph/seed", json!({"employees": 20, "avg_reports": 3, "seed": 4})).await;
     // A batch job holds `employees` locked.
     let mut batch = sqlx::PgConnection::connect(&api.pg.url()).await.expect("connect");

@@ -480,7 +480,9 @@ fn database_outage_and_worker_killed(
     matrix.end(WORKER_KILLED);
     // Saturated: 5 minutes of a full pool. Timeouts: a 5-minute rate above 0.1/s for 7 minutes.
     // CacheHitRateLow: under 50% for 10 minutes. The held-back ones once Alertmanager says so.
-    matrix.wait(sink, EMPLOYEES_LOCKED, Duration::from_secs(780), Watch::settled);
+    matrix.wait(sink, EMPLOYEES_LOCKED, Duration::from_secs(780), |w| {
+        w.expect == Expect::Observed || w.settled()
+    });
     lock.release()?;
     matrix.end(EMPLOYEES_LOCKED);
     let jammed = jammed.finish(runtime)?;

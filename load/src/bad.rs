@@ -18,7 +18,7 @@ static OVERSIZED: LazyLock<Vec<u8>> = LazyLock::new(|| {
     format!(r#"{{"name": "{}", "team": "a"}}"#, "x".repeat(OVERSIZED_BYTES)).into_bytes()
 });
 
-/// Cases below.
+/// How many cases [`plan`] draws from: the arms of its `match`.
 const CASES: u32 = 21;
 
 /// One bad request, drawn uniformly from the cases.

@@ -49,7 +49,8 @@ pub struct Args {
     allow_remote: bool,
 }
 
-/// The `load` subcommand.
+/// Runs `cargo xtask load` with its parsed `args`: prints the report (and writes it as JSON if
+/// asked); an error if the run saw a transport error or a 5xx (unless `--allow-5xx`).
 pub fn command(args: Args) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(clock_seed);
     let options = Options {

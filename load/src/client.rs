@@ -16,7 +16,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A response: its status and, for error statuses, the problem's `detail` (or the body's start).
 pub struct Reply {
-    /// The status code.
     pub status: u16,
     /// What the API said about an error (empty for 1xx–3xx).
     pub detail: String,

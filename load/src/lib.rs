@@ -78,14 +78,15 @@ pub enum Stop {
     Requests(u64),
 }
 
-/// What to run.
+/// One run of the load generator: where, for how long, how fast and which requests (what
+/// `cargo xtask load`'s flags set, for callers of [`run`]).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The API's base URL.
+    /// Where the API listens, as [`DEFAULT_URL`].
     pub url: String,
     /// Allow a URL whose host is not loopback.
     pub allow_remote: bool,
-    /// When to stop.
+    /// After how long, or how many requests, the mix ends.
     pub stop: Stop,
     /// Also stop once this is set (by whoever ends the fault a load runs through), whichever of
     /// it and `stop` comes first.

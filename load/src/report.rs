@@ -25,7 +25,7 @@ pub struct Latency {
 /// One route's latency percentiles in milliseconds, with how many responses they cover.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RouteLatency {
-    /// Responses.
+    /// How many responses the percentiles cover.
     pub count: u64,
     /// Median.
     pub p50: f64,

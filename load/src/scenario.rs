@@ -47,9 +47,9 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a queued intervention is followed before it is given up (e.g. no worker runs).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// A request body.
+/// What a request sends after its head, and as which `Content-Type`.
 pub enum Body {
-    /// None.
+    /// Nothing, and no `Content-Type`.
     Empty,
     /// JSON (`Content-Type: application/json`).
     Json(Value),
@@ -64,13 +64,11 @@ pub enum Body {
 pub struct Planned {
     /// Its kind; `None` for setup requests.
     pub kind: Option<Kind>,
-    /// The method.
     pub method: Method,
     /// Path and query.
     pub path: String,
     /// `METHOD /route/{template}`: the label it is counted under.
     pub route: &'static str,
-    /// The body.
     pub body: Body,
     /// What its response teaches the scenario.
     pub then: Then,

@@ -24,7 +24,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Records one value.
+    /// Adds one latency, in whole microseconds, to its bucket.
     pub fn record(&mut self, value: Duration) {
         let us = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
         let i = index(us);
@@ -36,7 +36,6 @@ impl Histogram {
         self.max_us = self.max_us.max(us);
     }
 
-    /// Values recorded.
     pub fn count(&self) -> u64 {
         self.total
     }

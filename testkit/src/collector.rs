@@ -133,7 +133,7 @@ impl Collector {
         self.daemon.log()
     }
 
-    /// The collector's process id.
+    /// The collector's pid, e.g. to check that it is gone after a drop.
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
     }

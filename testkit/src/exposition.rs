@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Sample {
     /// The sample name (with `_bucket`, `_sum`, ... suffixes).
     pub name: String,
-    /// Its labels.
+    /// Label names to their values, unescaped.
     pub labels: BTreeMap<String, String>,
-    /// Its value.
+    /// The number after the labels (`NaN`, `+Inf` and `-Inf` included).
     pub value: f64,
 }
 

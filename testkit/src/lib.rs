@@ -1,12 +1,14 @@
 //! The test harness of the workspace. Integration tests of every crate (and `cargo xtask`) share
-//! one way to find the natively built tools, pick free ports, wait with a deadline, speak HTTP to
-//! loopback servers, and run a real collector, so no test grows its own half-working copy.
+//! one way to find the natively built tools, pick free ports, wait with a deadline, run and signal
+//! child processes, speak HTTP to loopback servers, and run a real collector, so no test grows its
+//! own half-working copy.
 //!
 //! * [`tools`]: where the pinned tools live (the cache outside the clone) and the versions of
 //!   `.env`.
 //! * [`free_port`], [`wait_for`], [`http_get`]: the small pieces every server test needs.
 //! * [`process::Daemon`]: a child process that logs to a file and dies with its owner;
-//!   [`process::output`]: a short command under a deadline.
+//!   [`process::output`], [`process::run`]: a short command under a deadline, its output captured
+//!   or shown; [`process::signal`]: a signal by name, without `unsafe`.
 //! * [`Collector`]: the collector built from `collector/builder-config.yaml`, running the repo's own
 //!   `collector-config.yaml` on free loopback ports.
 //! * [`Postgres`], [`Redis`]: real servers from the OS packages on free loopback ports, which fault

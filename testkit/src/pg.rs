@@ -78,7 +78,7 @@ impl Cluster {
         self.bin_dir.join("postgres")
     }
 
-    /// The data directory.
+    /// Where `initdb` puts the cluster (the server's `-D`).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -1,18 +1,24 @@
 //! Child processes for tests and tools. Long-running ones ([`Daemon`]): output goes to a log file
 //! (so a failure can show it), and the process is killed and reaped when its owner is dropped, even
-//! when a test panics. Short ones ([`output`]): run to completion under a deadline, their output
-//! captured for the error message. Signals go through the `kill` command and the effective user id
-//! comes from `/proc`, because this workspace forbids `unsafe` (no libc calls).
+//! when a test panics. Short ones run to completion under a deadline, through one wait loop:
+//! [`output`] captures their output for the caller and the error message, [`run`] shows it (or
+//! not, [`Output`]) with a heartbeat while they are quiet for long. Signals are sent with `rustix`
+//! ([`signal`], [`signal_group`]); the effective user id comes from `/proc`.
 
 use anyhow::Context;
+use rustix::process::{Pid, Signal};
 use std::fs::OpenOptions;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How often a child is checked while waiting for it.
 const POLL: Duration = Duration::from_millis(50);
+
+/// How often a long command run with output says it is still running.
+const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// A spawned server process whose stdout and stderr are appended to a log file.
 #[derive(Debug)]
@@ -52,7 +58,8 @@ impl Daemon {
         &self.name
     }
 
-    /// The process id.
+    /// The pid it was spawned with (the number stays after the process exited: see
+    /// [`Daemon::exited`]).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -93,13 +100,9 @@ impl Daemon {
                 _ => {}
             }
         }
-        let deadline = Instant::now() + grace;
-        while self.exited()?.is_none() && Instant::now() < deadline {
-            std::thread::sleep(POLL);
-        }
-        if self.exited()?.is_none() {
+        if wait(&mut self.child, &self.name, grace, false)?.is_none() {
             eprintln!(
-                "testkit: {} (pid {}) still runs {:?} after SIG{signal_name}; killing it",
+                "testkit: {} (pid {}) still ran {:?} after SIG{signal_name}; killed it",
                 self.name,
                 self.pid(),
                 grace
@@ -128,11 +131,98 @@ impl Drop for Daemon {
     }
 }
 
-/// Sends `signal_name` (`TERM`, `INT`, `QUIT`, `KILL`, …) to `pid` with the `kill` command.
+/// Sends the signal named `signal_name` (`TERM`, `INT`, `QUIT`, `KILL`, `STOP`, `CONT`, `HUP`,
+/// `USR1`, `USR2`) to process `pid`. An error if the process does not exist (any more).
 pub fn signal(pid: u32, signal_name: &str) -> anyhow::Result<()> {
-    let mut kill = Command::new("kill");
-    kill.arg(format!("-{signal_name}")).arg(pid.to_string());
-    output(&format!("kill -{signal_name} {pid}"), &mut kill, Duration::from_secs(10)).map(drop)
+    let sig = parse_signal(signal_name)?;
+    rustix::process::kill_process(to_pid(pid)?, sig)
+        .with_context(|| format!("sending SIG{signal_name} to process {pid}"))
+}
+
+/// Sends the signal named `signal_name` (as for [`signal`]) to every process of the process group
+/// `pgid` (a group's id is its leader's pid).
+pub fn signal_group(pgid: u32, signal_name: &str) -> anyhow::Result<()> {
+    let sig = parse_signal(signal_name)?;
+    rustix::process::kill_process_group(to_pid(pgid)?, sig)
+        .with_context(|| format!("sending SIG{signal_name} to process group {pgid}"))
+}
+
+fn parse_signal(name: &str) -> anyhow::Result<Signal> {
+    Ok(match name {
+        "TERM" => Signal::TERM,
+        "INT" => Signal::INT,
+        "QUIT" => Signal::QUIT,
+        "KILL" => Signal::KILL,
+        "STOP" => Signal::STOP,
+        "CONT" => Signal::CONT,
+        "HUP" => Signal::HUP,
+        "USR1" => Signal::USR1,
+        "USR2" => Signal::USR2,
+        _ => anyhow::bail!("unknown signal name `{name}` (TERM, INT, QUIT, KILL, STOP, CONT, …)"),
+    })
+}
+
+/// `pid` as the kernel's type: 0 and numbers above `i32::MAX` are no process.
+fn to_pid(pid: u32) -> anyhow::Result<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| anyhow::anyhow!("{pid} is not a process id"))
+}
+
+/// Where the output of a command run by [`run`] goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// Straight to our stdout and stderr.
+    Inherit,
+    /// Line by line to our stderr, each line prefixed with `[<prefix>] ` (keeps stdout clean).
+    Prefixed(&'a str),
+    /// Discarded.
+    Quiet,
+}
+
+/// Runs `command` to completion (stdin closed), its output going where `output` says; `what`
+/// names it in messages. Unless [`Output::Quiet`], says every 30 s that it still runs (Go builds
+/// print nothing for minutes). A non-zero exit is an error; after `timeout` the command is killed
+/// and that is an error too.
+pub fn run(
+    what: &str,
+    command: &mut Command,
+    output: Output<'_>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Inherit => command.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+        Output::Prefixed(_) => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
+        Output::Quiet => command.stdout(Stdio::null()).stderr(Stdio::null()),
+    };
+    let mut child = command
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {what}: {command:?}"))?;
+    let mut forwarders = Vec::new();
+    if let Output::Prefixed(prefix) = output {
+        let streams = [reader(child.stdout.take()), reader(child.stderr.take())];
+        forwarders.extend(streams.into_iter().flatten().map(|s| forward(s, prefix.to_string())));
+    }
+    let heartbeat = !matches!(output, Output::Quiet);
+    let status = wait(&mut child, what, timeout, heartbeat)?;
+    for forwarder in forwarders {
+        let _ = forwarder.join();
+    }
+    match status {
+        Some(status) => anyhow::ensure!(status.success(), "{what} failed ({status})"),
+        None => anyhow::bail!("gave up after {} waiting for {what} (killed it)", human(timeout)),
+    }
+    Ok(())
+}
+
+/// Whether `program args…` runs and exits 0 within 30 s (e.g. a `--version` probe).
+pub fn runs(program: &Path, args: &[&str]) -> bool {
+    let mut command = Command::new(program);
+    command.args(args);
+    let what = format!("{} {}", program.display(), args.join(" "));
+    run(&what, &mut command, Output::Quiet, Duration::from_secs(30)).is_ok()
 }
 
 /// Runs `command` to completion (stdin closed) and returns its stdout. `what` names it in errors.
@@ -146,30 +236,10 @@ pub fn output(what: &str, command: &mut Command, timeout: Duration) -> anyhow::R
         .spawn()
         .with_context(|| format!("starting {what}: {command:?}"))?;
     // Both pipes are drained concurrently, so a chatty command never blocks on a full pipe.
-    let drain = |stream: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut stream) = stream {
-                let _ = stream.read_to_end(&mut bytes);
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().with_context(|| format!("waiting for {what}"))? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(POLL);
-    };
-    let join = |handle: std::thread::JoinHandle<String>| {
+    let stdout = drain(reader(child.stdout.take()));
+    let stderr = drain(reader(child.stderr.take()));
+    let status = wait(&mut child, what, timeout, false)?;
+    let join = |handle: JoinHandle<String>| {
         handle.join().unwrap_or_else(|_| String::from("<the reader thread panicked>"))
     };
     let (stdout, stderr) = (join(stdout), join(stderr));
@@ -184,6 +254,73 @@ pub fn output(what: &str, command: &mut Command, timeout: Duration) -> anyhow::R
             "gave up after {timeout:?} waiting for {what} (killed it)\nstderr:\n{}",
             stderr.trim_end()
         ),
+    }
+}
+
+/// The one wait of this module: polls `child` until it exits (`Some(status)`) or `timeout` has
+/// passed, when it is killed and reaped (`None`). With `heartbeat`, says on stderr every 30 s that
+/// `what` still runs.
+fn wait(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+    heartbeat: bool,
+) -> anyhow::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    let mut next_heartbeat = start + HEARTBEAT;
+    loop {
+        if let Some(status) = child.try_wait().with_context(|| format!("waiting for {what}"))? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= start + timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        if heartbeat && now >= next_heartbeat {
+            eprintln!("[{what}] still running ({} so far)", human(now - start));
+            next_heartbeat = now + HEARTBEAT;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A child's pipe, boxed so stdout and stderr have one type.
+fn reader(stream: Option<impl Read + Send + 'static>) -> Option<Box<dyn Read + Send>> {
+    stream.map(|s| Box::new(s) as Box<dyn Read + Send>)
+}
+
+/// Reads `stream` to its end in a thread; the text, lossily decoded.
+fn drain(stream: Option<Box<dyn Read + Send>>) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut stream) = stream {
+            let _ = stream.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Copies `stream` line by line to our stderr, each line prefixed with `[<prefix>] `.
+fn forward(stream: Box<dyn Read + Send>, prefix: String) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => eprintln!("[{prefix}] {line}"),
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// A duration for people: `4.2s`, `3m05s`.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
     }
 }
 
@@ -273,6 +410,58 @@ mod tests {
         let err =
             output("sleep", &mut sleep, Duration::from_millis(200)).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.starts_with("gave up after 200ms waiting for sleep")));
+    }
+
+    #[test]
+    fn run_failure_and_overrun_name_the_command() {
+        let err = run("false", &mut Command::new("false"), Output::Quiet, Duration::from_secs(5))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("false failed (exit status: 1)"));
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        let started = Instant::now();
+        let err = run("sleep", &mut sleep, Output::Quiet, Duration::from_millis(300))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("gave up after 0.3s waiting for sleep (killed it)"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn prefixed_output_is_forwarded_and_success_is_ok() {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", "echo hello; echo world >&2"]);
+        assert!(run("sh", &mut sh, Output::Prefixed("sh"), Duration::from_secs(5)).is_ok());
+        assert!(runs(Path::new("true"), &[]));
+        let mut echo = Command::new("echo");
+        echo.arg("captured");
+        let echoed = output("echo captured", &mut echo, Duration::from_secs(30)).ok();
+        assert_eq!(echoed.as_deref(), Some("captured\n"));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(human(Duration::from_secs(185)), "3m05s");
+    }
+
+    #[test]
+    fn signals_go_by_name_to_a_process_and_its_group() -> anyhow::Result<()> {
+        let mut command = Command::new("sleep");
+        command.arg("60");
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn()?;
+        let pid = child.id();
+        signal(pid, "STOP")?;
+        signal(pid, "CONT")?;
+        assert!(signal(pid, "NOPE").is_err_and(|e| e.to_string().contains("unknown signal")));
+        signal_group(pid, "KILL")?;
+        let status = child.wait()?;
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        assert!(signal(pid, "TERM").is_err(), "the process is gone");
+        assert!(signal(0, "TERM").is_err());
+        Ok(())
     }
 
     #[test]

@@ -26,7 +26,6 @@ impl ScratchDir {
         Ok(ScratchDir { path })
     }
 
-    /// The directory.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

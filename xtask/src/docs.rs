@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 
-/// The `docs` subcommand.
 pub fn command() -> anyhow::Result<()> {
     let path = testkit::repo_root().join("docs").join("METRICS.md");
     let markdown = otel::catalogue::markdown();

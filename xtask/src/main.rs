@@ -8,16 +8,15 @@
 //! * `load`: drives a mix of requests against the API (replaces locust) and reports counts and
 //!   latencies by route; fails on a 5xx or a transport error.
 //! * `bench`: what the metrics pipeline costs and how it behaves (layer overhead, API and worker
-//!   throughput instrumented vs disabled, freshness, a URL flood), one `name=value` line each.
+//!   throughput instrumented vs disabled, freshness, a URL flood), one `name=value` line each;
+//!   the benchmarks are the `bench` crate, as the load generator is the `load` crate.
 //! * `e2e`: the live proof: the whole stack under load, every dashboard and rule query against the
 //!   real Prometheus, alerts under induced faults.
 //! * `docs`: regenerates `docs/METRICS.md` from the metric catalogue.
 //! * `test`: everything CI checks, in order, failing fast.
 
-mod bench;
 mod docs;
 mod e2e;
-mod run;
 mod stack;
 mod test;
 mod tools;
@@ -67,7 +66,7 @@ fn main() -> ExitCode {
         Command::Tools { print } => tools::command(print),
         Command::Stack { action } => stack::command(action),
         Command::Load(args) => load::command(args),
-        Command::Bench(args) => bench::command(args),
+        Command::Bench(args) => bench::command(args, &stack::NATIVE),
         Command::E2e => e2e::command(),
         Command::Docs => docs::command(),
         Command::Test => test::command(),

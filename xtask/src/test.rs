@@ -4,13 +4,13 @@
 //! lines prefixed with the step's name: none of them uses the ports the live proof's stack does, and
 //! together they take minutes the live proof spends mostly waiting for alerts.
 
-use crate::run::{Output, human, run};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::process::{Output, human, run};
 
-/// A step: a name and what it does.
+/// One step of the command: the name its lines announce, and its work.
 struct Step {
     name: &'static str,
     action: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
@@ -34,7 +34,6 @@ impl Step {
     }
 }
 
-/// The `test` subcommand.
 pub fn command() -> anyhow::Result<()> {
     let steps = steps();
     let total = steps.len();
@@ -83,7 +82,6 @@ pub fn command() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `m` minutes.
 const fn minutes(m: u64) -> Duration {
     Duration::from_secs(m * 60)
 }

@@ -22,11 +22,10 @@
 //!   differs; Grafana finds every provisioning directory it reads.
 //!
 //! The Go program is built once per version of its sources into the tool cache
-//! (`<cache>/compose-check-<hash>/compose-check`, see `support/go_program.rs`), from the Go
+//! (`<cache>/compose-check-<hash>/compose-check`, see `xtask::go_program`), from the Go
 //! module proxy; it needs `go` on PATH, like `cargo xtask tools`.
 
-#[path = "support/go_program.rs"]
-mod go_program;
+use xtask::go_program;
 
 use anyhow::Context;
 use serde_yaml::Value;

@@ -12,15 +12,14 @@
 //! the Infrastructure dashboard shows the collector from its own scrape job.
 //!
 //! That the queries return data from the real pipeline is proven elsewhere, with
-//! `support::dashboards::queries()`.
+//! `xtask::dashboards::queries()`.
 
-#[path = "support/dashboards.rs"]
-mod dashboards;
-
-use dashboards::{Dashboard, PROVISIONED_DATASOURCE_UID, is_row, load_all, targets, title};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
+use xtask::dashboards::{
+    self, Dashboard, PROVISIONED_DATASOURCE_UID, is_row, load_all, targets, title,
+};
 
 /// The dashboards the repository must have, by uid (docs/ARCHITECTURE.md, "1. The pipeline").
 const EXPECTED_UIDS: [&str; 5] =

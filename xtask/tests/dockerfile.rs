@@ -8,13 +8,11 @@
 //! `docker build --check` where Docker runs.
 //!
 //! The program is built once per version of its sources into the tool cache (see
-//! `support/go_program.rs`); it needs `go` on PATH, like `cargo xtask tools`.
-
-#[path = "support/go_program.rs"]
-mod go_program;
+//! `xtask::go_program`); it needs `go` on PATH, like `cargo xtask tools`.
 
 use std::process::Command;
 use std::time::Duration;
+use xtask::go_program;
 
 /// How long one lint may take.
 const LINT_TIMEOUT: Duration = Duration::from_secs(60);

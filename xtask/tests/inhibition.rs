@@ -31,7 +31,7 @@ use testkit::process::Daemon;
 /// The configuration under test, relative to the repo root; always the file itself, never a copy.
 const ALERTMANAGER_CONFIG: &str = "alertmanager/alertmanager.yml";
 
-/// The cases.
+/// Alerts that fire together, and for each whether Alertmanager must hold it back.
 const CASES: &str = "alertmanager/tests/inhibitions.yaml";
 
 /// The alert rules the inhibit rules name.

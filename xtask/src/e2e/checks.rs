@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// Checks made so far.
+/// The ledger: how many checks passed, and which failed.
 #[derive(Default)]
 pub struct Checks {
     passed: usize,
@@ -21,18 +21,17 @@ impl Checks {
         }
     }
 
-    /// Records a failure.
+    /// Records `what` as failed, printing `why` indented under it.
     pub fn fail(&mut self, what: &str, why: &str) {
         println!("    FAIL {what}\n         {}", why.replace('\n', "\n         "));
         self.failures.push(what.to_string());
     }
 
-    /// Failures so far.
     pub fn failed(&self) -> usize {
         self.failures.len()
     }
 
-    /// The closing lines.
+    /// Prints the closing lines: the time taken, each failure, then `N passed, M failed`.
     pub fn summary(&self, took: Duration) {
         println!("\nlive proof took {} s", took.as_secs());
         for f in &self.failures {

@@ -13,9 +13,6 @@
 //! It ends with one `N passed, M failed` line.
 
 mod checks;
-#[allow(missing_docs)]
-#[path = "../../tests/support/dashboards.rs"]
-mod dashboards;
 mod faults;
 mod matrix;
 mod prom;
@@ -26,6 +23,7 @@ use checks::Checks;
 use load::{Options, Stop};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use xtask::dashboards;
 
 /// Every API request Prometheus counted (health checks aside).
 const COUNT_API_REQUESTS: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route!~\"/health/.*\"})";
@@ -36,7 +34,6 @@ const SLOW_MS: f64 = 1_000.0;
 /// How much the API's resident memory may grow while the collector is away.
 const RSS_BOUND_KIB: u64 = 50 * 1024;
 
-/// The `e2e` subcommand.
 pub fn command() -> anyhow::Result<()> {
     let started = Instant::now();
     crate::stack::ensure_ports_free("the live proof")?;
@@ -53,13 +50,31 @@ pub fn command() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The live proof's seven steps, in order; each check goes to `checks`, and only what stops the
+/// proof from going on (the stack cannot be driven) is an error.
 fn prove(
     checks: &mut Checks,
     stack: &Stack,
     sink: &sink::Sink,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<()> {
-    // 1. Healthy load: every endpoint and job kind, bad requests included.
+    let report = healthy_load(checks, stack)?;
+    nothing_lost(checks, &report);
+    let rules = rules_healthy(checks)?;
+    let during = collector_stopped(checks, stack, runtime)?;
+    redis_stopped(checks, stack, runtime)?;
+    // Step 6, the fault matrix: each fault fires the alert that names it, which reaches its receiver
+    // (or is held back by the alert that explains it) and resolves after the fault.
+    let accepted_in_faults = matrix::run(checks, stack, sink, runtime)?;
+    let accepted = report["by_status"]["202"].as_u64().unwrap_or(0)
+        + during.by_status.get("202").copied().unwrap_or(0)
+        + accepted_in_faults;
+    every_query_returns_data(checks, runtime, &rules, accepted)
+}
+
+/// Step 1: Healthy load: every endpoint and job kind, bad requests included. Returns the load
+/// generator's JSON report.
+fn healthy_load(checks: &mut Checks, stack: &Stack) -> anyhow::Result<serde_json::Value> {
     step("healthy load: cargo xtask load --seed-graph 2000 --duration 60s (the README's command)");
     let json = testkit::repo_root().join("target").join("e2e").join("load.json");
     let status = Command::new(&stack.exe)
@@ -73,7 +88,6 @@ fn prove(
         || format!("cargo xtask load exited {status}"),
     );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
-    let count = |key: &str| report[key].as_u64().unwrap_or(0);
     let bad: u64 = report["bad_by_status"]
         .as_object()
         .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
@@ -87,9 +101,14 @@ fn prove(
             )
         },
     );
+    Ok(report)
+}
 
-    // 2. Nothing lost: Prometheus counts exactly what the client received.
+/// Step 2: Nothing lost: Prometheus counts exactly what the client received (the healthy load's
+/// `report`), and every job the load accepted finishes.
+fn nothing_lost(checks: &mut Checks, report: &serde_json::Value) {
     step("Prometheus' request count equals the load generator's");
+    let count = |key: &str| report[key].as_u64().unwrap_or(0);
     let expected = count("total") as f64;
     let counted = wait_for_value(COUNT_API_REQUESTS, |v| v >= expected, Duration::from_secs(90));
     checks.check(
@@ -102,7 +121,6 @@ fn prove(
             )
         },
     );
-    // Every job the load accepted finishes.
     let idle = wait_for_value(
         "sum(orgraph_queue_jobs{job_state=~\"pending|running\"})",
         |v| v == 0.0,
@@ -113,8 +131,11 @@ fn prove(
     });
     // Let every recording rule see two evaluations over the fresh data.
     std::thread::sleep(Duration::from_secs(35));
+}
 
-    // 3. Rules load and nothing fires under healthy load.
+/// Step 3: Rules load and nothing fires under healthy load. Returns the rules, whose queries step 7
+/// runs.
+fn rules_healthy(checks: &mut Checks) -> anyhow::Result<Vec<prom::Rule>> {
     step("rules are healthy; no alert fires under healthy load");
     let rules = prom::rules()?;
     let unhealthy: Vec<String> = rules
@@ -135,10 +156,18 @@ fn prove(
     checks.check("no alert but the Watchdog fires under healthy load", firing.is_empty(), || {
         firing.join("\n")
     });
+    Ok(rules)
+}
 
-    // 4. The collector stopped for 30 s under load: requests keep succeeding at full speed, the
-    // API's memory stays bounded, and afterwards Prometheus has counted every request
-    // (cumulative temporality: the first export after the restart carries all of them).
+/// Step 4: The collector stopped for 30 s under load: requests keep succeeding at full speed, the
+/// API's memory stays bounded, and afterwards Prometheus has counted every request (cumulative
+/// temporality: the first export after the restart carries all of them). Returns the report of
+/// the load that ran meanwhile.
+fn collector_stopped(
+    checks: &mut Checks,
+    stack: &Stack,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<load::Report> {
     step("fault: the collector stopped for 30 s under load");
     let before = prom::value(COUNT_API_REQUESTS)?.unwrap_or(0.0);
     let rss_before = stack.rss_kib("api");
@@ -183,8 +212,15 @@ fn prove(
             )
         },
     );
+    Ok(during)
+}
 
-    // 5. Redis stopped: reads degrade to L1 and Postgres, no 5xx.
+/// Step 5: Redis stopped: reads degrade to L1 and Postgres, no 5xx.
+fn redis_stopped(
+    checks: &mut Checks,
+    stack: &Stack,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     step("fault: Redis stopped under load");
     stack.run(&["stop", "redis"])?;
     let without_redis = runtime.block_on(load::run(Options {
@@ -200,14 +236,18 @@ fn prove(
         without_redis.problems(false).is_empty(),
         || format!("{:?}", without_redis.problems(false)),
     );
-    stack.run(&["start", "redis"])?;
+    stack.run(&["start", "redis"])
+}
 
-    // 6. The fault matrix: each fault fires the alert that names it, which reaches its receiver
-    // (or is held back by the alert that explains it) and resolves after the fault.
-    let accepted_in_faults = matrix::run(checks, stack, sink, runtime)?;
-
-    // 7. Every dashboard query and every rule returns data (after the faults, error and failure
-    // series exist too), except the named exemptions.
+/// Step 7: After recovery, every dashboard query and every rule returns data (after the faults, error
+/// and failure series exist too), except the named exemptions; and every job accepted (the
+/// `accepted` 202s of the runs before, and the recovery's own) finished.
+fn every_query_returns_data(
+    checks: &mut Checks,
+    runtime: &tokio::runtime::Runtime,
+    rules: &[prom::Rule],
+    accepted: u64,
+) -> anyhow::Result<()> {
     step("every dashboard and rule query parses and returns data");
     let recovery = runtime.block_on(load::run(Options {
         stop: Stop::After(Duration::from_secs(30)),
@@ -219,25 +259,7 @@ fn prove(
     checks.check("after recovery the load saw no 5xx", recovery.problems(false).is_empty(), || {
         format!("{:?}", recovery.problems(false))
     });
-
-    // Every job that got a 202, in every run, finished: none was lost to the faults.
-    let accepted = [
-        report["by_status"]["202"].as_u64().unwrap_or(0),
-        during.by_status.get("202").copied().unwrap_or(0),
-        recovery.by_status.get("202").copied().unwrap_or(0),
-        accepted_in_faults,
-    ];
-    let accepted: u64 = accepted.iter().sum();
-    let finished = wait_until(Duration::from_secs(180), || {
-        sql("SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'failed')")
-            .is_ok_and(|n| n == "0")
-    });
-    let recorded = sql("SELECT count(*) FROM jobs");
-    checks.check(
-        &format!("every accepted job (202 ×{accepted}) is recorded and finished: none lost"),
-        finished && recorded.as_deref().ok() == Some(accepted.to_string().as_str()),
-        || format!("jobs recorded {recorded:?}, all finished: {finished}"),
-    );
+    every_job_finished(checks, accepted + recovery.by_status.get("202").copied().unwrap_or(0));
     // Every recording rule evaluated over the recovery's data: the SLO groups run every minute,
     // and their 5-minute ratios are NaN ("no data") until requests of the last 5 minutes are in.
     std::thread::sleep(Duration::from_secs(35));
@@ -249,6 +271,28 @@ fn prove(
     checks.check("the SLO rules recorded the recovery's requests", slo.is_some(), || {
         "job:slo_latency_slow:ratio_rate5m stayed NaN or absent for 150 s".to_string()
     });
+    run_every_query(checks, rules);
+    Ok(())
+}
+
+/// Every job that got a 202 (`accepted` of them, in every run) is recorded and finished: none was
+/// lost to the faults.
+fn every_job_finished(checks: &mut Checks, accepted: u64) {
+    let finished = wait_until(Duration::from_secs(180), || {
+        sql("SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'failed')")
+            .is_ok_and(|n| n == "0")
+    });
+    let recorded = sql("SELECT count(*) FROM jobs");
+    checks.check(
+        &format!("every accepted job (202 ×{accepted}) is recorded and finished: none lost"),
+        finished && recorded.as_deref().ok() == Some(accepted.to_string().as_str()),
+        || format!("jobs recorded {recorded:?}, all finished: {finished}"),
+    );
+}
+
+/// Runs every dashboard panel query and every rule's query: each must run, and return data
+/// unless [`exempt`] says why it may not.
+fn run_every_query(checks: &mut Checks, rules: &[prom::Rule]) {
     let mut queries: Vec<(String, String)> = dashboards::queries()
         .into_iter()
         .map(|(dashboard, panel, expr)| (format!("dashboard {dashboard} / {panel}"), expr))
@@ -273,7 +317,6 @@ fn prove(
         "    {} queries run: {with_data} with data, {exempted} empty by design",
         queries.len()
     );
-    Ok(())
 }
 
 /// Queries that may return nothing after the run above, with the reason.

@@ -71,10 +71,9 @@ pub fn rules() -> anyhow::Result<Vec<Rule>> {
     Ok(out)
 }
 
-/// A loaded rule.
+/// A rule as Prometheus' `/api/v1/rules` reports it.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Its group.
     pub group: String,
     /// Recorded series or alert name.
     pub name: String,
@@ -82,9 +81,8 @@ pub struct Rule {
     pub kind: String,
     /// `ok`, `err` or `unknown`.
     pub health: String,
-    /// The last evaluation error.
+    /// The last evaluation error (empty if none).
     pub error: String,
-    /// Its expression.
     pub query: String,
 }
 

@@ -105,7 +105,6 @@ impl Sink {
 pub struct Notified {
     /// Its `alertname`.
     pub name: String,
-    /// All its labels.
     pub labels: serde_json::Value,
     /// When the notification arrived.
     pub at: Instant,

@@ -14,6 +14,10 @@ mod service;
 
 pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV};
 
+/// This stack, as the freshness benchmark of `cargo xtask bench` runs it.
+pub const NATIVE: bench::NativeStack =
+    bench::NativeStack { ensure_ports_free, own_copy, dir_env: STACK_DIR_ENV };
+
 /// The compose ports the native stack listens on (on 127.0.0.1).
 const PORTS: &[(u16, &str)] = &[
     (5432, "postgres"),
@@ -54,11 +58,11 @@ pub fn own_copy(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     Ok(copy)
 }
 
-use crate::run::human;
 use anyhow::Context;
 use clap::Subcommand;
 use service::{Native, Service};
 use std::time::{Duration, Instant};
+use testkit::process::human;
 
 /// How long a service may take to become healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -103,7 +107,6 @@ pub enum Action {
     },
 }
 
-/// The `stack` subcommand.
 pub fn command(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Up => {
@@ -138,9 +141,9 @@ pub fn command(action: Action) -> anyhow::Result<()> {
         }
         Action::Start { service } => start(&service.native()?, Build::First),
         Action::Stop { service } => stop(&service.native()?),
-        Action::Kill { service } => signal_group(&service.native()?, "KILL"),
-        Action::Pause { service } => signal_group(&service.native()?, "STOP"),
-        Action::Resume { service } => signal_group(&service.native()?, "CONT"),
+        Action::Kill { service } => signal_service(&service.native()?, "KILL"),
+        Action::Pause { service } => signal_service(&service.native()?, "STOP"),
+        Action::Resume { service } => signal_service(&service.native()?, "CONT"),
     }
 }
 
@@ -231,10 +234,10 @@ fn stop(native: &Native) -> anyhow::Result<()> {
 
 /// Sends `signal` to `native`, its process group and every descendant (each service leads its
 /// group, but Postgres' backends leave it). After SIGKILL the pid file goes, as after `stop`.
-fn signal_group(native: &Native, signal: &str) -> anyhow::Result<()> {
+fn signal_service(native: &Native, signal: &str) -> anyhow::Result<()> {
     let name = native.service;
     let pid = pid::running(native).with_context(|| format!("{name} is not running"))?;
-    pid::signal_tree(signal, pid)?;
+    pid::signal_tree(pid, signal)?;
     if signal == "KILL" {
         pid::remove(native);
     }

@@ -4,11 +4,10 @@
 //! command line into one title, `<binary> 127.0.0.1:6379`; its first word counts then.)
 
 use super::service::Native;
-use crate::run::{Output, run};
 use anyhow::Context;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+use testkit::process::{signal, signal_group};
 
 /// How long SIGKILL may take.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -53,7 +52,12 @@ pub fn terminate(
     signal_name: &str,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    signal(signal_name, pid)?;
+    // A process that exited meanwhile is fine: `alive` decides.
+    let send = |signal_name| match signal(pid, signal_name) {
+        Err(e) if alive(pid) => Err(e),
+        _ => Ok(()),
+    };
+    send(signal_name)?;
     let gone = |grace| {
         testkit::wait_for(&format!("{name} (pid {pid}) to exit"), grace, || {
             Ok((!alive(pid)).then_some(()))
@@ -63,7 +67,7 @@ pub fn terminate(
         return Ok(());
     }
     eprintln!("{name}: still running {}s after SIG{signal_name}, sending SIGKILL", grace.as_secs());
-    signal("KILL", pid)?;
+    send("KILL")?;
     gone(KILL_GRACE)
 }
 
@@ -71,23 +75,25 @@ pub fn terminate(
 /// `setsid`, so its group holds the postmaster alone: a backend keeps serving its open connection
 /// unless it is signalled itself. The parent goes first (a stopped postmaster forks no new
 /// backend), except for SIGCONT, where the children go first.
-pub fn signal_tree(signal_name: &str, pid: u32) -> anyhow::Result<()> {
-    let children: Vec<String> = descendants(pid).iter().map(u32::to_string).collect();
-    let group = [format!("-{pid}")];
-    let (first, second): (&[String], &[String]) =
-        if signal_name == "CONT" { (&children, &group) } else { (&group, &children) };
-    for targets in [first, second] {
-        if targets.is_empty() {
-            continue;
+pub fn signal_tree(pid: u32, signal_name: &str) -> anyhow::Result<()> {
+    // Found before the root is signalled: a killed root's children are reparented.
+    let descendants = descendants(pid);
+    let children = || {
+        for &child in &descendants {
+            // A descendant may have exited meanwhile.
+            let _ = signal(child, signal_name);
         }
-        let mut kill = Command::new("kill");
-        kill.arg(format!("-{signal_name}")).arg("--").args(targets);
-        let what = format!("kill -{signal_name} -- {}", targets.join(" "));
-        match run(&what, &mut kill, Output::Quiet, Duration::from_secs(10)) {
-            // The root must take it; a descendant may have exited meanwhile.
-            Err(e) if targets == group && alive(pid) => return Err(e),
-            _ => {}
-        }
+    };
+    if signal_name == "CONT" {
+        children();
+    }
+    match signal_group(pid, signal_name) {
+        // The root must take it.
+        Err(e) if alive(pid) => return Err(e),
+        _ => {}
+    }
+    if signal_name != "CONT" {
+        children();
     }
     Ok(())
 }
@@ -118,14 +124,48 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-/// `kill -<signal> <pid>`: the `kill` command, since this workspace forbids `unsafe`.
-fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
-    let mut kill = Command::new("kill");
-    kill.arg(format!("-{signal}")).arg(pid.to_string());
-    let what = format!("kill -{signal} {pid}");
-    match run(&what, &mut kill, Output::Quiet, Duration::from_secs(10)) {
-        // A process that exited meanwhile is fine: `alive` decides.
-        Err(e) if alive(pid) => Err(e),
-        _ => Ok(()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    /// The state letter of `/proc/<pid>/stat` (`S` sleeping, `T` stopped, …).
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.trim_start().chars().next()
+    }
+
+    #[test]
+    fn a_tree_is_stopped_continued_and_killed_with_a_child_that_left_the_group()
+    -> anyhow::Result<()> {
+        // The child leaves the group (`setsid`, as Postgres' backends do): only the tree walk
+        // reaches it.
+        let mut command = Command::new("sh");
+        command.args(["-c", "setsid sleep 60 & wait"]).process_group(0);
+        let mut root = command.spawn()?;
+        let pid = root.id();
+        let child = testkit::wait_for("the child", Duration::from_secs(5), || {
+            Ok(descendants(pid).into_iter().find(|&c| state(c).is_some_and(|s| s != 'Z')))
+        })?;
+        signal_tree(pid, "STOP")?;
+        let stopped = |p| {
+            testkit::wait_for("stopped", Duration::from_secs(5), || {
+                Ok((state(p) == Some('T')).then_some(()))
+            })
+        };
+        stopped(pid)?;
+        stopped(child)?;
+        signal_tree(pid, "CONT")?;
+        testkit::wait_for("running again", Duration::from_secs(5), || {
+            Ok([pid, child].iter().all(|&p| state(p) != Some('T')).then_some(()))
+        })?;
+        signal_tree(pid, "KILL")?;
+        root.wait()?;
+        testkit::wait_for("the child gone", Duration::from_secs(5), || {
+            Ok(state(child).is_none_or(|s| s == 'Z').then_some(()))
+        })?;
+        assert!(signal_tree(pid, "TERM").is_ok(), "a root that is gone is no error");
+        Ok(())
     }
 }

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use testkit::pg::{self, Cluster};
+use testkit::process::{Output, run};
 use testkit::{Redis, tools};
 
 /// A service of the stack, as compose names it.
@@ -52,7 +53,6 @@ pub enum Service {
 /// How to run one service natively.
 #[derive(Debug)]
 pub struct Native {
-    /// Which service.
     pub service: Service,
     /// Absolute path of the binary (also how a running process is recognised).
     pub binary: PathBuf,
@@ -82,11 +82,8 @@ enum Kind {
     /// before each start, healthy when a GET of `health` answers 200, stopped with SIGTERM and
     /// given `stop_grace` to finish its in-flight work and flush its telemetry.
     Built {
-        /// The cargo package.
         package: &'static str,
-        /// The binary target of the package.
         bin: &'static str,
-        /// The readiness URL.
         health: String,
         /// How long it gets after SIGTERM before SIGKILL.
         stop_grace: Duration,
@@ -467,7 +464,7 @@ pub fn build(natives: &[&Native]) -> anyhow::Result<()> {
     let what = format!("cargo {}", args.join(" "));
     let names: Vec<String> = built.iter().map(|(native, ..)| native.service.to_string()).collect();
     eprintln!("{}: {what}", names.join(", "));
-    crate::run::run(&what, &mut command, crate::run::Output::Inherit, BUILD_TIMEOUT)?;
+    run(&what, &mut command, Output::Inherit, BUILD_TIMEOUT)?;
     for (native, ..) in built {
         anyhow::ensure!(
             native.binary.is_file(),

@@ -4,9 +4,8 @@
 //! `run:` scripts when shellcheck is on PATH.
 
 use super::go;
-use crate::run;
 use std::path::PathBuf;
-use testkit::tools;
+use testkit::{process, tools};
 
 /// The Go package of the command.
 const PACKAGE: &str = "github.com/rhysd/actionlint/cmd/actionlint";
@@ -14,7 +13,7 @@ const PACKAGE: &str = "github.com/rhysd/actionlint/cmd/actionlint";
 /// The actionlint binary, built if it is missing or does not run.
 pub fn ensure(version: &str) -> anyhow::Result<PathBuf> {
     let path = tools::actionlint_path()?;
-    if path.is_file() && run::runs(&path, &["-version"]) {
+    if path.is_file() && process::runs(&path, &["-version"]) {
         eprintln!("actionlint {version}: ok ({})", path.display());
         return Ok(path);
     }

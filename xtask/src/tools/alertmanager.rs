@@ -6,10 +6,9 @@
 //! `go install` fails with `pattern app/dist: no matching files found`.
 
 use super::go;
-use crate::run;
 use anyhow::Context;
 use std::path::PathBuf;
-use testkit::tools;
+use testkit::{process, tools};
 
 /// The Go module of both commands.
 const MODULE: &str = "github.com/prometheus/alertmanager";
@@ -21,7 +20,7 @@ const FIRST_UNBUILDABLE_MINOR: u32 = 32;
 pub fn ensure(version: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     let alertmanager = tools::alertmanager_path()?;
     let amtool = tools::amtool_path()?;
-    if [&alertmanager, &amtool].iter().all(|p| p.is_file() && run::runs(p, &["--version"])) {
+    if [&alertmanager, &amtool].iter().all(|p| p.is_file() && process::runs(p, &["--version"])) {
         eprintln!("alertmanager {version}: ok ({})", alertmanager.display());
         eprintln!("amtool {version}: ok ({})", amtool.display());
         return Ok((alertmanager, amtool));

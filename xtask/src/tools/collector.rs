@@ -4,15 +4,16 @@
 
 use super::go;
 use super::manifest::{self, Manifest};
-use crate::run::{self, Output};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+use testkit::process::{self, Output};
 use testkit::tools;
 
 /// The builder binary, installed with `go install` if missing or broken.
 pub fn ensure_builder(version: &str) -> anyhow::Result<PathBuf> {
     let path = tools::builder_path()?;
-    if path.is_file() && run::runs(&path, &["version"]) {
+    if path.is_file() && process::runs(&path, &["version"]) {
         eprintln!("builder {version}: ok ({})", path.display());
         return Ok(path);
     }
@@ -39,7 +40,12 @@ pub fn ensure_otelcol(builder: &Path, manifest: &Manifest) -> anyhow::Result<Pat
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     let mut command = Command::new(builder);
     command.arg("--config").arg(manifest::path()).current_dir(&dir);
-    run::run("otelcol build", &mut command, Output::Prefixed("otelcol build"), go::BUILD_TIMEOUT)?;
+    process::run(
+        "otelcol build",
+        &mut command,
+        Output::Prefixed("otelcol build"),
+        go::BUILD_TIMEOUT,
+    )?;
     tools::require(&path, "otelcol")?;
     built_as(&path, manifest).map_err(|e| e.context("the collector just built"))?;
     Ok(path)
@@ -48,7 +54,10 @@ pub fn ensure_otelcol(builder: &Path, manifest: &Manifest) -> anyhow::Result<Pat
 /// `Ok` if the collector at `path` runs and holds exactly the manifest's components.
 fn built_as(path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     anyhow::ensure!(path.is_file(), "{} does not exist", path.display());
-    let components = run::capture(path, &["components"])?;
+    let mut command = Command::new(path);
+    command.arg("components");
+    let what = format!("{} components", path.display());
+    let components = process::output(&what, &mut command, Duration::from_secs(30))?;
     let built = Manifest::from_components_output(&components)?;
     anyhow::ensure!(
         manifest.is_built_as(&built),

@@ -1,10 +1,10 @@
 //! `go install` into a chosen directory, the one way the Go tools get built: Go's own module and
 //! build caches (`~/go/pkg/mod`, `~/.cache/go-build`) make a second build cheap.
 
-use crate::run::{Output, run};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use testkit::process::{Output, run};
 
 /// Bound on one Go build: the collector and Prometheus take minutes on two cores.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(90 * 60);

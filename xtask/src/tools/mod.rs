@@ -18,13 +18,9 @@ use std::path::PathBuf;
 pub struct ToolSet {
     /// The collector built from `collector/builder-config.yaml`.
     pub otelcol: PathBuf,
-    /// The Prometheus server.
     pub prometheus: PathBuf,
-    /// promtool.
     pub promtool: PathBuf,
-    /// The Alertmanager server.
     pub alertmanager: PathBuf,
-    /// amtool.
     pub amtool: PathBuf,
     /// The collector builder (ocb).
     pub builder: PathBuf,
@@ -32,11 +28,9 @@ pub struct ToolSet {
     pub actionlint: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
     pub pg_ctl: PathBuf,
-    /// `redis-server`.
     pub redis_server: PathBuf,
 }
 
-/// The `tools` subcommand.
 pub fn command(print: bool) -> anyhow::Result<()> {
     let tools = ensure()?;
     if print {

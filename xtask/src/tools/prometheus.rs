@@ -2,9 +2,8 @@
 //! `github.com/prometheus/prometheus`, whose versions encode release 3.X.Y as v0.(300+X).Y.
 
 use super::go;
-use crate::run;
 use std::path::PathBuf;
-use testkit::tools;
+use testkit::{process, tools};
 
 /// The Go module of both commands.
 const MODULE: &str = "github.com/prometheus/prometheus";
@@ -13,7 +12,7 @@ const MODULE: &str = "github.com/prometheus/prometheus";
 pub fn ensure(version: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     let prometheus = tools::prometheus_path()?;
     let promtool = tools::promtool_path()?;
-    if [&prometheus, &promtool].iter().all(|p| p.is_file() && run::runs(p, &["--version"])) {
+    if [&prometheus, &promtool].iter().all(|p| p.is_file() && process::runs(p, &["--version"])) {
         eprintln!("prometheus {version}: ok ({})", prometheus.display());
         eprintln!("promtool {version}: ok ({})", promtool.display());
         return Ok((prometheus, promtool));

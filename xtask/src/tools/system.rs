@@ -2,22 +2,21 @@
 //! apt-get; anywhere else the exact command is printed and the run fails, because installing
 //! system packages is the machine owner's call.
 
-use crate::run::{self, Output};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use testkit::process::{Output, run};
 use testkit::tools;
 
 /// The Debian packages that provide them.
 const PACKAGES: [&str; 2] = ["postgresql", "redis-server"];
 
-/// Paths of the system tools.
+/// Where the OS packages put Postgres and Redis.
 #[derive(Debug)]
 pub struct SystemTools {
     /// `pg_ctl` (with `initdb` and `postgres` in the same directory).
     pub pg_ctl: PathBuf,
-    /// `redis-server`.
     pub redis_server: PathBuf,
 }
 
@@ -65,8 +64,8 @@ fn apt_install() -> anyhow::Result<()> {
         command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         command
     };
-    run::run("apt-get update", &mut apt(&["update", "-q"]), Output::Prefixed("apt"), timeout)?;
+    run("apt-get update", &mut apt(&["update", "-q"]), Output::Prefixed("apt"), timeout)?;
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
     install.args(PACKAGES);
-    run::run("apt-get install", &mut install, Output::Prefixed("apt"), timeout)
+    run("apt-get install", &mut install, Output::Prefixed("apt"), timeout)
 }

@@ -5,11 +5,11 @@
 //! never guessed; a result older than this run is refused.
 
 use super::{Figures, Plan};
-use crate::run::{Output, run as run_command};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
+use testkit::process::{Output, run as run_command};
 
 /// The benchmark group of `otel/benches/http_layer.rs`.
 const GROUP: &str = "http_layer";

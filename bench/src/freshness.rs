@@ -1,7 +1,8 @@
 //! Freshness: how long after a request its count is visible in Prometheus, through the whole
 //! pipeline (the API's periodic export, the collector, Prometheus' scrape). It needs Prometheus
 //! with the repo's `prometheus/prometheus.yml`, whose targets are the fixed compose ports, so it
-//! runs the native stack: this binary's `stack up` with its state in `<target>/bench/stack`
+//! runs the native stack: `cargo xtask stack up` (see [`NativeStack`]) with its state in
+//! `<target>/bench/stack`
 //! (fresh each time), on the compose ports, which must therefore be free. The stack is taken
 //! down at the end, also on error.
 //!
@@ -10,12 +11,12 @@
 //! then. The worst trial is reported; its bound is the export interval plus the scrape interval
 //! (15 s each) plus a little for the request, the export and the scrape themselves.
 
-use super::{Figures, Plan, fresh_dir};
-use crate::run::{Output, run as run_command};
+use super::{Figures, NativeStack, Plan, fresh_dir};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::process::{Output, run as run_command};
 use tokio::runtime::Runtime;
 
 /// The stack's API.
@@ -41,10 +42,15 @@ const VISIBLE_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(250);
 
 /// Adds `freshness_s`: the worst of the trials, in seconds.
-pub fn run(plan: Plan, runtime: &Runtime, figures: &mut Figures) -> anyhow::Result<()> {
-    crate::stack::ensure_ports_free("the freshness benchmark")?;
+pub fn run(
+    plan: Plan,
+    native: &NativeStack,
+    runtime: &Runtime,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    (native.ensure_ports_free)("the freshness benchmark")?;
     let dir = fresh_dir("stack")?;
-    let stack = Stack { exe: crate::stack::own_copy(&dir)?, dir };
+    let stack = Stack { exe: (native.own_copy)(&dir)?, dir, dir_env: native.dir_env };
     eprintln!("[bench] freshness: cargo xtask stack up (state in {})", stack.dir.display());
     stack.run("up", UP_TIMEOUT)?;
     let client = super::drive::client(1)?;
@@ -127,10 +133,12 @@ fn parse_value(body: &serde_json::Value) -> anyhow::Result<Option<f64>> {
     text.parse().map(Some).with_context(|| format!("`{text}` is not a number"))
 }
 
-/// The stack in `dir`, run by `exe` (a copy of this very binary); `stack down` when dropped.
+/// The stack in `dir` (`dir_env` tells `exe` so), run by `exe` (a copy of the xtask binary);
+/// `stack down` when dropped.
 struct Stack {
     dir: PathBuf,
     exe: PathBuf,
+    dir_env: &'static str,
 }
 
 impl Stack {
@@ -138,7 +146,7 @@ impl Stack {
         let mut command = Command::new(&self.exe);
         command
             .args(["stack", action])
-            .env(crate::stack::STACK_DIR_ENV, &self.dir)
+            .env(self.dir_env, &self.dir)
             .current_dir(testkit::repo_root());
         run_command(
             &format!("cargo xtask stack {action}"),

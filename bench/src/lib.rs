@@ -1,5 +1,6 @@
-//! `cargo xtask bench [--quick]`: what the metrics pipeline costs and how well it behaves, as
-//! numbers, measured on this machine. It runs each benchmark in turn, prints progress on stderr,
+//! The benchmarks behind `cargo xtask bench [--quick]` (xtask parses the arguments and calls
+//! [`command`]): what the metrics pipeline costs and how well it behaves, as numbers, measured on
+//! this machine. It runs each benchmark in turn, prints progress on stderr,
 //! and ends by printing one `name=value` line per figure on stdout (and, on stderr, each figure
 //! beside its target). `--quick` gives the same figures from shorter runs.
 //!
@@ -11,8 +12,8 @@
 //!   flood of unique URLs against the instrumented API: its memory and the collector's series
 //!   must stay flat.
 //! * [`worker`]: the release worker draining no-op jobs, instrumented against disabled.
-//! * [`freshness`]: the native stack on the compose ports; seconds from a request to its count
-//!   being visible in Prometheus.
+//! * [`freshness`]: the native stack on the compose ports (run by xtask's `stack`, which
+//!   [`NativeStack`] hands in); seconds from a request to its count being visible in Prometheus.
 //!
 //! [`services`] starts the servers (Postgres, Redis, the collector from `testkit`, the release
 //! API and worker) on free loopback ports, each killed when its guard is dropped, even on error;
@@ -32,9 +33,9 @@ mod jobs;
 mod services;
 mod worker;
 
-use crate::run::human;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use testkit::process::human;
 
 /// Measure what the metrics pipeline costs (throughput, per-request overhead) and how it
 /// behaves (freshness, memory and series under a URL flood).
@@ -46,6 +47,21 @@ pub struct Args {
     /// Run only these benchmarks (repeatable); default: all.
     #[arg(long, value_enum)]
     only: Vec<Section>,
+}
+
+/// What the freshness benchmark needs of `cargo xtask stack`, which lives in the xtask binary
+/// (a library cannot call into it): xtask hands in its own functions.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeStack {
+    /// Fails, naming the port and what holds it, unless every port of the native stack is free;
+    /// the argument says who needs them.
+    pub ensure_ports_free: fn(&str) -> anyhow::Result<()>,
+    /// Copies the running `cargo xtask` binary into a directory and returns the copy, which runs
+    /// `stack up` and, however long the benchmark takes, `stack down` (a rebuild meanwhile may
+    /// replace `target/debug/xtask`).
+    pub own_copy: fn(&Path) -> anyhow::Result<PathBuf>,
+    /// The environment variable that moves the stack's state directory.
+    pub dir_env: &'static str,
 }
 
 /// One benchmark of the command.
@@ -141,8 +157,8 @@ impl Figures {
     }
 }
 
-/// The `bench` subcommand.
-pub fn command(args: Args) -> anyhow::Result<()> {
+/// Runs the benchmarks `args` select, the freshness one on `stack`; prints the figures.
+pub fn command(args: Args, stack: &NativeStack) -> anyhow::Result<()> {
     let started = Instant::now();
     let plan = Plan { quick: args.quick };
     let sections: Vec<Section> = Section::ALL
@@ -196,7 +212,7 @@ pub fn command(args: Args) -> anyhow::Result<()> {
         }
     }
     if sections.contains(&Section::Freshness)
-        && let Err(e) = freshness::run(plan, &runtime, &mut figures)
+        && let Err(e) = freshness::run(plan, stack, &runtime, &mut figures)
     {
         fail(Section::Freshness, e);
     }

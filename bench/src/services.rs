@@ -6,12 +6,11 @@
 //! error anywhere leaves nothing running; logs stay in `<target>/bench/logs`.
 
 use super::{fresh_dir, target_dir};
-use crate::run::{Output, run as run_command};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use testkit::process::Daemon;
+use testkit::process::{Daemon, Output, run as run_command};
 use testkit::{Collector, Postgres, Redis, free_port, wait_for};
 
 /// The services' metric export interval (as in the stack: Prometheus' scrape interval).
@@ -209,7 +208,6 @@ impl Running {
         Ok(Running { daemon, base: String::new() })
     }
 
-    /// The process id.
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
     }

@@ -1,13 +1,8 @@
 //! Reading the Grafana dashboards of `grafana/dashboards/` (one JSON file per dashboard, one
 //! sub-directory per Grafana folder), shared by the structural checks (`xtask/tests/dashboards.rs`)
-//! and any test that runs the panels' PromQL against a real Prometheus.
-//!
-//! Use it from a test crate with
-//! `#[path = "support/dashboards.rs"] mod dashboards;` (adjust the path), then
-//! [`queries`] gives every (dashboard title, panel title, expr) with Grafana's variables replaced
-//! by [`SUBSTITUTIONS`], ready for Prometheus' `/api/v1/query`.
-
-#![allow(dead_code)]
+//! and the live proof, which runs the panels' PromQL against the real Prometheus: [`queries`]
+//! gives every (dashboard title, panel title, expr) with Grafana's variables replaced by
+//! [`SUBSTITUTIONS`], ready for Prometheus' `/api/v1/query`.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -36,7 +31,7 @@ pub const SUBSTITUTIONS: &[(&str, &str)] = &[
 /// One dashboard file.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
-    /// The file.
+    /// Where it was read from.
     pub path: PathBuf,
     /// Its parsed content (Grafana's classic dashboard JSON model).
     pub json: Value,

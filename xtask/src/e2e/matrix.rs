@@ -425,6 +425,30 @@ fn database_outage_and_worker_killed(
         "fault matrix 1/5: employees locked under load, the worker killed; the receiver failing, \
          Prometheus' rules and config broken; then Postgres hung",
     );
+    alerting_path_faulted(matrix, sink, config)?;
+    pool_jammed_worker_killed(matrix, checks, stack, sink, runtime)?;
+    postgres_hung(matrix, checks, stack, sink, runtime)?;
+    // The breaker closes: the API must answer the next faults' requests. The symptoms with
+    // 5-minute windows (and the worker's alerts, the receiver's and the rule's) resolve during
+    // the next faults; the matrix waits for every one at its end.
+    super::api_ready(Duration::from_secs(120))?;
+    let resolved = |w: &Watch| !w.must_resolve || w.resolved.is_some();
+    matrix.wait(sink, RULE_BROKEN, Duration::from_secs(60), Watch::settled);
+    matrix.wait(sink, CONFIG_BROKEN, Duration::from_secs(60), Watch::settled);
+    config.restore()?;
+    matrix.end(RULE_BROKEN);
+    matrix.end(CONFIG_BROKEN);
+    matrix.wait(sink, CONFIG_BROKEN, Duration::from_secs(60), resolved);
+    Ok(())
+}
+
+/// The alerting path faulted: the default receiver refuses, a broken rule is deployed and
+/// `prometheus.yml` broken (restored by the caller).
+fn alerting_path_faulted(
+    matrix: &mut Matrix,
+    sink: &Sink,
+    config: &PrometheusConfig,
+) -> anyhow::Result<()> {
     sink.refuse(Some("/alerts"));
     matrix.watch(
         "AlertmanagerNotificationsFailing",
@@ -450,6 +474,17 @@ fn database_outage_and_worker_killed(
         Expect::Notified("/watchdog"),
         true,
     );
+    Ok(())
+}
+
+/// `employees` locked under load while the worker is killed; the receiver comes back meanwhile.
+fn pool_jammed_worker_killed(
+    matrix: &mut Matrix,
+    checks: &mut super::Checks,
+    stack: &Stack,
+    sink: &Sink,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     let jammed = under_load(runtime, 8)?;
     let lock = TableLock::take("employees")?;
     stack.run(&["kill", "worker"])?;
@@ -505,6 +540,17 @@ fn database_outage_and_worker_killed(
         || "CircuitBreakerOpen went pending under the jam".to_string(),
     );
 
+    Ok(())
+}
+
+/// Postgres hung (SIGSTOP) under load until the breaker's alert is notified.
+fn postgres_hung(
+    matrix: &mut Matrix,
+    checks: &mut super::Checks,
+    stack: &Stack,
+    sink: &Sink,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     let recording_from = super::record::now() - super::record::BEFORE.as_secs_f64();
     let hung = under_load(runtime, 8)?;
     stack.run(&["pause", "postgres"])?;
@@ -532,17 +578,6 @@ fn database_outage_and_worker_killed(
         hung.as_ref().is_ok_and(|r| r.errors == 0 && r.by_status.contains_key("503")),
         || format!("{hung:?}"),
     );
-    // The breaker closes: the API must answer the next faults' requests. The symptoms with
-    // 5-minute windows (and the worker's alerts, the receiver's and the rule's) resolve during
-    // the next faults; the matrix waits for every one at its end.
-    super::api_ready(Duration::from_secs(120))?;
-    let resolved = |w: &Watch| !w.must_resolve || w.resolved.is_some();
-    matrix.wait(sink, RULE_BROKEN, Duration::from_secs(60), Watch::settled);
-    matrix.wait(sink, CONFIG_BROKEN, Duration::from_secs(60), Watch::settled);
-    config.restore()?;
-    matrix.end(RULE_BROKEN);
-    matrix.end(CONFIG_BROKEN);
-    matrix.wait(sink, CONFIG_BROKEN, Duration::from_secs(60), resolved);
     Ok(())
 }
 
@@ -555,21 +590,33 @@ struct Faulted {
 /// Starts 30 requests/s, `concurrency` at most, 80% reads, 20% updates; its first request (a page
 /// of employees) is in before this returns.
 fn under_load(runtime: &tokio::runtime::Runtime, concurrency: u32) -> anyhow::Result<Faulted> {
-    let done = Arc::new(AtomicBool::new(false));
-    let load = runtime.spawn(load::run(Options {
-        stop: Stop::After(Duration::from_secs(1200)),
-        stop_when: Some(done.clone()),
-        rate: Some(30.0),
-        concurrency,
-        seed: 8,
-        mix: load::Mix::parse("reads=80,updates=20").map_err(anyhow::Error::msg)?,
-        ..Options::default()
-    }));
+    let faulted = Faulted::spawn(runtime, 30.0, concurrency, 8, "reads=80,updates=20")?;
     std::thread::sleep(Duration::from_secs(2));
-    Ok(Faulted { done, load })
+    Ok(faulted)
 }
 
 impl Faulted {
+    /// Starts `rate` requests/s of `mix` (seeded), `concurrency` at most, for up to 20 minutes.
+    fn spawn(
+        runtime: &tokio::runtime::Runtime,
+        rate: f64,
+        concurrency: u32,
+        seed: u64,
+        mix: &str,
+    ) -> anyhow::Result<Faulted> {
+        let done = Arc::new(AtomicBool::new(false));
+        let load = runtime.spawn(load::run(Options {
+            stop: Stop::After(Duration::from_secs(1200)),
+            stop_when: Some(done.clone()),
+            rate: Some(rate),
+            concurrency,
+            seed,
+            mix: load::Mix::parse(mix).map_err(anyhow::Error::msg)?,
+            ..Options::default()
+        }));
+        Ok(Faulted { done, load })
+    }
+
     /// Stops the load and returns its report (or why it failed).
     fn finish(
         self,
@@ -678,30 +725,12 @@ fn alertmanager_unreachable_exports_locked_api_slowed(
     // whole lock (ExportLatencyHigh needs 5 minutes of a slow P95, then 5 of `for`;
     // WorkerTaskFailureRateHigh 10 finished attempts in 5 minutes, then 5 of `for`), and analyses
     // pile up behind the one waiting to write.
-    let jobs_done = Arc::new(AtomicBool::new(false));
-    let jobs = runtime.spawn(load::run(Options {
-        stop: Stop::After(Duration::from_secs(1200)),
-        stop_when: Some(jobs_done.clone()),
-        rate: Some(0.075),
-        concurrency: 4,
-        seed: 13,
-        mix: load::Mix::parse("analysis=1,exports=2").map_err(anyhow::Error::msg)?,
-        ..Options::default()
-    }));
+    let jobs = Faulted::spawn(runtime, 0.075, 4, 13, "analysis=1,exports=2")?;
     // 2 requests/s, reads only: deleting an employee cascades to influence_scores, still locked,
     // and would wait there for minutes holding its connection. Half of the reads query
     // `employees` (pages, one employee), the rest are cached stats and job statuses; at most ~4
     // queries wait on a burst at once (the pool has 10).
-    let slowed_done = Arc::new(AtomicBool::new(false));
-    let slowed = runtime.spawn(load::run(Options {
-        stop: Stop::After(Duration::from_secs(1200)),
-        stop_when: Some(slowed_done.clone()),
-        rate: Some(2.0),
-        concurrency: 16,
-        seed: 15,
-        mix: load::Mix::parse("reads=100").map_err(anyhow::Error::msg)?,
-        ..Options::default()
-    }));
+    let slowed = Faulted::spawn(runtime, 2.0, 16, 15, "reads=100")?;
     // The load's first request (a page of employees) before the first burst.
     std::thread::sleep(Duration::from_secs(2));
     let bursts =
@@ -737,20 +766,19 @@ fn alertmanager_unreachable_exports_locked_api_slowed(
     // out (about 200 s at one every 20 s), firing 5 minutes later.
     let known = |w: &Watch| w.expect == Expect::Observed || w.settled();
     matrix.wait(sink, EXPORTS_LOCKED, Duration::from_secs(660), known);
-    jobs_done.store(true, Ordering::Relaxed);
+    jobs.done.store(true, Ordering::Relaxed);
     // QueueDepthHigh: more than 100 pending for 10 minutes since the analyses were requested.
     matrix.wait(sink, QUEUE_BACKED_UP, Duration::from_secs(300), known);
     lock.release()?;
     matrix.end(EXPORTS_LOCKED);
     matrix.end(QUEUE_BACKED_UP);
-    let jobs = runtime.block_on(jobs)??;
+    let jobs = jobs.finish(runtime)??;
     let resolved = |w: &Watch| !w.must_resolve || w.resolved.is_some();
     matrix.wait(sink, EXPORTS_LOCKED, Duration::from_secs(120), resolved);
     matrix.wait(sink, QUEUE_BACKED_UP, Duration::from_secs(120), resolved);
     // The P95 falls under 2 s once the slow requests are a small enough part of its 5 minutes.
     matrix.wait(sink, LOCK_BURSTS, Duration::from_secs(300), resolved);
-    slowed_done.store(true, Ordering::Relaxed);
-    let slowed = runtime.block_on(slowed)??;
+    let slowed = slowed.finish(runtime)??;
     let accepted = |r: &load::Report| r.by_status.get("202").copied().unwrap_or(0);
     Ok(accepted(&jobs) + accepted(&slowed))
 }

@@ -32,6 +32,8 @@ pub struct Ctx {
     pub interventions: InterventionMetrics,
     /// Graph update durations.
     pub graph: GraphMetrics,
+    /// Our jobs running now, by queue (see [`crate::stall`]).
+    pub in_flight: Arc<crate::stall::InFlight>,
 }
 
 impl Ctx {
@@ -49,6 +51,7 @@ impl Ctx {
             exports,
             interventions: InterventionMetrics::new(&meter),
             graph: GraphMetrics::new(&meter),
+            in_flight: Arc::default(),
         };
         ctx.start_counters_at_zero();
         ctx

@@ -20,6 +20,7 @@ pub mod health;
 pub mod jobs;
 pub mod queue_stats;
 pub mod runner;
+pub mod stall;
 
 pub use config::Config;
 pub use context::Ctx;
@@ -32,7 +33,7 @@ use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -129,20 +130,30 @@ async fn supervise(
         );
         // A fresh name per restart: the old one's locked jobs go back to the queue by the
         // heartbeat recovery, as after a crash.
-        let worker = WorkerBuilder::new(format!("{name}-{round}"))
+        let worker_name = format!("{name}-{round}");
+        let worker = WorkerBuilder::new(worker_name.as_str())
             .backend(backend)
             .concurrency(slots)
             .data(ctx.clone())
             .build(handle);
         let mut until = stop.clone();
-        let result = worker
-            .run_until(async move {
+        let started = Instant::now();
+        let result = tokio::select! {
+            result = worker.run_until(async move {
                 let _ = until.wait_for(|stop| *stop).await;
                 Ok::<(), std::io::Error>(())
-            })
-            .await;
+            }) => result.map_err(|e| e.to_string()),
+            age = stall::stalled(&ctx, queue, &worker_name) => Err(format!(
+                "it stopped taking jobs: idle, last heartbeat {:.1} s ago",
+                age.as_secs_f64()
+            )),
+        };
         if *stop.borrow() {
             return;
+        }
+        // A worker that ran a while was healthy: the next restart waits the shortest time again.
+        if started.elapsed() >= Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
         }
         match result {
             Ok(()) => tracing::warn!(queue = queue.as_str(), "queue worker stopped; restarting"),

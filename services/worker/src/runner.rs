@@ -99,6 +99,7 @@ where
         return Ok(());
     };
     let queue = row.kind.queue();
+    let _in_flight = ctx.in_flight.enter(queue);
     ctx.queues.dequeued(queue);
     if matches!(status, JobStatus::Done | JobStatus::Failed) {
         tracing::info!(%job_id, status = status.as_str(), "job already finished; not run again");

@@ -33,8 +33,12 @@ const INITDB_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a client command (`psql`, `pg_isready`, `chown`) may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Server settings that trade crash safety of the OS for speed: the data of a process that dies
-/// is still safe (only an OS crash or power loss could corrupt it), which is all tests need.
+/// Server settings that trade durability for speed. `fsync` and `full_page_writes` off only risk
+/// an OS crash or power loss; `synchronous_commit` off also means a commit is acknowledged before
+/// its WAL record is written, so SIGKILLing the server loses the last fraction of a second of
+/// acknowledged commits. Tests that kill Postgres and count on every acknowledged commit turn it
+/// back on for their database (`ALTER DATABASE … SET synchronous_commit = on`, as the chaos test
+/// does).
 const FAST_SETTINGS: [(&str, &str); 3] =
     [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")];
 

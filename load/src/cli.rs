@@ -14,7 +14,7 @@ pub struct Args {
     /// The API's base URL (loopback only unless --allow-remote).
     #[arg(long, default_value = DEFAULT_URL)]
     url: String,
-    /// Run this long, e.g. 500ms, 30s, 2m, 1h (default 30s unless --requests).
+    /// Run this long, e.g. 500ms, 30s, 2m, 1h, or seconds (default 30s unless --requests).
     #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
     duration: Option<Duration>,
     /// Send this many requests (instead of a duration).
@@ -108,25 +108,23 @@ fn clock_seed() -> u64 {
         .unwrap_or(0)
 }
 
-/// `500ms`, `30s`, `1.5s`, `2m`, `1h`, or a bare number of seconds; above zero.
+/// A duration as humantime reads it, in one word (`500ms`, `30s`, `1.5s`, `2m`, `1h`, `1h30m`),
+/// or a bare number of seconds (`7`, `1.5`); above zero. humantime also reads spans apart (`2m
+/// 30s`, `3 days`): this flag never took a space, and takes none.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 30s, 2m, 1h)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("`{text}` must be above zero"))
+    if text.contains(char::is_whitespace) {
+        return Err(format!("`{text}` is not one duration (no spaces: e.g. 500ms, 30s, 2m, 1h)"));
+    }
+    // humantime wants a unit: a bare number is seconds.
+    let bare = !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let with_unit = if bare { format!("{text}s") } else { text.to_string() };
+    let duration = humantime::parse_duration(&with_unit)
+        .map_err(|e| format!("`{text}` is not a duration (e.g. 500ms, 30s, 2m, 1h): {e}"))?;
+    if duration.is_zero() {
+        return Err(format!("`{text}` must be above zero"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -142,6 +140,10 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 60s "), Ok(Duration::from_secs(60)));
         for bad in ["", "s", "0s", "-1s", "3 days", "1..2s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

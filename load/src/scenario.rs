@@ -389,27 +389,24 @@ fn stats_of(kind: Kind) -> Planned {
 
 fn interventions(pools: &mut Pools, rng: &mut impl Rng) -> Planned {
     let kind = Kind::Interventions;
-    if let Some(id) = pools.executed.pop_front() {
-        return Planned {
-            then: Then::Queued { intervention: id.clone(), rollback: true },
-            ..Planned::simple(
-                Some(kind),
-                Method::POST,
-                format!("/api/interventions/{id}/rollback"),
-                "POST /api/interventions/{id}/rollback",
-            )
+    // An executed one is rolled back, a proposed one executed (both queue a job).
+    let queue = |id: String, rollback: bool| {
+        let (action, route) = if rollback {
+            ("rollback", "POST /api/interventions/{id}/rollback")
+        } else {
+            ("execute", "POST /api/interventions/{id}/execute")
         };
+        let path = format!("/api/interventions/{id}/{action}");
+        Planned {
+            then: Then::Queued { intervention: id, rollback },
+            ..Planned::simple(Some(kind), Method::POST, path, route)
+        }
+    };
+    if let Some(id) = pools.executed.pop_front() {
+        return queue(id, true);
     }
     if let Some(id) = pools.proposed.pop_front() {
-        return Planned {
-            then: Then::Queued { intervention: id.clone(), rollback: false },
-            ..Planned::simple(
-                Some(kind),
-                Method::POST,
-                format!("/api/interventions/{id}/execute"),
-                "POST /api/interventions/{id}/execute",
-            )
-        };
+        return queue(id, false);
     }
     let due = pools
         .followed

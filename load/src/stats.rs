@@ -1,6 +1,7 @@
 //! What the client saw, recorded while the load runs: responses by route template and status,
-//! transport errors, and latencies in fixed-size log-linear histograms (memory does not grow with
-//! the length of the run; percentiles are within 1.6% of the true value, the maximum is exact).
+//! transport errors, and latencies in HdrHistograms of 2 significant digits (memory grows with the
+//! range of the latencies, not with the length of the run; percentiles are within 1% of the true
+//! value, the maximum is exact).
 
 use super::mix::Kind;
 use super::report::{Latency, Report, RouteLatency};
@@ -9,52 +10,55 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-/// Sub-buckets per power of two (2^6 = 64: relative error below 1/64).
-const SUB_BITS: u32 = 6;
+/// Significant digits of the latency histograms: 2 gives 256 sub-buckets per power of two, a
+/// relative error below 1/128.
+const SIGNIFICANT_DIGITS: u8 = 2;
+
+/// The largest latency the histograms hold, in µs (HdrHistogram's limit); a longer one counts as
+/// this (the maximum stays exact).
+const TRACKABLE_US: u64 = u64::MAX / 2;
 
 /// Transport error messages kept for the report.
 const ERROR_SAMPLES: usize = 5;
 
-/// A latency histogram in microseconds.
-#[derive(Debug, Default, Clone)]
+/// A latency histogram in microseconds (an HdrHistogram that resizes to the largest value), with
+/// the exact maximum beside it.
+#[derive(Debug, Clone)]
 pub struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
+    hdr: hdrhistogram::Histogram<u64>,
     max_us: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        let hdr = hdrhistogram::Histogram::new(SIGNIFICANT_DIGITS)
+            .expect("2 significant digits are within HdrHistogram's 0 to 5");
+        Histogram { hdr, max_us: 0 }
+    }
 }
 
 impl Histogram {
     /// Adds one latency, in whole microseconds, to its bucket.
     pub fn record(&mut self, value: Duration) {
         let us = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
-        let i = index(us);
-        if self.counts.len() <= i {
-            self.counts.resize(i + 1, 0);
+        // `record` resizes the histogram to hold `us`; `saturating_record` would not resize.
+        if self.hdr.record(us.min(TRACKABLE_US)).is_err() {
+            self.hdr.saturating_record(us);
         }
-        self.counts[i] += 1;
-        self.total += 1;
         self.max_us = self.max_us.max(us);
     }
 
     pub fn count(&self) -> u64 {
-        self.total
+        self.hdr.len()
     }
 
     /// The `q` quantile (0 < q ≤ 1) in microseconds: the top of the bucket holding it, never
     /// above the maximum; 0 when empty.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        if self.total == 0 {
+        if self.hdr.is_empty() {
             return 0;
         }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return upper(i).min(self.max_us);
-            }
-        }
-        self.max_us
+        self.hdr.value_at_quantile(q).min(self.max_us)
     }
 
     /// p50, p95, p99 and max in milliseconds.
@@ -67,28 +71,6 @@ impl Histogram {
             max: ms(self.max_us),
         }
     }
-}
-
-/// The bucket of `us`: exact below 2^SUB_BITS, then 2^SUB_BITS buckets per power of two.
-fn index(us: u64) -> usize {
-    if us < (1 << SUB_BITS) {
-        return us as usize;
-    }
-    let exponent = 63 - us.leading_zeros();
-    let shift = exponent - SUB_BITS;
-    let sub = (us >> shift) as usize - (1 << SUB_BITS);
-    (((shift + 1) as usize) << SUB_BITS) + sub
-}
-
-/// The largest value in bucket `i`.
-fn upper(i: usize) -> u64 {
-    let block = i >> SUB_BITS;
-    if block == 0 {
-        return i as u64;
-    }
-    let shift = (block - 1) as u32;
-    let low = (((1usize << SUB_BITS) + (i & ((1 << SUB_BITS) - 1))) as u64) << shift;
-    low.saturating_add((1u64 << shift) - 1)
 }
 
 /// One route template's tally.
@@ -261,20 +243,30 @@ mod tests {
 
     #[test]
     fn buckets_cover_every_value_tightly() {
-        let mut previous_upper = None;
-        for i in 0..3000 {
-            let top = upper(i);
-            if let Some(p) = previous_upper {
-                assert!(top > p, "bucket {i}");
-            }
-            previous_upper = Some(top);
-        }
+        let hdr = &Histogram::default().hdr;
+        let mut previous_top = None;
         for us in (0..200_000u64).chain([10_000_000, u64::MAX / 2]) {
-            let i = index(us);
-            assert!(upper(i) >= us, "{us}");
-            assert!(i == 0 || upper(i - 1) < us, "{us}");
-            assert!((upper(i) - us) as f64 <= us as f64 / 64.0, "{us}: {}", upper(i));
+            // The bucket holding `us` spans lowest_equivalent..=highest_equivalent.
+            let (bottom, top) = (hdr.lowest_equivalent(us), hdr.highest_equivalent(us));
+            assert!(bottom <= us && us <= top, "{us}: {bottom}..={top}");
+            assert!((top - us) as f64 <= us as f64 / 64.0, "{us}: {top}");
+            // Buckets ascend: the next value is in this bucket or in one above it.
+            if let Some((p_bottom, p_top)) = previous_top {
+                assert!((bottom, top) == (p_bottom, p_top) || bottom > p_top, "{us}");
+            }
+            previous_top = Some((bottom, top));
         }
+    }
+
+    #[test]
+    fn a_latency_beyond_the_range_counts_at_its_top() {
+        let mut h = Histogram::default();
+        h.record(Duration::from_millis(1));
+        h.record(Duration::MAX);
+        assert_eq!(h.count(), 2);
+        assert!((1000..=1010).contains(&h.quantile_us(0.5)), "{}", h.quantile_us(0.5));
+        assert!(h.quantile_us(1.0) >= TRACKABLE_US);
+        assert_eq!(h.latency().max, u64::MAX as f64 / 1000.0);
     }
 
     #[test]

@@ -5,9 +5,9 @@
 
 use crate::process::Daemon;
 use crate::scratch::ScratchDir;
-use crate::{free_port, http_get, tools, wait_for};
+use crate::{free_port, http_get, tools};
 use std::collections::BTreeSet;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
 /// How long the collector may take to report healthy.
@@ -29,11 +29,6 @@ struct Ports {
     prometheus: u16,
     health: u16,
     telemetry: u16,
-}
-
-enum Startup {
-    Healthy,
-    Exited(ExitStatus),
 }
 
 impl Collector {
@@ -60,28 +55,18 @@ impl Collector {
             .env("COLLECTOR_HEALTH_ENDPOINT", loopback(ports.health))
             .env("COLLECTOR_TELEMETRY_HOST", "127.0.0.1")
             .env("COLLECTOR_TELEMETRY_PORT", ports.telemetry.to_string());
-        let daemon = Daemon::spawn("otelcol", command, &dir.path().join("otelcol.log"))?;
+        let daemon = Daemon::spawn("collector", command, &dir.path().join("otelcol.log"))?;
         let mut collector = Collector { daemon, ports, _dir: dir };
         let health = collector.health_url();
-        let startup = wait_for(&format!("collector health at {health}"), STARTUP_TIMEOUT, || {
-            if let Some(status) = collector.daemon.exited()? {
-                return Ok(Some(Startup::Exited(status)));
-            }
-            match http_get(&health)? {
-                (200, _) => Ok(Some(Startup::Healthy)),
+        collector.daemon.wait_ready(
+            &format!("collector health at {health}"),
+            STARTUP_TIMEOUT,
+            || match http_get(&health)? {
+                (200, _) => Ok(()),
                 (status, body) => anyhow::bail!("health answered {status}: {body}"),
-            }
-        });
-        let failure = match startup {
-            Ok(Startup::Healthy) => return Ok(collector),
-            Ok(Startup::Exited(status)) => format!("the collector exited early ({status})"),
-            Err(e) => format!("{e:#}"),
-        };
-        anyhow::bail!(
-            "{failure}\ncollector log ({}):\n{}",
-            collector.daemon.log_path().display(),
-            collector.log()
-        )
+            },
+        )?;
+        Ok(collector)
     }
 
     /// The OTLP/gRPC endpoint, `http://127.0.0.1:<port>`.
@@ -111,21 +96,13 @@ impl Collector {
 
     /// One scrape of [`Collector::prometheus_url`]; any status but 200 is an error.
     pub fn scrape(&self) -> anyhow::Result<String> {
-        let url = self.prometheus_url();
-        match http_get(&url)? {
-            (200, body) => Ok(body),
-            (status, body) => anyhow::bail!("GET {url} answered {status}: {body}"),
-        }
+        get_ok(&self.prometheus_url())
     }
 
     /// One scrape of [`Collector::telemetry_url`] (the collector's own `otelcol_*` metrics); any
     /// status but 200 is an error.
     pub fn scrape_telemetry(&self) -> anyhow::Result<String> {
-        let url = self.telemetry_url();
-        match http_get(&url)? {
-            (200, body) => Ok(body),
-            (status, body) => anyhow::bail!("GET {url} answered {status}: {body}"),
-        }
+        get_ok(&self.telemetry_url())
     }
 
     /// The collector's output so far.
@@ -136,6 +113,14 @@ impl Collector {
     /// The collector's pid, e.g. to check that it is gone after a drop.
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
+    }
+}
+
+/// The body of a GET of `url`; any status but 200 is an error.
+fn get_ok(url: &str) -> anyhow::Result<String> {
+    match http_get(url)? {
+        (200, body) => Ok(body),
+        (status, body) => anyhow::bail!("GET {url} answered {status}: {body}"),
     }
 }
 

@@ -2,13 +2,10 @@
 //! loopback port, with the platform's `orgraph` database. Fault tests stop it mid-test and start it
 //! again on the same port and data, so a client sees the very server it lost come back.
 
+use crate::free_port;
 use crate::pg::{self, Cluster};
-use crate::process::Daemon;
+use crate::process::Restartable;
 use crate::scratch::ScratchDir;
-use crate::{free_port, wait_for};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
 
 /// How long the server may take to accept connections.
@@ -24,16 +21,10 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(10);
 /// while the thread panics).
 #[derive(Debug)]
 pub struct Postgres {
-    daemon: Option<Daemon>,
+    server: Restartable,
     cluster: Cluster,
-    log_path: PathBuf,
     // Dropped last (fields drop in order, after `Drop::drop` stopped the server).
     _dir: ScratchDir,
-}
-
-enum Startup {
-    Ready,
-    Exited(ExitStatus),
 }
 
 impl Postgres {
@@ -46,8 +37,8 @@ impl Postgres {
         let cluster =
             Cluster::new(&dir.path().join("data"), dir.path(), free_port())?.without_durability();
         cluster.init()?;
-        let log_path = dir.path().join("postgres.log");
-        let mut postgres = Postgres { daemon: None, cluster, log_path, _dir: dir };
+        let server = Restartable::new("postgres", cluster.port(), dir.path().join("postgres.log"));
+        let mut postgres = Postgres { server, cluster, _dir: dir };
         postgres.launch()?;
         postgres.cluster.ensure_database(pg::DATABASE)?;
         Ok(postgres)
@@ -71,7 +62,7 @@ impl Postgres {
 
     /// The server's process id, `None` while stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.daemon.as_ref().map(Daemon::pid)
+        self.server.pid()
     }
 
     /// The cluster (binaries, data directory, `psql`).
@@ -81,10 +72,7 @@ impl Postgres {
 
     /// Everything the server logged so far, over all its starts.
     pub fn log(&self) -> String {
-        match std::fs::read(&self.log_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("<cannot read {}: {e}>", self.log_path.display()),
-        }
+        self.server.log()
     }
 
     /// Creates database `name` (a plain lower-case identifier, unique per test) unless it exists,
@@ -101,28 +89,12 @@ impl Postgres {
     /// Fast shutdown (SIGINT: clients are disconnected, nothing committed is lost), then waits
     /// until the port refuses connections. A stopped server stays stopped.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(mut daemon) = self.daemon.take() {
-            daemon.terminate("INT", STOP_TIMEOUT)?;
-        }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port()));
-        wait_for(&format!("postgres to close {addr}"), STOP_TIMEOUT, || {
-            Ok(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err().then_some(()))
-        })?;
-        Ok(())
+        self.server.stop("INT", STOP_TIMEOUT)
     }
 
     /// Starts the stopped server again, on the same port and data, and waits until it is ready.
     /// Fails if it runs already.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        if let Some(daemon) = self.daemon.as_mut() {
-            anyhow::ensure!(
-                daemon.exited()?.is_some(),
-                "postgres on port {} runs already (pid {}); stop it first",
-                self.cluster.port(),
-                daemon.pid()
-            );
-        }
-        self.daemon = None;
         self.launch()
     }
 
@@ -132,30 +104,17 @@ impl Postgres {
         self.start_again()
     }
 
-    /// Spawns the server and waits until it is ready.
+    /// Spawns the server and waits until it is ready; fails if it runs already.
     fn launch(&mut self) -> anyhow::Result<()> {
-        let daemon = Daemon::spawn("postgres", self.cluster.server_command()?, &self.log_path)?;
-        let daemon = self.daemon.insert(daemon);
         let cluster = &self.cluster;
         let what = format!("postgres to accept connections on port {}", cluster.port());
-        let startup = wait_for(&what, STARTUP_TIMEOUT, || {
-            if let Some(status) = daemon.exited()? {
-                return Ok(Some(Startup::Exited(status)));
-            }
-            cluster.ready().map(|()| Some(Startup::Ready))
-        });
-        let failure = match startup {
-            Ok(Startup::Ready) => return Ok(()),
-            Ok(Startup::Exited(status)) => format!("postgres exited early ({status})"),
-            Err(e) => format!("{e:#}"),
-        };
-        anyhow::bail!("{failure}\npostgres log ({}):\n{}", self.log_path.display(), self.log())
+        self.server.start(cluster.server_command()?, &what, STARTUP_TIMEOUT, || cluster.ready())
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(mut daemon) = self.daemon.take() {
+        if let Some(mut daemon) = self.server.take() {
             // Immediate shutdown: the postmaster takes its backends down with it and releases its
             // shared memory, which a plain SIGKILL would leave behind.
             let _ = daemon.terminate("QUIT", DROP_TIMEOUT);

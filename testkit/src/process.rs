@@ -9,6 +9,7 @@ use anyhow::Context;
 use rustix::process::{Pid, Signal};
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -71,10 +72,33 @@ impl Daemon {
 
     /// Everything the process wrote so far (or why it cannot be read).
     pub fn log(&self) -> String {
-        match std::fs::read(&self.log_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("<cannot read {}: {e}>", self.log_path.display()),
+        read_log(&self.log_path)
+    }
+
+    /// Waits up to `timeout` for `ready` to answer `Ok` (`what` names what is awaited, for the
+    /// timeout's message). Fails with the log if the process exits first or is not ready in time.
+    pub fn wait_ready(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        enum Startup {
+            Ready,
+            Exited(ExitStatus),
         }
+        let startup = crate::wait_for(what, timeout, || {
+            if let Some(status) = self.exited()? {
+                return Ok(Some(Startup::Exited(status)));
+            }
+            ready().map(|()| Some(Startup::Ready))
+        });
+        let failure = match startup {
+            Ok(Startup::Ready) => return Ok(()),
+            Ok(Startup::Exited(status)) => format!("{} exited early ({status})", self.name),
+            Err(e) => format!("{e:#}"),
+        };
+        anyhow::bail!("{failure}\n{} log ({}):\n{}", self.name, self.log_path.display(), self.log())
     }
 
     /// `Some(status)` once the process has exited, `None` while it runs.
@@ -128,6 +152,87 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Everything in the log file at `path` (or why it cannot be read).
+fn read_log(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}
+
+/// A server on a fixed loopback port that a test may stop and start again there: at most one
+/// [`Daemon`] at a time, all of them appending to one log.
+#[derive(Debug)]
+pub struct Restartable {
+    name: &'static str,
+    port: u16,
+    log_path: PathBuf,
+    daemon: Option<Daemon>,
+}
+
+impl Restartable {
+    /// A server named `name` (in messages) on `127.0.0.1:port`, logging to `log_path`; not
+    /// started yet.
+    pub fn new(name: &'static str, port: u16, log_path: PathBuf) -> Restartable {
+        Restartable { name, port, log_path, daemon: None }
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id, `None` while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Daemon::pid)
+    }
+
+    /// Everything the server logged so far, over all its starts.
+    pub fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    /// Spawns `command` and waits up to `timeout` for `ready` ([`Daemon::wait_ready`]; `what`
+    /// names what is awaited). Fails if the server runs already.
+    pub fn start(
+        &mut self,
+        command: Command,
+        what: &str,
+        timeout: Duration,
+        ready: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        if let Some(daemon) = self.daemon.as_mut() {
+            anyhow::ensure!(
+                daemon.exited()?.is_some(),
+                "{} on port {} runs already (pid {}); stop it first",
+                self.name,
+                self.port,
+                daemon.pid()
+            );
+        }
+        self.daemon = None;
+        let daemon = self.daemon.insert(Daemon::spawn(self.name, command, &self.log_path)?);
+        daemon.wait_ready(what, timeout, ready)
+    }
+
+    /// Sends `signal_name`, gives the server `timeout` to exit ([`Daemon::terminate`]), then waits
+    /// until its port refuses connections. A stopped server stays stopped.
+    pub fn stop(&mut self, signal_name: &str, timeout: Duration) -> anyhow::Result<()> {
+        if let Some(mut daemon) = self.daemon.take() {
+            daemon.terminate(signal_name, timeout)?;
+        }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        crate::wait_for(&format!("{} to close {addr}", self.name), timeout, || {
+            Ok(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err().then_some(()))
+        })
+    }
+
+    /// The running server's process, taken out (to shut it down its own way on drop).
+    pub fn take(&mut self) -> Option<Daemon> {
+        self.daemon.take()
     }
 }
 

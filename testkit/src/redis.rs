@@ -3,15 +3,15 @@
 //! same port, for the cache's fault tests. Readiness is a RESP `PING` over a plain TCP stream, so
 //! the harness needs no Redis client crate; `cargo xtask stack` uses the same arguments and check.
 
-use crate::process::Daemon;
+use crate::process::Restartable;
 use crate::scratch::ScratchDir;
-use crate::{free_port, tools, wait_for};
+use crate::{free_port, tools};
 use anyhow::Context;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
 /// How long the server may take to answer `PING`.
@@ -26,17 +26,10 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// A running (or deliberately stopped) Redis; killed on drop.
 #[derive(Debug)]
 pub struct Redis {
-    daemon: Option<Daemon>,
+    server: Restartable,
     binary: PathBuf,
-    port: u16,
-    log_path: PathBuf,
-    // Dropped after `daemon` (fields drop in order): the log outlives the process.
+    // Dropped after `server` (fields drop in order): the log outlives the process.
     _dir: ScratchDir,
-}
-
-enum Startup {
-    Ready,
-    Exited(ExitStatus),
 }
 
 impl Redis {
@@ -45,8 +38,8 @@ impl Redis {
     pub fn start() -> anyhow::Result<Redis> {
         let binary = tools::redis_server()?;
         let dir = ScratchDir::new("redis")?;
-        let log_path = dir.path().join("redis.log");
-        let mut redis = Redis { daemon: None, binary, port: free_port(), log_path, _dir: dir };
+        let server = Restartable::new("redis", free_port(), dir.path().join("redis.log"));
+        let mut redis = Redis { server, binary, _dir: dir };
         redis.launch()?;
         Ok(redis)
     }
@@ -90,57 +83,38 @@ impl Redis {
 
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.port())
     }
 
     /// The TCP port on 127.0.0.1; the same across [`Redis::stop`] and [`Redis::start_again`].
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// The server's process id, `None` while stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.daemon.as_ref().map(Daemon::pid)
+        self.server.pid()
     }
 
     /// `Ok` if the server answers `PING`.
     pub fn ping(&self) -> anyhow::Result<()> {
-        Redis::ping_port(self.port)
+        Redis::ping_port(self.port())
     }
 
     /// Everything the server logged so far, over all its starts.
     pub fn log(&self) -> String {
-        match std::fs::read(&self.log_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("<cannot read {}: {e}>", self.log_path.display()),
-        }
+        self.server.log()
     }
 
     /// Stops the server (SIGTERM; every key is gone, nothing is persisted) and waits until the
     /// port refuses connections. A stopped server stays stopped.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(mut daemon) = self.daemon.take() {
-            daemon.terminate("TERM", STOP_TIMEOUT)?;
-        }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        wait_for(&format!("redis to close {addr}"), STOP_TIMEOUT, || {
-            Ok(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err().then_some(()))
-        })?;
-        Ok(())
+        self.server.stop("TERM", STOP_TIMEOUT)
     }
 
     /// Starts the stopped server again on the same port (empty) and waits until it answers.
     /// Fails if it runs already.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        if let Some(daemon) = self.daemon.as_mut() {
-            anyhow::ensure!(
-                daemon.exited()?.is_some(),
-                "redis on port {} runs already (pid {}); stop it first",
-                self.port,
-                daemon.pid()
-            );
-        }
-        self.daemon = None;
         self.launch()
     }
 
@@ -150,24 +124,12 @@ impl Redis {
         self.start_again()
     }
 
-    /// Spawns the server and waits until it answers `PING`.
+    /// Spawns the server and waits until it answers `PING`; fails if it runs already.
     fn launch(&mut self) -> anyhow::Result<()> {
+        let port = self.port();
         let mut command = Command::new(&self.binary);
-        command.args(Redis::server_args(self.port, self._dir.path()));
-        let daemon = self.daemon.insert(Daemon::spawn("redis", command, &self.log_path)?);
-        let port = self.port;
-        let startup =
-            wait_for(&format!("redis to answer PING on port {port}"), STARTUP_TIMEOUT, || {
-                if let Some(status) = daemon.exited()? {
-                    return Ok(Some(Startup::Exited(status)));
-                }
-                Redis::ping_port(port).map(|()| Some(Startup::Ready))
-            });
-        let failure = match startup {
-            Ok(Startup::Ready) => return Ok(()),
-            Ok(Startup::Exited(status)) => format!("redis exited early ({status})"),
-            Err(e) => format!("{e:#}"),
-        };
-        anyhow::bail!("{failure}\nredis log ({}):\n{}", self.log_path.display(), self.log())
+        command.args(Redis::server_args(port, self._dir.path()));
+        let what = format!("redis to answer PING on port {port}");
+        self.server.start(command, &what, STARTUP_TIMEOUT, || Redis::ping_port(port))
     }
 }

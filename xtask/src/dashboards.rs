@@ -2,9 +2,13 @@
 //! sub-directory per Grafana folder), shared by the structural checks (`xtask/tests/dashboards.rs`)
 //! and the live proof, which runs the panels' PromQL against the real Prometheus: [`queries`]
 //! gives every (dashboard title, panel title, expr) with Grafana's variables replaced by
-//! [`SUBSTITUTIONS`], ready for Prometheus' `/api/v1/query`.
+//! [`SUBSTITUTIONS`], ready for Prometheus' `/api/v1/query`. Also what the panels may query:
+//! the series of the metric catalogue ([`contract`]) and the recording rules of
+//! `prometheus/rules/recording.yaml` ([`recording_rules`]).
 
+use otel::catalogue::prometheus;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The uid of the provisioned Prometheus data source
@@ -156,4 +160,59 @@ pub fn queries() -> Vec<(String, String, String)> {
         }
     }
     out
+}
+
+/// Every Prometheus series the catalogue's instruments become after the collector's translation
+/// (the `series` of [`prometheus::families`]: `_bucket`, `_sum` and `_count` for a histogram),
+/// with the label keys a fully attributed sample of it carries: the instrument's attributes, the
+/// resource and scope labels, and `le` on buckets.
+pub fn contract() -> BTreeMap<String, BTreeSet<String>> {
+    prometheus::families()
+        .iter()
+        .flat_map(|family| {
+            family
+                .series
+                .iter()
+                .map(|series| (series.clone(), family.all_labels(series).into_iter().collect()))
+        })
+        .collect()
+}
+
+/// One recording rule of `prometheus/rules/recording.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRule {
+    /// The name it records (`record:`).
+    pub name: String,
+    /// Its PromQL (`expr:`).
+    pub expr: String,
+    /// The keys of the labels it sets itself (`labels:`).
+    pub labels: BTreeSet<String>,
+}
+
+/// `prometheus/rules/recording.yaml`.
+pub fn recording_rules_file() -> PathBuf {
+    repo_root().join("prometheus").join("rules").join("recording.yaml")
+}
+
+/// Every recording rule of `prometheus/rules/recording.yaml`, in file order; panics naming the
+/// file if it cannot be read.
+pub fn recording_rules() -> Vec<RecordingRule> {
+    let path = recording_rules_file();
+    let yaml = crate::yaml::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    let groups = yaml["groups"].as_sequence().into_iter().flatten();
+    groups
+        .flat_map(|group| group["rules"].as_sequence().into_iter().flatten())
+        .filter_map(|rule| {
+            let name = rule["record"].as_str()?;
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: rule {name} has no expr", path.display()));
+            let labels = rule["labels"].as_mapping().into_iter().flatten();
+            Some(RecordingRule {
+                name: name.to_string(),
+                expr: expr.to_string(),
+                labels: labels.filter_map(|(key, _)| key.as_str().map(String::from)).collect(),
+            })
+        })
+        .collect()
 }

@@ -4,7 +4,6 @@
 //! lines prefixed with the step's name: none of them uses the ports the live proof's stack does, and
 //! together they take minutes the live proof spends mostly waiting for alerts.
 
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -179,15 +178,7 @@ const RULE_TESTS_DIR: &str = "prometheus/tests";
 /// (a step that checks nothing must not pass).
 fn yaml_files_in_repo(dir: &str) -> anyhow::Result<Vec<PathBuf>> {
     let root = testkit::repo_root();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
-        .with_context(|| format!("listing {dir}"))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("listing {dir}"))?;
-    files.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
-    files.sort();
-    anyhow::ensure!(!files.is_empty(), "no *.yaml file in {dir}");
-    Ok(files
+    Ok(xtask::yaml::files_in(&root.join(dir))?
         .into_iter()
         .map(|p| p.strip_prefix(&root).map(Path::to_path_buf).unwrap_or(p))
         .collect())

@@ -7,10 +7,11 @@
 //!   `amtool config routes test --verify.receivers` (amtool built by `cargo xtask tools`).
 
 use anyhow::Context;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use xtask::yaml::{files_in as yaml_files, read as read_yaml};
 
 /// The Prometheus rule files (recording and alerting rules), relative to the repo root.
 const RULES_DIR: &str = "prometheus/rules";
@@ -36,26 +37,6 @@ const CONSTANT_VALUE_ALERTS: &[&str] =
 /// The Alertmanager configuration, and its routing cases (see [`check_routes`]).
 const ALERTMANAGER_CONFIG: &str = "alertmanager/alertmanager.yml";
 const ROUTE_CASES: &str = "alertmanager/tests/routes.yaml";
-
-/// The `*.yaml`/`*.yml` files directly in `dir`, sorted; an error if there are none (a step that
-/// checks nothing must not pass).
-fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    files.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
-    files.sort();
-    anyhow::ensure!(!files.is_empty(), "no *.yaml file in {}", dir.display());
-    Ok(files)
-}
-
-fn read_yaml(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
-}
 
 /// Every alert of the rule files carries what an alert must have
 /// (see [`alert_problems`]). promtool cannot check this itself: a test of a misspelt alert name
@@ -231,7 +212,7 @@ struct RouteCase {
 }
 
 fn route_cases(path: &Path) -> anyhow::Result<Vec<RouteCase>> {
-    let cases: Vec<RouteCase> = serde_yaml::from_value(read_yaml(path)?["cases"].clone())
+    let cases: Vec<RouteCase> = serde_norway::from_value(read_yaml(path)?["cases"].clone())
         .with_context(|| {
             format!("{}: `cases` is not a list of name, labels, receivers", path.display())
         })?;
@@ -293,7 +274,7 @@ groups:
 const BASE: Option<&str> = Some("https://example.com/repo/docs/runbooks");
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).expect("test YAML parses")
+    serde_norway::from_str(text).expect("test YAML parses")
 }
 
 fn tests_of(cases: &str) -> Value {

@@ -28,7 +28,7 @@
 use xtask::go_program;
 
 use anyhow::Context;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -300,7 +300,7 @@ fn the_dockerfiles_arg_defaults_are_the_values_of_env() -> anyhow::Result<()> {
 #[test]
 fn the_collector_is_the_contrib_image_at_the_builder_manifests_version() -> anyhow::Result<()> {
     let manifest_path = root().join("collector").join("builder-config.yaml");
-    let manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+    let manifest: Value = serde_norway::from_str(&std::fs::read_to_string(&manifest_path)?)?;
     let pinned = str_at(&manifest, &["dist", "version"])
         .with_context(|| format!("no dist.version in {}", manifest_path.display()))?;
     let image = str_at(service(project()?, "otel-collector")?, &["image"]).unwrap_or_default();
@@ -365,7 +365,7 @@ fn prometheus_is_the_tested_major_version_with_retention_rules_and_lifecycle() -
     }
     // Every rule file prometheus.yml names is inside the mounted directory and exists.
     let config: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("prometheus.yml"))?)?;
+        serde_norway::from_str(&std::fs::read_to_string(dir.join("prometheus.yml"))?)?;
     for pattern in strings_at(&config, &["rule_files"]) {
         if pattern.starts_with('/') || pattern.contains("..") {
             problems.push(format!("prometheus.yml: rule_files `{pattern}` is outside prometheus/"));
@@ -547,7 +547,7 @@ fn grafana_finds_its_dashboards_and_datasources() -> anyhow::Result<()> {
     let provisioning = root().join("grafana").join("provisioning");
     // The dashboard providers read the path compose mounts grafana/dashboards at.
     for file in yaml_files(&provisioning.join("dashboards"))? {
-        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)?;
+        let doc: Value = serde_norway::from_str(&std::fs::read_to_string(&file)?)?;
         for provider in doc.get("providers").and_then(Value::as_sequence).into_iter().flatten() {
             let path = str_at(provider, &["options", "path"]).unwrap_or_default();
             if !mounts(grafana)?.iter().any(|m| m.target == path && m.kind == "bind") {
@@ -558,7 +558,7 @@ fn grafana_finds_its_dashboards_and_datasources() -> anyhow::Result<()> {
     // Every data source URL names a host Grafana can resolve, serving that port.
     let grafana_networks = networks_of(grafana);
     for file in yaml_files(&provisioning.join("datasources"))? {
-        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)?;
+        let doc: Value = serde_norway::from_str(&std::fs::read_to_string(&file)?)?;
         for source in doc.get("datasources").and_then(Value::as_sequence).into_iter().flatten() {
             let url = str_at(source, &["url"]).unwrap_or_default();
             let Some((host, port)) = host_port(url) else {
@@ -610,7 +610,7 @@ fn grafana_finds_its_dashboards_and_datasources() -> anyhow::Result<()> {
                 ));
                 continue;
             }
-            let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)
+            let doc: Value = serde_norway::from_str(&std::fs::read_to_string(&file)?)
                 .with_context(|| format!("{} is not YAML", file.display()))?;
             if doc.get("apiVersion").and_then(Value::as_u64).is_none() {
                 problems.push(format!("grafana/provisioning/{dir}/{name}: no apiVersion"));
@@ -1075,7 +1075,7 @@ fn prometheus_targets_are_compose_services_in_compose_and_loopback_natively() ->
     let project = project()?;
     let dir = root().join("prometheus");
     let config: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("prometheus.yml"))?)?;
+        serde_norway::from_str(&std::fs::read_to_string(dir.join("prometheus.yml"))?)?;
     let mut problems = Vec::new();
     // Every scrape job and every Alertmanager: targets from files under targets/, none inline.
     let mut users: Vec<(String, &Value)> = Vec::new();
@@ -1205,7 +1205,7 @@ fn prometheus_targets_are_compose_services_in_compose_and_loopback_natively() ->
 fn every_webhook_of_alertmanager_reaches_alert_log() -> anyhow::Result<()> {
     let project = project()?;
     let path = root().join("alertmanager").join("alertmanager.yml");
-    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+    let config: Value = serde_norway::from_str(&std::fs::read_to_string(&path)?)?;
     let alertmanager_networks = networks_of(service(project, "alertmanager")?);
     let alert_log = alert_log_addr(project)?;
     let in_alertmanager_namespace =
@@ -1288,8 +1288,8 @@ fn load_project() -> anyhow::Result<Value> {
     let mut command = Command::new(&checker);
     command.arg("-dir").arg(root()).args(["-file", "compose.yaml", "-env-file", ".env"]);
     let json = testkit::process::output("compose-check", &mut command, Duration::from_secs(60))?;
-    // JSON is YAML: serde_yaml reads it, so this test needs no other parser.
-    serde_yaml::from_str(&json).context("the output of compose-check is not JSON")
+    // JSON is YAML: serde_norway reads it, so this test needs no other parser.
+    serde_norway::from_str(&json).context("the output of compose-check is not JSON")
 }
 
 fn root() -> PathBuf {
@@ -1498,7 +1498,7 @@ fn target_groups(path: &Path) -> anyhow::Result<Targets> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: Value =
-        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+        serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
     let groups = doc
         .as_sequence()
         .with_context(|| format!("{}: not a list of target groups", path.display()))?;
@@ -1586,7 +1586,7 @@ fn default_port_in(config: &Path, var: &str) -> anyhow::Result<u16> {
 /// `global.scrape_interval` of prometheus.yml in milliseconds (`15s` -> 15000).
 fn scrape_interval_ms() -> anyhow::Result<u64> {
     let path = root().join("prometheus").join("prometheus.yml");
-    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+    let doc: Value = serde_norway::from_str(&std::fs::read_to_string(&path)?)?;
     let interval = str_at(&doc, &["global", "scrape_interval"]).context("no scrape_interval")?;
     let seconds = interval.strip_suffix('s').and_then(|s| s.parse::<u64>().ok());
     seconds

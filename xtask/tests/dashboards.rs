@@ -2,18 +2,22 @@
 //! provisioning (`grafana/provisioning/`): valid JSON, unique uids and panel ids, a layout that
 //! fits the 24-column grid without overlaps, every panel on the provisioned data source with a
 //! description, a unit and thresholds, the `datasource`/`job`/`instance` variables, links between
-//! the dashboards, and queries that only use the series of the metric contract (`docs/METRICS.md`)
-//! or the agreed recording rules, filtered by `$job`/`$instance`, over `$__rate_interval`, with
-//! health checks excluded from HTTP panels and no label outside the contract's bounded sets. Every
-//! query must also parse: promtool checks them as recording rules. Further: every dashboard
-//! matches Grafana 13's dashboard schema (schemaVersion 42, see "Grafana 13's dashboard schema"),
-//! no query divides by something that can be 0 (NaN at zero traffic) or reads a recorded ratio
-//! with its NaN, state queries use a fixed window, alert tables select alerts by `service`, and
-//! the Infrastructure dashboard shows the collector from its own scrape job.
+//! the dashboards, and queries that only use the series of the metric contract (what the
+//! catalogue's instruments become in Prometheus, `otel::catalogue::prometheus`) or the recording
+//! rules of `prometheus/rules/recording.yaml`, filtered by `$job`/`$instance`, over
+//! `$__rate_interval`, with health checks excluded from HTTP panels and no label outside the
+//! contract's bounded sets. Every query must also parse: with Prometheus' grammar here, and
+//! promtool checks them as recording rules. Further: every dashboard matches Grafana 13's
+//! dashboard schema (schemaVersion 42, see "Grafana 13's dashboard schema"), no query divides by
+//! something that can be 0 (NaN at zero traffic) or reads a recorded ratio with its NaN, state
+//! queries use a fixed window, alert tables select alerts by `service`, and the Infrastructure
+//! dashboard shows the collector from its own scrape job.
 //!
 //! That the queries return data from the real pipeline is proven elsewhere, with
 //! `xtask::dashboards::queries()`.
 
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self as promql, Expr, LabelModifier, VectorMatchCardinality};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
@@ -31,60 +35,8 @@ const TAG: &str = "orgraph";
 /// Grafana's grid width.
 const GRID_COLUMNS: u64 = 24;
 
-/// The recording rules dashboards may query (agreed with `prometheus/rules/recording.yaml`) and
-/// the labels each one keeps. They have no `instance` label: panels filter them by `job` only.
-fn recording_rules() -> BTreeMap<String, BTreeSet<&'static str>> {
-    let mut rules = BTreeMap::new();
-    let mut add = |name: String, labels: &[&'static str]| {
-        rules.insert(name, labels.iter().copied().collect::<BTreeSet<_>>());
-    };
-    for name in [
-        "job:http_server_requests:rate5m",
-        "job:http_server_errors:rate5m",
-        "job:http_server_errors:ratio_rate5m",
-        "job:http_server_request_duration_seconds:p50_rate5m",
-        "job:http_server_request_duration_seconds:p95_rate5m",
-        "job:http_server_request_duration_seconds:p99_rate5m",
-        "job:orgraph_task_failures:ratio_rate5m",
-        "job:orgraph_export_duration_seconds:p95_rate5m",
-    ] {
-        add(name.into(), &["job"]);
-    }
-    add(
-        "job_route:http_server_requests:rate5m".into(),
-        &["job", "http_route", "http_request_method"],
-    );
-    add("job_route:http_server_request_duration_seconds:p95_rate5m".into(), &["job", "http_route"]);
-    add("job:orgraph_task_completed:rate5m".into(), &["job", "task_type", "task_status"]);
-    add(
-        "job_pool:db_client_connection:utilisation".into(),
-        &["job", "db_client_connection_pool_name"],
-    );
-    add("job_cache:orgraph_cache_hits:ratio_rate5m".into(), &["job", "cache_layer", "cache_name"]);
-    add(
-        "job_breaker:orgraph_circuit_breaker_failures:ratio_rate5m".into(),
-        &["job", "circuit_breaker_name"],
-    );
-    for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"] {
-        add(format!("job:slo_availability_errors:ratio_rate{window}"), &["job"]);
-        add(format!("job:slo_latency_slow:ratio_rate{window}"), &["job"]);
-    }
-    for slo in ["availability", "latency"] {
-        for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"] {
-            add(format!("job:slo_{slo}:burn_rate{window}"), &["job"]);
-        }
-        add(format!("job:slo_{slo}:objective"), &["job"]);
-        add(format!("job:slo_{slo}:error_budget_remaining"), &["job"]);
-    }
-    rules
-}
-
 /// Prometheus' own series of firing and pending alerts; its labels are the alerts' labels.
 const ALERTS: &str = "ALERTS";
-
-/// Labels every contract series carries besides its own.
-const COMMON_LABELS: [&str; 5] =
-    ["job", "instance", "otel_scope_name", "otel_scope_schema_url", "otel_scope_version"];
 
 /// The matcher that keeps health checks out of HTTP panels.
 const NO_HEALTH: (&str, &str, &str) = ("http_route", "!~", "/health/.*");
@@ -130,72 +82,165 @@ const COLLECTOR_ROW_SERIES: [&str; 5] = [
 ];
 
 // ------------------------------------------------------------------------------------------------
-// The metric contract, from docs/METRICS.md
+// What the queries may read: the metric contract (`xtask::dashboards::contract`, from the
+// catalogue) and the recording rules (`prometheus/rules/recording.yaml`), with their labels
 
-/// Series name → the labels it may carry, from the table of `docs/METRICS.md`.
-fn contract() -> BTreeMap<String, BTreeSet<String>> {
-    let path = dashboards::repo_root().join("docs").join("METRICS.md");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut series = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // ["", instrument, series, type, unit, labels, description, ""]
-        assert!(cells.len() >= 7, "unexpected row in {}: {line}", path.display());
-        let names = backticked_heads(cells[2]);
-        let mut labels: BTreeSet<String> = backticked_heads(cells[5]).into_iter().collect();
-        labels.extend(COMMON_LABELS.iter().map(|l| l.to_string()));
-        for name in names {
-            let mut labels = labels.clone();
-            if name.ends_with("_bucket") {
-                labels.insert("le".into());
-            }
-            series.insert(name, labels);
+/// Every recording rule of `prometheus/rules/recording.yaml` with the labels of the series it
+/// records, read from its expression ([`result_labels`]) and its own `labels:`; an error says why
+/// they cannot be told (a series that is neither in the contract, the collector's nor recorded).
+/// The rules over the services aggregate `by (job, ...)`, without `instance`: panels filter them
+/// by `job` only.
+fn recorded_series() -> BTreeMap<String, Result<BTreeSet<String>, String>> {
+    let rules = dashboards::recording_rules();
+    let contract = dashboards::contract();
+    let collector = collector_series();
+    let by_name: BTreeMap<&str, &dashboards::RecordingRule> =
+        rules.iter().map(|rule| (rule.name.as_str(), rule)).collect();
+    // `depth` stops a rule that reads itself, however indirectly.
+    fn labels(
+        name: &str,
+        depth: usize,
+        rules: &BTreeMap<&str, &dashboards::RecordingRule>,
+        contract: &BTreeMap<String, BTreeSet<String>>,
+        collector: &BTreeMap<&str, BTreeSet<&str>>,
+    ) -> Result<BTreeSet<String>, String> {
+        if let Some(labels) = contract.get(name) {
+            return Ok(labels.clone());
         }
-    }
-    assert!(series.len() > 20, "found only {} series in {}", series.len(), path.display());
-    series
-}
-
-/// The first backticked word of each `<br>`-separated part of a table cell.
-fn backticked_heads(cell: &str) -> Vec<String> {
-    cell.split("<br>")
-        .filter_map(|part| {
-            let rest = part.trim().strip_prefix('`')?;
-            rest.split_once('`').map(|(head, _)| head.to_string())
+        if let Some(labels) = collector.get(name) {
+            return Ok(labels.iter().map(|l| l.to_string()).collect());
+        }
+        let rule = rules.get(name).ok_or_else(|| {
+            format!("{name} is neither a catalogue series, a collector series nor a recording rule")
+        })?;
+        if depth > rules.len() {
+            return Err(format!("{name} reads itself"));
+        }
+        let tree = syntax(&rule.expr)?;
+        let mut out = result_labels(&tree, &|series: &str| {
+            labels(series, depth + 1, rules, contract, collector)
         })
+        .map_err(|e| format!("{name}: {e}"))?;
+        out.extend(rule.labels.iter().cloned());
+        Ok(out)
+    }
+    rules
+        .iter()
+        .map(|rule| (rule.name.clone(), labels(&rule.name, 0, &by_name, &contract, &collector)))
         .collect()
 }
 
-/// The `record:` names of `prometheus/rules/*.yaml`, or None while there are no rule files.
-fn recorded_names() -> Option<BTreeSet<String>> {
-    let dir = dashboards::repo_root().join("prometheus").join("rules");
-    let entries = std::fs::read_dir(&dir).ok()?;
-    let mut names = BTreeSet::new();
-    let mut files = 0;
-    for entry in entries {
-        let path = entry.expect("a directory entry").path();
-        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-        if !is_yaml || path.to_string_lossy().ends_with(".test.yaml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("a readable rules file");
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-        let Some(groups) = yaml["groups"].as_sequence() else { continue };
-        files += 1;
-        for rule in groups.iter().filter_map(|g| g["rules"].as_sequence()).flatten() {
-            if let Some(record) = rule["record"].as_str() {
-                names.insert(record.to_string());
+/// The label keys of the series `expr` returns, given those of each series it reads (`series`,
+/// an error for a series it does not know): an aggregation keeps its `by` labels (or drops its
+/// `without` labels), `histogram_quantile` drops `le`, `label_replace` adds its target, other
+/// functions keep their argument's labels; a vector-to-vector operation keeps the left side's
+/// labels, only the `on` labels of a one-to-one match, and adds those of `group_left`/
+/// `group_right`; `or` keeps either side's.
+fn result_labels(
+    expr: &Expr,
+    series: &dyn Fn(&str) -> Result<BTreeSet<String>, String>,
+) -> Result<BTreeSet<String>, String> {
+    let labels = |e: &Expr| result_labels(e, series);
+    let set = |labels: &[String]| labels.iter().cloned().collect::<BTreeSet<String>>();
+    Ok(match expr {
+        Expr::VectorSelector(vs) => series(&selector_name(vs))?,
+        Expr::MatrixSelector(ms) => series(&selector_name(&ms.vs))?,
+        Expr::Paren(e) => labels(&e.expr)?,
+        Expr::Unary(e) => labels(&e.expr)?,
+        Expr::Subquery(e) => labels(&e.expr)?,
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => BTreeSet::new(),
+        Expr::Aggregate(a) => {
+            let inner = labels(&a.expr)?;
+            match &a.modifier {
+                Some(LabelModifier::Include(by)) => set(&by.labels),
+                Some(LabelModifier::Exclude(without)) => &inner - &set(&without.labels),
+                // These select series and keep their labels; the others aggregate everything.
+                None if ["topk", "bottomk", "limitk", "limit_ratio"]
+                    .contains(&a.op.to_string().as_str()) =>
+                {
+                    inner
+                }
+                None => BTreeSet::new(),
             }
         }
-    }
-    (files > 0).then_some(names)
+        Expr::Call(call) => {
+            let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
+            let mut out = BTreeSet::new();
+            for arg in &args {
+                if matches!(arg.value_type(), ValueType::Vector | ValueType::Matrix) {
+                    out.extend(labels(arg)?);
+                }
+            }
+            match (call.func.name, args.get(1)) {
+                ("histogram_quantile", _) => {
+                    out.remove("le");
+                }
+                ("label_replace" | "label_join", Some(Expr::StringLiteral(target))) => {
+                    out.insert(target.val.clone());
+                }
+                _ => {}
+            }
+            out
+        }
+        Expr::Binary(b) => {
+            let (lhs, rhs) = (labels(&b.lhs)?, labels(&b.rhs)?);
+            let scalar = |e: &Expr| e.value_type() == ValueType::Scalar;
+            let modifier = b.modifier.clone().unwrap_or_default();
+            match b.op.to_string().as_str() {
+                "or" => &lhs | &rhs,
+                "and" | "unless" => lhs,
+                _ if scalar(&b.lhs) => rhs,
+                _ if scalar(&b.rhs) => lhs,
+                _ => match (&modifier.card, &modifier.matching) {
+                    (VectorMatchCardinality::ManyToOne(extra), _) => &lhs | &set(&extra.labels),
+                    (VectorMatchCardinality::OneToMany(extra), _) => &rhs | &set(&extra.labels),
+                    (_, Some(LabelModifier::Include(on))) => set(&on.labels),
+                    (_, Some(LabelModifier::Exclude(ignoring))) => &lhs - &set(&ignoring.labels),
+                    (_, None) => lhs,
+                },
+            }
+        }
+        Expr::Extension(_) => return Err("an extension expression".to_string()),
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
-// A small PromQL reader: enough to find series selectors, their matchers and range windows, and
-// the labels of grouping clauses. The dashboards' queries are also parsed by promtool (below).
+// Reading PromQL with Prometheus' grammar (the promql-parser crate). The checks walk the syntax
+// tree: series selectors with their matchers and range windows, the labels of grouping clauses,
+// what each `/` divides by, state functions, the top-level `or` of a fallback. The dashboards'
+// queries are also parsed by promtool (below).
+
+/// Grafana's interval variables, each with the duration that stands in for it while a query is
+/// parsed: the grammar reads no variable where a duration goes (`[$__rate_interval]`), so
+/// [`syntax`] puts the stand-in there first, and a range of that duration reads back as the
+/// variable ([`range_text`]). No dashboard would write such a duration. The variables inside
+/// strings (`job=~"$job"`, `instance=~"$instance"`) need no stand-in: to the grammar they are
+/// label values, and the checks see them as written.
+const INTERVAL_STAND_INS: [(&str, &str); 4] = [
+    ("$__rate_interval", "7h7m7s7ms"),
+    ("${__rate_interval}", "7h7m7s7ms"),
+    ("$__interval", "6h6m6s6ms"),
+    ("${__interval}", "6h6m6s6ms"),
+];
+
+/// The syntax tree of `expr`, its interval variables replaced by their stand-ins first.
+fn syntax(expr: &str) -> Result<Expr, String> {
+    if let Some((_, stand_in)) = INTERVAL_STAND_INS.iter().find(|(_, s)| expr.contains(s)) {
+        return Err(format!("`{expr}` writes {stand_in}, the stand-in of an interval variable"));
+    }
+    let text = INTERVAL_STAND_INS.iter().fold(expr.to_string(), |e, (var, s)| e.replace(var, s));
+    promql::parse(&text).map_err(|e| format!("`{expr}` is not PromQL: {e}"))
+}
+
+/// A range window as the query wrote it: the interval variable it stands for, or a duration
+/// (`2m`).
+fn range_text(range: &Duration) -> String {
+    let text = promql_parser::util::display_duration(range);
+    match INTERVAL_STAND_INS.iter().find(|(_, stand_in)| *stand_in == text) {
+        Some((var, _)) => var.to_string(),
+        None => text,
+    }
+}
 
 /// A series selector: `metric{matchers}[range]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,176 +249,103 @@ struct Selector {
     /// (label, operator, value)
     matchers: Vec<(String, String, String)>,
     range: Option<String>,
-    /// Whether the selector had braces (`metric{...}`).
-    braces: bool,
 }
 
 impl Selector {
+    fn new(vs: &promql::VectorSelector, range: Option<&Duration>) -> Selector {
+        let matchers = vs.matchers.matchers.iter().chain(vs.matchers.or_matchers.iter().flatten());
+        Selector {
+            metric: selector_name(vs),
+            matchers: matchers
+                .filter(|m| m.name != "__name__")
+                .map(|m| (m.name.clone(), m.op.to_string(), m.value.clone()))
+                .collect(),
+            range: range.map(range_text),
+        }
+    }
+
     fn has(&self, (label, op, value): (&str, &str, &str)) -> bool {
         self.matchers.iter().any(|(l, o, v)| l == label && o == op && v == value)
     }
+
+    /// Whether it filters by any label (`metric{...}`).
+    fn braces(&self) -> bool {
+        !self.matchers.is_empty()
+    }
 }
 
-/// What a query references.
-#[derive(Debug, Default)]
+/// The metric a selector reads: its name, or its `__name__="..."` matcher.
+fn selector_name(vs: &promql::VectorSelector) -> String {
+    let by_matcher = vs.matchers.matchers.iter().find(|m| m.name == "__name__");
+    vs.name.clone().or_else(|| by_matcher.map(|m| m.value.clone())).unwrap_or_default()
+}
+
+/// A query read: its syntax tree and what it references.
+#[derive(Debug)]
 struct Parsed {
+    tree: Expr,
+    /// Its series selectors, in the order they are written.
     selectors: Vec<Selector>,
     /// Labels named in `by`, `without`, `on`, `ignoring`, `group_left`, `group_right`.
     grouping: Vec<String>,
 }
 
-const KEYWORDS: [&str; 7] = ["and", "or", "unless", "bool", "offset", "atan2", "inf"];
-const GROUPING: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "group_right"];
-/// Aggregation operators: a grouping clause may come between the name and its `(`.
-const AGGREGATIONS: [&str; 14] = [
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-];
-
+/// Reads `expr`; panics naming it if Prometheus' grammar rejects it (as
+/// `every_query_parses_with_prometheus_grammar` reports for every panel).
 fn parse(expr: &str) -> Parsed {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut parsed = Parsed::default();
-    let mut i = 0;
-    let skip_ws = |mut i: usize| {
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        i
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(&chars, i).1;
-        } else if c.is_ascii_digit() || c == '.' {
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
-                i += 1;
-            }
-            let ident: String = chars[start..i].iter().collect();
-            let next = skip_ws(i);
-            let peek = chars.get(next).copied();
-            if GROUPING.contains(&ident.as_str()) {
-                if peek == Some('(') {
-                    let close = find(&chars, next, ')');
-                    let inner: String = chars[next + 1..close].iter().collect();
-                    parsed.grouping.extend(
-                        inner.split(',').map(str::trim).filter(|l| !l.is_empty()).map(String::from),
-                    );
-                    i = close + 1;
-                }
-            } else if KEYWORDS.contains(&ident.to_ascii_lowercase().as_str())
-                || AGGREGATIONS.contains(&ident.as_str())
-                || peek == Some('(')
-            {
-                // An operator keyword, an aggregation, or a function name.
-            } else {
-                let mut selector =
-                    Selector { metric: ident, matchers: Vec::new(), range: None, braces: false };
-                if peek == Some('{') {
-                    let (matchers, end) = parse_matchers(&chars, next);
-                    selector.matchers = matchers;
-                    selector.braces = true;
-                    i = end;
-                }
-                let next = skip_ws(i);
-                if chars.get(next) == Some(&'[') {
-                    let close = find(&chars, next, ']');
-                    selector.range = Some(chars[next + 1..close].iter().collect());
-                    i = close + 1;
-                }
-                parsed.selectors.push(selector);
-            }
-        } else {
-            i += 1;
-        }
-    }
+    let tree = syntax(expr).unwrap_or_else(|e| panic!("{e}"));
+    let mut parsed = Parsed { selectors: Vec::new(), grouping: Vec::new(), tree: tree.clone() };
+    read(&tree, &mut parsed);
     parsed
 }
 
-/// The string starting at `chars[start]` (a quote) and the index after it.
-fn skip_string(chars: &[char], start: usize) -> (String, usize) {
-    let quote = chars[start];
-    let mut out = String::new();
-    let mut i = start + 1;
-    while i < chars.len() && chars[i] != quote {
-        if chars[i] == '\\' && quote != '`' && i + 1 < chars.len() {
-            i += 1;
+fn read(expr: &Expr, parsed: &mut Parsed) {
+    match expr {
+        Expr::VectorSelector(vs) => parsed.selectors.push(Selector::new(vs, None)),
+        Expr::MatrixSelector(ms) => parsed.selectors.push(Selector::new(&ms.vs, Some(&ms.range))),
+        Expr::Aggregate(a) => {
+            if let Some(modifier) = &a.modifier {
+                parsed.grouping.extend(modifier.labels().labels.iter().cloned());
+            }
+            children(expr).into_iter().for_each(|child| read(child, parsed));
         }
-        out.push(chars[i]);
-        i += 1;
+        Expr::Binary(b) => {
+            read(&b.lhs, parsed);
+            if let Some(modifier) = &b.modifier {
+                let matching = modifier.matching.iter().flat_map(|m| &m.labels().labels);
+                let card = modifier.card.labels().into_iter().flat_map(|l| &l.labels);
+                parsed.grouping.extend(matching.chain(card).cloned());
+            }
+            read(&b.rhs, parsed);
+        }
+        _ => children(expr).into_iter().for_each(|child| read(child, parsed)),
     }
-    (out, i + 1)
 }
 
-/// Index of the first `close` at or after `from`, outside strings.
-fn find(chars: &[char], from: usize, close: char) -> usize {
-    let mut i = from;
-    while i < chars.len() {
-        if chars[i] == '"' || chars[i] == '\'' {
-            i = skip_string(chars, i).1;
-            continue;
-        }
-        if chars[i] == close {
-            return i;
-        }
-        i += 1;
+/// The operands of `expr`, in the order they are written.
+fn children(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::Aggregate(a) => a.param.iter().chain([&a.expr]).map(|e| e.as_ref()).collect(),
+        Expr::Unary(e) => vec![&e.expr],
+        Expr::Binary(b) => vec![&b.lhs, &b.rhs],
+        Expr::Paren(e) => vec![&e.expr],
+        Expr::Subquery(e) => vec![&e.expr],
+        Expr::Call(call) => call.args.args.iter().map(|a| a.as_ref()).collect(),
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::Extension(_) => Vec::new(),
     }
-    panic!("unbalanced `{close}` in {}", chars.iter().collect::<String>())
 }
 
-/// The matchers of `{...}` starting at `chars[open]`, and the index after the `}`.
-fn parse_matchers(chars: &[char], open: usize) -> (Vec<(String, String, String)>, usize) {
-    let mut matchers = Vec::new();
-    let mut i = open + 1;
-    loop {
-        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == ',') {
-            i += 1;
-        }
-        assert!(i < chars.len(), "unclosed {{ in {}", chars.iter().collect::<String>());
-        if chars[i] == '}' {
-            return (matchers, i + 1);
-        }
-        let start = i;
-        while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-            i += 1;
-        }
-        let label: String = chars[start..i].iter().collect();
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        let op_start = i;
-        while i < chars.len() && "=!~".contains(chars[i]) {
-            i += 1;
-        }
-        let op: String = chars[op_start..i].iter().collect();
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        assert!(
-            !label.is_empty() && !op.is_empty() && i < chars.len() && "\"'`".contains(chars[i]),
-            "cannot read the matcher at {start} of {}",
-            chars.iter().collect::<String>()
-        );
-        let (value, end) = skip_string(chars, i);
-        matchers.push((label, op, value));
-        i = end;
+/// `expr` and every expression inside it.
+fn descendants(expr: &Expr) -> Vec<&Expr> {
+    let mut out = vec![expr];
+    for child in children(expr) {
+        out.extend(descendants(child));
     }
+    out
 }
 
 /// The `{{label}}` references of a legend format.
@@ -385,227 +357,62 @@ fn legend_labels(legend: &str) -> Vec<String> {
         .collect()
 }
 
-// The structure around the selectors: enough to find what a `/` divides by, which queries are
-// states (0/1), and the top-level `or` of a fallback.
+/// The value of a number (`2`, `-1`, `(0.5)`), if `expr` is one.
+fn number(expr: &Expr) -> Option<f64> {
+    match expr {
+        Expr::NumberLiteral(n) => Some(n.val),
+        Expr::Unary(e) => number(&e.expr).map(|v| -v),
+        Expr::Paren(e) => number(&e.expr),
+        _ => None,
+    }
+}
 
-/// Index after the group that opens at `chars[open]` (`(`, `{` or `[`), strings skipped.
-fn close_of(chars: &[char], open: usize) -> usize {
-    let (opening, closing) = match chars[open] {
-        '(' => ('(', ')'),
-        '{' => ('{', '}'),
-        '[' => ('[', ']'),
-        other => panic!("`{other}` opens no group"),
-    };
-    let mut depth = 0;
-    let mut i = open;
-    while i < chars.len() {
-        match chars[i] {
-            '"' | '\'' | '`' => {
-                i = skip_string(chars, i).1;
-                continue;
-            }
-            c if c == opening => depth += 1,
-            c if c == closing => {
-                depth -= 1;
-                if depth == 0 {
-                    return i + 1;
-                }
-            }
-            _ => {}
+/// The operator of a binary expression (`/`, `>=`, `or`), and whether it has `bool`.
+fn operator(expr: &Expr) -> Option<(String, bool)> {
+    match expr {
+        Expr::Binary(b) => {
+            Some((b.op.to_string(), b.modifier.as_ref().is_some_and(|m| m.return_bool)))
         }
-        i += 1;
+        _ => None,
     }
-    panic!("unbalanced `{opening}` in {}", chars.iter().collect::<String>())
 }
 
-fn skip_ws(chars: &[char], mut i: usize) -> usize {
-    while i < chars.len() && chars[i].is_whitespace() {
-        i += 1;
-    }
-    i
-}
-
-fn is_ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == ':'
-}
-
-/// The identifier starting at `chars[i]` (empty if none) and the index after it.
-fn word_at(chars: &[char], i: usize) -> (String, usize) {
-    let mut end = i;
-    if end < chars.len() && (chars[end].is_ascii_alphabetic() || "_:".contains(chars[end])) {
-        while end < chars.len() && is_ident_char(chars[end]) {
-            end += 1;
-        }
-    }
-    (chars[i..end].iter().collect(), end)
-}
-
-/// The positions of `chars` outside strings and outside every (), {} and [] group.
-fn top_level(chars: &[char]) -> Vec<usize> {
+/// Every denominator of `expr`: what each `/` divides by, in the order they are written.
+fn denominators(expr: &Expr) -> Vec<&Expr> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '"' | '\'' | '`' => i = skip_string(chars, i).1,
-            '(' | '{' | '[' => i = close_of(chars, i),
-            _ => {
-                out.push(i);
-                i += 1;
-            }
+    if let Expr::Binary(b) = expr {
+        out.extend(denominators(&b.lhs));
+        if b.op.to_string() == "/" {
+            out.push(b.rhs.as_ref());
         }
-    }
-    out
-}
-
-/// The identifiers of `expr` outside strings and label matchers, each with whether it is called
-/// (followed by `(`).
-fn words(expr: &str) -> Vec<(String, bool)> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '"' | '\'' | '`' => i = skip_string(&chars, i).1,
-            '{' => i = close_of(&chars, i),
-            c if c.is_ascii_digit() || c == '.' => {
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
-                let (word, end) = word_at(&chars, i);
-                let called = chars.get(skip_ws(&chars, end)) == Some(&'(');
-                out.push((word, called));
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    out
-}
-
-/// The operand right of the operator that ends at `chars[from - 1]`: one primary expression (a
-/// parenthesised group, a number, a function call, an aggregation or a selector), after any
-/// vector-matching modifiers (`on (...)`, `group_left`, ...).
-fn operand_after(chars: &[char], from: usize) -> String {
-    let mut i = skip_ws(chars, from);
-    loop {
-        let (word, end) = word_at(chars, i);
-        if !["on", "ignoring", "group_left", "group_right", "bool"].contains(&word.as_str()) {
-            break;
-        }
-        i = skip_ws(chars, end);
-        if word != "bool" && chars.get(i) == Some(&'(') {
-            i = skip_ws(chars, close_of(chars, i));
-        }
-    }
-    let start = i;
-    match chars.get(i) {
-        None => {}
-        Some('(') => i = close_of(chars, i),
-        Some(c) if c.is_ascii_digit() || *c == '.' => {
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric()
-                    || chars[i] == '.'
-                    || ("+-".contains(chars[i]) && "eE".contains(chars[i - 1])))
-            {
-                i += 1;
-            }
-        }
-        Some(_) => {
-            let (word, end) = word_at(chars, i);
-            i = end;
-            let grouping = |i: usize| {
-                let j = skip_ws(chars, i);
-                let (w, end) = word_at(chars, j);
-                let k = skip_ws(chars, end);
-                if (w == "by" || w == "without") && chars.get(k) == Some(&'(') {
-                    close_of(chars, k)
-                } else {
-                    i
-                }
-            };
-            if AGGREGATIONS.contains(&word.as_str()) {
-                i = grouping(i);
-            }
-            let j = skip_ws(chars, i);
-            if chars.get(j) == Some(&'(') {
-                i = close_of(chars, j);
-                if AGGREGATIONS.contains(&word.as_str()) {
-                    i = grouping(i);
-                }
-            } else {
-                // A selector: matchers, range, `offset`.
-                if chars.get(j) == Some(&'{') {
-                    i = close_of(chars, j);
-                }
-                let j = skip_ws(chars, i);
-                if chars.get(j) == Some(&'[') {
-                    i = close_of(chars, j);
-                }
-            }
-        }
-    }
-    chars[start..i].iter().collect()
-}
-
-/// Every denominator of `expr`: what each `/` divides by.
-fn denominators(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '"' | '\'' | '`' => i = skip_string(&chars, i).1,
-            '/' => {
-                out.push(operand_after(&chars, i + 1));
-                i += 1;
-            }
-            _ => i += 1,
-        }
+        out.extend(denominators(&b.rhs));
+    } else {
+        out.extend(children(expr).into_iter().flat_map(denominators));
     }
     out
 }
 
 /// Whether a denominator can never be 0, so the division never makes NaN (0/0) or ±Inf: a
 /// non-zero number, `(... > c)` with c ≥ 0 or `(... >= c)` with c > 0 (a filter: a zero
-/// denominator drops the element), or `clamp_min(..., c)` with c > 0.
-fn is_guarded_denominator(operand: &str) -> bool {
-    let text = operand.trim();
-    if let Ok(number) = text.parse::<f64>() {
-        return number != 0.0;
+/// denominator drops the element), or `clamp_min(..., c)` with c > 0. A set operator above the
+/// comparison (`(a or s > 0)` is `(a or (s > 0))`) lets a zero through again, and `> bool`
+/// returns 0 and 1.
+fn is_guarded_denominator(operand: &Expr) -> bool {
+    match operand {
+        Expr::NumberLiteral(n) => n.val != 0.0,
+        Expr::Call(call) if call.func.name == "clamp_min" => {
+            call.args.args.get(1).and_then(|c| number(c)).is_some_and(|c| c > 0.0)
+        }
+        Expr::Paren(inner) => {
+            let Expr::Binary(b) = inner.expr.as_ref() else { return false };
+            match (operator(&inner.expr), number(&b.rhs)) {
+                (Some((op, false)), Some(bound)) if op == ">" => bound >= 0.0,
+                (Some((op, false)), Some(bound)) if op == ">=" => bound > 0.0,
+                _ => false,
+            }
+        }
+        _ => false,
     }
-    let positive = |s: &str| s.trim().parse::<f64>().is_ok_and(|c| c > 0.0);
-    if let Some(args) = text.strip_prefix("clamp_min").map(str::trim_start) {
-        let Some(args) = args.strip_prefix('(').and_then(|a| a.strip_suffix(')')) else {
-            return false;
-        };
-        let chars: Vec<char> = args.chars().collect();
-        let comma = top_level(&chars).into_iter().rfind(|&p| chars[p] == ',');
-        return comma.is_some_and(|p| positive(&chars[p + 1..].iter().collect::<String>()));
-    }
-    let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else {
-        return false;
-    };
-    let chars: Vec<char> = inner.chars().collect();
-    let top = top_level(&chars);
-    // `a or b > 0` is `a or (b > 0)`: a set operator would let a zero through again.
-    let flat: String = top.iter().map(|&p| chars[p]).collect();
-    let set_operator =
-        flat.split(|c: char| !is_ident_char(c)).any(|w| ["or", "and", "unless"].contains(&w));
-    let Some(&gt) = top.iter().rfind(|&&p| chars[p] == '>') else {
-        return false;
-    };
-    let (inclusive, rest) = if chars.get(gt + 1) == Some(&'=') {
-        (true, &chars[gt + 2..])
-    } else {
-        (false, &chars[gt + 1..])
-    };
-    let rest: String = rest.iter().collect();
-    let Ok(bound) = rest.trim().parse::<f64>() else {
-        return false; // `> bool 0` returns 0 and 1, and anything else after `>` is no bound.
-    };
-    !set_operator && if inclusive { bound > 0.0 } else { bound >= 0.0 }
 }
 
 /// Whether a recorded series is a ratio: `...:ratio_...`, or a burn rate (a ratio over a constant).
@@ -616,40 +423,25 @@ fn is_recorded_ratio(name: &str) -> bool {
 /// The recorded ratios (`...:ratio_...`, `...:burn_rate...`) `expr` reads without the NaN filter `(rule{...} >= 0)`.
 /// A recorded ratio is NaN (0/0) while its denominator is 0, e.g. without traffic in its window;
 /// every comparison with NaN is false, so `>= 0` drops exactly the NaN and keeps every ratio.
-fn unfiltered_recorded_ratios(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '"' | '\'' | '`' => i = skip_string(&chars, i).1,
-            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
-                let start = i;
-                let (word, end) = word_at(&chars, i);
-                i = end;
-                if !is_recorded_ratio(&word) {
-                    continue;
-                }
-                let before = chars[..start].iter().rev().find(|c| !c.is_whitespace());
-                let mut j = skip_ws(&chars, end);
-                if chars.get(j) == Some(&'{') {
-                    j = close_of(&chars, j);
-                }
-                let after: String = chars[j..].iter().collect();
-                let after: String = after.split_whitespace().collect();
-                let filtered = before == Some(&'(')
-                    && after.strip_prefix(">=").is_some_and(|rest| {
-                        rest.strip_prefix('0').is_some_and(|rest| rest.starts_with(')'))
-                    });
-                if !filtered {
-                    out.push(word);
-                }
-                i = j.max(end);
-            }
-            _ => i += 1,
+fn unfiltered_recorded_ratios(expr: &Expr) -> Vec<String> {
+    let is_filter = |e: &Expr| match e {
+        Expr::Binary(b) => {
+            operator(e) == Some((">=".to_string(), false))
+                && matches!(b.lhs.as_ref(), Expr::VectorSelector(_))
+                && matches!(b.rhs.as_ref(), Expr::NumberLiteral(n) if n.val == 0.0)
         }
+        _ => false,
+    };
+    match expr {
+        Expr::Paren(inner) if is_filter(&inner.expr) => Vec::new(),
+        Expr::VectorSelector(vs) if is_recorded_ratio(&selector_name(vs)) => {
+            vec![selector_name(vs)]
+        }
+        Expr::MatrixSelector(ms) if is_recorded_ratio(&selector_name(&ms.vs)) => {
+            vec![selector_name(&ms.vs)]
+        }
+        _ => children(expr).into_iter().flat_map(unfiltered_recorded_ratios).collect(),
     }
-    out
 }
 
 /// Functions whose result is a state (did it change, is it there) rather than a quantity.
@@ -657,35 +449,30 @@ const STATE_FUNCTIONS: [&str; 5] =
     ["changes", "resets", "absent", "absent_over_time", "present_over_time"];
 
 /// Whether `expr` computes a state: a `bool` comparison (0 or 1) or a state function.
-fn is_state_query(expr: &str) -> bool {
-    words(expr)
-        .iter()
-        .any(|(w, called)| w == "bool" || (*called && STATE_FUNCTIONS.contains(&w.as_str())))
+fn is_state_query(expr: &Expr) -> bool {
+    descendants(expr).into_iter().any(|e| match e {
+        Expr::Call(call) => STATE_FUNCTIONS.contains(&call.func.name),
+        _ => operator(e).is_some_and(|(_, with_bool)| with_bool),
+    })
 }
 
 /// `expr` split at its top-level `or` operators.
-fn top_level_or_operands(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let top: BTreeSet<usize> = top_level(&chars).into_iter().collect();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i + 1 < chars.len() {
-        let is_or = chars[i] == 'o'
-            && chars[i + 1] == 'r'
-            && top.contains(&i)
-            && (i == 0 || !is_ident_char(chars[i - 1]))
-            && chars.get(i + 2).is_none_or(|c| !is_ident_char(*c));
-        if is_or {
-            parts.push(chars[start..i].iter().collect());
-            start = i + 2;
-            i += 2;
-        } else {
-            i += 1;
+fn top_level_or_operands(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::Binary(b) if b.op.to_string() == "or" => {
+            let mut operands = top_level_or_operands(&b.lhs);
+            operands.extend(top_level_or_operands(&b.rhs));
+            operands
         }
+        _ => vec![expr],
     }
-    parts.push(chars[start..].iter().collect());
-    parts
+}
+
+/// The series selectors of a part of a query.
+fn selectors(expr: &Expr) -> Vec<Selector> {
+    let mut parsed = Parsed { tree: expr.clone(), selectors: Vec::new(), grouping: Vec::new() };
+    read(expr, &mut parsed);
+    parsed.selectors
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -717,11 +504,9 @@ fn report(problems: Vec<String>) {
     assert!(problems.is_empty(), "{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
 }
 
-fn provisioning_yaml(relative: &str) -> serde_yaml::Value {
+fn provisioning_yaml(relative: &str) -> serde_norway::Value {
     let path = dashboards::repo_root().join("grafana").join("provisioning").join(relative);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+    xtask::yaml::read(&path).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1661,11 +1446,10 @@ fn heatmaps_show_histogram_buckets() {
 // Queries
 
 #[test]
-fn queries_reference_only_contract_series_and_agreed_recording_rules() {
-    let contract = contract();
-    let rules = recording_rules();
+fn queries_reference_only_contract_series_and_recording_rules() {
+    let contract = dashboards::contract();
+    let rules = recorded_series();
     let collector = collector_series();
-    let recorded = recorded_names();
     let dashboards = load_all();
     let mut problems = Vec::new();
     for (d, panel, target) in all_targets(&dashboards) {
@@ -1681,18 +1465,24 @@ fn queries_reference_only_contract_series_and_agreed_recording_rules() {
             } else if let Some(l) = contract.get(&s.metric) {
                 l.clone()
             } else if let Some(l) = rules.get(&s.metric) {
-                if let Some(recorded) = &recorded
-                    && !recorded.contains(&s.metric)
-                {
-                    problems.push(format!(
-                        "{}: {} is not recorded in prometheus/rules/",
-                        at(d, panel),
-                        s.metric
-                    ));
+                match l {
+                    Ok(l) => l.clone(),
+                    Err(why) => {
+                        problems.push(format!(
+                            "{}: the labels of the recording rule {} are unknown: {why}",
+                            at(d, panel),
+                            s.metric
+                        ));
+                        continue;
+                    }
                 }
-                l.iter().map(|l| l.to_string()).collect()
             } else {
-                problems.push(format!("{}: {} is not in the contract", at(d, panel), s.metric));
+                problems.push(format!(
+                    "{}: {} is not in the contract nor recorded in {}",
+                    at(d, panel),
+                    s.metric,
+                    dashboards::recording_rules_file().display()
+                ));
                 continue;
             };
             if s.metric != ALERTS {
@@ -1724,8 +1514,8 @@ fn queries_reference_only_contract_series_and_agreed_recording_rules() {
 
 #[test]
 fn raw_series_are_filtered_by_job_and_instance_and_rules_by_job() {
-    let contract = contract();
-    let rules = recording_rules();
+    let contract = dashboards::contract();
+    let rules = recorded_series();
     let dashboards = load_all();
     let mut problems = Vec::new();
     let job = ("job", "=~", "$job");
@@ -1754,14 +1544,16 @@ fn raw_series_are_filtered_by_job_and_instance_and_rules_by_job() {
 
 #[test]
 fn http_queries_exclude_health_checks() {
-    let contract = contract();
-    let rules = recording_rules();
+    let contract = dashboards::contract();
+    let rules = recorded_series();
     let dashboards = load_all();
     let mut problems = Vec::new();
     for (d, panel, target) in all_targets(&dashboards) {
         for s in parse(expr(target)).selectors {
             let has_route = contract.get(&s.metric).is_some_and(|l| l.contains("http_route"))
-                || rules.get(&s.metric).is_some_and(|l| l.contains("http_route"));
+                || rules
+                    .get(&s.metric)
+                    .is_some_and(|l| l.as_ref().is_ok_and(|l| l.contains("http_route")));
             if has_route && !s.has(NO_HEALTH) {
                 problems.push(format!(
                     "{}: {} needs http_route!~\"/health/.*\"",
@@ -1780,8 +1572,9 @@ fn rates_on_raw_series_use_the_rate_interval() {
     let mut problems = Vec::new();
     for (d, panel, target) in all_targets(&dashboards) {
         // State queries use a fixed window instead: state_queries_use_a_fixed_window.
-        let state = is_state_query(expr(target));
-        for s in parse(expr(target)).selectors {
+        let parsed = parse(expr(target));
+        let state = is_state_query(&parsed.tree);
+        for s in parsed.selectors {
             // A recording rule is already a rate over a fixed window: its name says which.
             let recording_rule = s.metric.contains(':');
             match &s.range {
@@ -1794,7 +1587,7 @@ fn rates_on_raw_series_use_the_rate_interval() {
                 }
                 _ => {}
             }
-            if !s.braces {
+            if !s.braces() {
                 problems.push(format!("{}: {} without a label filter", at(d, panel), s.metric));
             }
         }
@@ -1808,11 +1601,12 @@ fn state_queries_use_a_fixed_window() {
     let mut problems = Vec::new();
     let mut states = 0;
     for (d, panel, target) in all_targets(&dashboards) {
-        if !is_state_query(expr(target)) {
+        let parsed = parse(expr(target));
+        if !is_state_query(&parsed.tree) {
             continue;
         }
         states += 1;
-        for s in parse(expr(target)).selectors {
+        for s in parsed.selectors {
             match &s.range {
                 Some(range) if range != STATE_WINDOW => problems.push(format!(
                     "{}: state query reads {}[{range}]: use the fixed [{STATE_WINDOW}], not a \
@@ -1835,15 +1629,16 @@ fn divisions_never_divide_by_an_unguarded_rate_or_sum() {
     let mut problems = Vec::new();
     let mut divisions = 0;
     for (d, panel, target) in all_targets(&dashboards) {
-        for denominator in denominators(expr(target)) {
+        let parsed = parse(expr(target));
+        for denominator in denominators(&parsed.tree) {
             divisions += 1;
-            if !is_guarded_denominator(&denominator) {
+            if !is_guarded_denominator(denominator) {
                 problems.push(format!(
                     "{}: divides by `{}`, which is 0 without traffic (0/0 = NaN): divide by \
                      `(... > 0)` (and add `or <denominator> * 0` to show 0), or by \
                      clamp_min(..., c > 0)",
                     at(d, panel),
-                    denominator.trim()
+                    denominator
                 ));
             }
         }
@@ -1859,9 +1654,9 @@ fn recorded_ratios_are_read_without_their_nan() {
     let mut problems = Vec::new();
     let mut ratios = 0;
     for (d, panel, target) in all_targets(&dashboards) {
-        ratios +=
-            parse(expr(target)).selectors.iter().filter(|s| is_recorded_ratio(&s.metric)).count();
-        for rule in unfiltered_recorded_ratios(expr(target)) {
+        let parsed = parse(expr(target));
+        ratios += parsed.selectors.iter().filter(|s| is_recorded_ratio(&s.metric)).count();
+        for rule in unfiltered_recorded_ratios(&parsed.tree) {
             problems.push(format!(
                 "{}: {rule} is NaN while its denominator is 0 (no traffic in its window): read it \
                  as `({rule}{{...}} >= 0)`",
@@ -1918,7 +1713,8 @@ fn collector_series_come_from_the_collectors_scrape_job() {
     let dashboards = load_all();
     let mut problems = Vec::new();
     for (d, panel, target) in all_targets(&dashboards) {
-        for s in parse(expr(target)).selectors {
+        let parsed = parse(expr(target));
+        for s in &parsed.selectors {
             if !collector.contains_key(s.metric.as_str()) {
                 continue;
             }
@@ -1944,16 +1740,18 @@ fn collector_series_come_from_the_collectors_scrape_job() {
             }
         }
         // Counters created by their first increment: fall back to 0, keeping the labels.
-        let operands = top_level_or_operands(expr(target));
-        let lazy = |text: &str| {
-            parse(text)
-                .selectors
-                .iter()
-                .any(|s| LAZY_COLLECTOR_COUNTERS.contains(&s.metric.as_str()))
+        let operands = top_level_or_operands(&parsed.tree);
+        let lazy = |part: &Expr| {
+            selectors(part).iter().any(|s| LAZY_COLLECTOR_COUNTERS.contains(&s.metric.as_str()))
         };
-        if lazy(expr(target)) {
-            let fallback = operands.last().map(String::as_str).unwrap_or_default();
-            let zero = fallback.trim().ends_with("* 0") && !fallback.contains("vector(");
+        if lazy(&parsed.tree) {
+            let fallback = operands.last().copied().unwrap_or(&parsed.tree);
+            let times_zero = matches!(fallback, Expr::Binary(b)
+                if b.op.to_string() == "*" && number(&b.rhs) == Some(0.0));
+            let vector = descendants(fallback)
+                .into_iter()
+                .any(|e| matches!(e, Expr::Call(call) if call.func.name == "vector"));
+            let zero = times_zero && !vector;
             if operands.len() < 2 || !zero || lazy(fallback) {
                 problems.push(format!(
                     "{}: a counter that may not exist yet needs `or <existing series with the same \
@@ -1995,14 +1793,14 @@ fn the_infrastructure_dashboard_has_a_collector_row() {
     // The lines sit at the limiter's limits of collector-config.yaml (the defaults of its
     // `${env:NAME:-default}` values, which compose sets alike): soft = limit - spike, hard = limit.
     let config = dashboards::repo_root().join("collector-config.yaml");
-    let config: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&config).expect("collector-config.yaml"))
+    let config: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&config).expect("collector-config.yaml"))
             .expect("collector-config.yaml is YAML");
     let limiter = &config["processors"]["memory_limiter"];
     let mib = |key: &str| -> f64 {
         let text = match &limiter[key] {
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::String(s) => s.clone(),
+            serde_norway::Value::Number(n) => n.to_string(),
+            serde_norway::Value::String(s) => s.clone(),
             other => panic!("memory_limiter.{key}: {other:?}"),
         };
         let default = text.rsplit(":-").next().unwrap_or(&text).trim_end_matches('}');
@@ -2046,22 +1844,22 @@ fn every_query_parses_with_promtool() {
     .expect("promtool");
     let queries = dashboards::queries();
     // Each query becomes a recording rule: `promtool check rules` parses every expression.
-    let rules: Vec<serde_yaml::Value> = queries
+    let rules: Vec<serde_norway::Value> = queries
         .iter()
         .enumerate()
         .map(|(n, (_, _, expr))| {
-            let mut rule = serde_yaml::Mapping::new();
+            let mut rule = serde_norway::Mapping::new();
             rule.insert("record".into(), format!("dashboard:query_{n}").into());
             rule.insert("expr".into(), expr.clone().into());
             rule.into()
         })
         .collect();
-    let mut group = serde_yaml::Mapping::new();
+    let mut group = serde_norway::Mapping::new();
     group.insert("name".into(), "dashboards".into());
     group.insert("rules".into(), rules.into());
-    let mut file = serde_yaml::Mapping::new();
-    file.insert("groups".into(), vec![serde_yaml::Value::from(group)].into());
-    let yaml = serde_yaml::to_string(&file).expect("YAML");
+    let mut file = serde_norway::Mapping::new();
+    file.insert("groups".into(), vec![serde_norway::Value::from(group)].into());
+    let yaml = serde_norway::to_string(&file).expect("YAML");
 
     let dir = std::env::temp_dir().join(format!("xtask-dashboards-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
@@ -2095,49 +1893,72 @@ fn every_query_parses_with_promtool() {
 // The reader itself
 
 #[test]
+fn every_query_parses_with_prometheus_grammar() {
+    let dashboards = load_all();
+    let problems: Vec<String> = all_targets(&dashboards)
+        .into_iter()
+        .filter_map(|(d, panel, target)| {
+            syntax(expr(target)).err().map(|e| format!("{}: {e}", at(d, panel)))
+        })
+        .collect();
+    report(problems);
+}
+
+/// `expr` as the syntax tree prints it, for comparing parts of queries.
+fn canonical(expr: &str) -> String {
+    parse(expr).tree.to_string()
+}
+
+#[test]
 fn the_promql_reader_finds_selectors_ranges_and_grouping_labels() {
     let parsed = parse(
         r#"histogram_quantile(0.95, sum by (job, le) (rate(a_bucket{job=~"$job", x!~"/h/.*"}[$__rate_interval])))
-           / on (job) group_left b:rule:rate5m{job=~"$job"} or vector(0) * c[5m] unless bool d{y="a,}b"}"#,
+           / on (job) group_left b:rule:rate5m{job=~"$job"} or vector(0) * rate(c[5m]) unless d{y="a,}b"}"#,
     );
     let names: Vec<&str> = parsed.selectors.iter().map(|s| s.metric.as_str()).collect();
     assert_eq!(names, ["a_bucket", "b:rule:rate5m", "c", "d"]);
     assert_eq!(parsed.selectors[0].range.as_deref(), Some("$__rate_interval"));
     assert!(parsed.selectors[0].has(("x", "!~", "/h/.*")));
+    assert!(parsed.selectors[0].has(("job", "=~", "$job")));
     assert_eq!(parsed.selectors[2].range.as_deref(), Some("5m"));
-    assert!(!parsed.selectors[2].braces);
+    assert!(!parsed.selectors[2].braces());
     assert!(parsed.selectors[3].has(("y", "=", "a,}b")));
     assert_eq!(parsed.grouping, ["job", "le", "job"]);
-    assert_eq!(legend_labels("{{job}} {{ cache_layer }}/x"), ["job", "cache_layer"]);
     assert_eq!(
-        backticked_heads("`error_type` (5xx status codes, `timeout`)<br>`url_scheme` (http)"),
-        ["error_type", "url_scheme"]
+        parse("rate(u[${__rate_interval}])").selectors[0].range.as_deref(),
+        Some("$__rate_interval")
     );
+    assert!(syntax("rate(u[7h7m7s7ms])").is_err(), "a query may not write a stand-in");
+    assert!(syntax("rate(u[$__range])").is_err(), "a variable without a stand-in does not parse");
+    assert_eq!(legend_labels("{{job}} {{ cache_layer }}/x"), ["job", "cache_layer"]);
 }
 
 #[test]
 fn the_promql_reader_finds_denominators_and_their_guards() {
+    let texts = |expr: &str| -> Vec<String> {
+        denominators(&parse(expr).tree).iter().map(|d| d.to_string()).collect()
+    };
     let expr = concat!(
         r#"sum by (r) (rate(a{x="/a/b"}[1m])) / (sum by (r) (rate(b[1m])) > 0)"#,
         " or sum by (r) (rate(b[1m])) * 0"
     );
-    assert_eq!(denominators(expr), ["(sum by (r) (rate(b[1m])) > 0)"]);
+    assert_eq!(texts(expr), [canonical("(sum by (r) (rate(b[1m])) > 0)")]);
     assert_eq!(
-        denominators("x / on (job) group_left (y) sum without (i) (rate(c[1m])) * 2"),
-        ["sum without (i) (rate(c[1m]))"]
+        texts("x / on (job) group_left (y) sum without (i) (rate(c[1m])) * 2"),
+        [canonical("sum without (i) (rate(c[1m]))")]
     );
     assert_eq!(
-        denominators("x / sum(rate(c[1m])) by (job) / 1e-3"),
-        ["sum(rate(c[1m])) by (job)", "1e-3"]
+        texts("x / sum(rate(c[1m])) by (job) / 1e-3"),
+        [canonical("sum(rate(c[1m])) by (job)"), canonical("1e-3")]
     );
     assert_eq!(
-        denominators(r#"x / b:rule:rate5m{job=~"$job"}[5m] or y"#),
-        [r#"b:rule:rate5m{job=~"$job"}[5m]"#]
+        texts(r#"x / b:rule:rate5m{job=~"$job"} offset 5m or y"#),
+        [canonical(r#"b:rule:rate5m{job=~"$job"} offset 5m"#)]
     );
     for guarded in
         ["(s > 0)", "( s >= 1 )", "clamp_min(sum(rate(c[1m])), 1e-9)", "0.001", "(a / (b > 0) > 0)"]
     {
-        assert!(is_guarded_denominator(guarded), "{guarded}");
+        assert!(is_guarded_denominator(&parse(guarded).tree), "{guarded}");
     }
     for unguarded in [
         "sum(rate(c[1m]))",
@@ -2152,31 +1973,70 @@ fn the_promql_reader_finds_denominators_and_their_guards() {
         "0",
         "(s > 0) * 2",
     ] {
-        assert!(!is_guarded_denominator(unguarded), "{unguarded}");
+        assert!(!is_guarded_denominator(&parse(unguarded).tree), "{unguarded}");
     }
 }
 
 #[test]
 fn the_promql_reader_finds_unfiltered_ratios_states_and_fallbacks() {
-    assert!(
-        unfiltered_recorded_ratios(r#"(a:b:ratio_rate5m{job=~"$job"} >= 0) / 0.001"#).is_empty()
-    );
-    assert!(unfiltered_recorded_ratios("1 - ( a:b:ratio_rate5m >= 0 )").is_empty());
-    assert_eq!(
-        unfiltered_recorded_ratios(r#"a:b:ratio_rate5m{job=~"$job"} / 0.001"#),
-        ["a:b:ratio_rate5m"]
-    );
-    assert_eq!(unfiltered_recorded_ratios("(a:b:ratio_rate5m >= 0 / 2)"), ["a:b:ratio_rate5m"]);
-    assert_eq!(unfiltered_recorded_ratios("(a:b:ratio_rate5m > 0.5)"), ["a:b:ratio_rate5m"]);
-    assert!(unfiltered_recorded_ratios("limit_ratio(0.5, a:b:rate5m)").is_empty());
+    let unfiltered = |expr: &str| unfiltered_recorded_ratios(&parse(expr).tree);
+    assert!(unfiltered(r#"(a:b:ratio_rate5m{job=~"$job"} >= 0) / 0.001"#).is_empty());
+    assert!(unfiltered("1 - ( a:b:ratio_rate5m >= 0 )").is_empty());
+    assert_eq!(unfiltered(r#"a:b:ratio_rate5m{job=~"$job"} / 0.001"#), ["a:b:ratio_rate5m"]);
+    assert_eq!(unfiltered("(a:b:ratio_rate5m >= 0 / 2)"), ["a:b:ratio_rate5m"]);
+    assert_eq!(unfiltered("(a:b:ratio_rate5m > 0.5)"), ["a:b:ratio_rate5m"]);
+    assert!(unfiltered("limit_ratio(0.5, a:b:rate5m)").is_empty());
 
-    assert!(is_state_query("max by (job) (changes(u[2m]) > bool 0)"));
-    assert!(is_state_query("absent(u)"));
-    assert!(!is_state_query(r#"sum(rate(u{changes="bool"}[1m]))"#));
-    assert!(!is_state_query("max(changes_total)"));
+    let state = |expr: &str| is_state_query(&parse(expr).tree);
+    assert!(state("max by (job) (changes(u[2m]) > bool 0)"));
+    assert!(state("absent(u)"));
+    assert!(!state(r#"sum(rate(u{changes="bool"}[1m]))"#));
+    assert!(!state("max(changes_total)"));
 
+    let parsed = parse(r#"sum(a or b) or c{x="or"} * or_x"#);
+    let operands: Vec<String> =
+        top_level_or_operands(&parsed.tree).iter().map(|o| o.to_string()).collect();
+    assert_eq!(operands, [canonical("sum(a or b)"), canonical(r#"c{x="or"} * or_x"#)]);
+}
+
+#[test]
+fn the_labels_of_a_recorded_series_follow_its_expression() {
+    let series = |name: &str| -> Result<BTreeSet<String>, String> {
+        let labels: &[&str] = match name {
+            "h_bucket" => &["job", "instance", "route", "le"],
+            "c_total" => &["job", "instance", "route", "status"],
+            "j:c:rate5m" => &["job"],
+            _ => return Err(format!("{name} is unknown")),
+        };
+        Ok(labels.iter().map(|l| l.to_string()).collect())
+    };
+    let labels = |expr: &str| -> Vec<String> {
+        match result_labels(&parse(expr).tree, &series) {
+            Ok(labels) => labels.into_iter().collect(),
+            Err(e) => vec![format!("error: {e}")],
+        }
+    };
     assert_eq!(
-        top_level_or_operands(r#"sum(a or b) or c{x="or"} * 0 or_x"#),
-        ["sum(a or b) ", r#" c{x="or"} * 0 or_x"#]
+        labels("histogram_quantile(0.95, sum by (job, route, le) (rate(h_bucket[5m])))"),
+        ["job", "route"]
     );
+    assert_eq!(labels("sum without (instance) (rate(c_total[5m]))"), ["job", "route", "status"]);
+    assert_eq!(labels("sum(rate(c_total[5m]))"), Vec::<String>::new());
+    assert_eq!(labels("topk(3, c_total)"), ["instance", "job", "route", "status"]);
+    assert_eq!(
+        labels(r#"(sum by (job) (c_total{status="5xx"}) or j:c:rate5m * 0) / j:c:rate5m"#),
+        ["job"]
+    );
+    assert_eq!(labels("1 - c_total / on (job, route) c_total"), ["job", "route"]);
+    assert_eq!(labels("c_total / ignoring (status) c_total"), ["instance", "job", "route"]);
+    assert_eq!(
+        labels("c_total / on (job) group_left (x) j:c:rate5m"),
+        ["instance", "job", "route", "status", "x"]
+    );
+    assert_eq!(labels(r#"label_replace(vector(0.999), "job", "a/b", "", "")"#), ["job"]);
+    assert_eq!(
+        labels("clamp_min(c_total - c_total offset 5m, 0) / 300"),
+        ["instance", "job", "route", "status"]
+    );
+    assert_eq!(labels("sum by (job) (nope)"), ["error: nope is unknown"]);
 }

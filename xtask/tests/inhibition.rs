@@ -20,13 +20,14 @@
 use anyhow::Context;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testkit::process::Daemon;
+use xtask::yaml::{files_in as yaml_files, read as read_yaml};
 
 /// The configuration under test, relative to the repo root; always the file itself, never a copy.
 const ALERTMANAGER_CONFIG: &str = "alertmanager/alertmanager.yml";
@@ -308,7 +309,7 @@ fn cases() -> anyhow::Result<Vec<Case>> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let file: CaseFile =
-        serde_yaml::from_str(&text).with_context(|| format!("{CASES} is not a case table"))?;
+        serde_norway::from_str(&text).with_context(|| format!("{CASES} is not a case table"))?;
     anyhow::ensure!(!file.cases.is_empty(), "{CASES} has no case");
     let mut names = BTreeSet::new();
     for case in &file.cases {
@@ -636,7 +637,7 @@ fn inhibit_rules() -> anyhow::Result<Vec<InhibitRule>> {
             let strings = |key: &str| -> anyhow::Result<Vec<String>> {
                 match &rule[key] {
                     Value::Null => Ok(Vec::new()),
-                    value => serde_yaml::from_value(value.clone())
+                    value => serde_norway::from_value(value.clone())
                         .with_context(|| format!("{}: {key} is not a list of strings", context())),
                 }
             };
@@ -727,7 +728,7 @@ fn alert_rules() -> anyhow::Result<BTreeMap<String, Labels>> {
             if let Some(name) = rule["alert"].as_str() {
                 let labels: Labels = match &rule["labels"] {
                     Value::Null => Labels::new(),
-                    value => serde_yaml::from_value(value.clone())
+                    value => serde_norway::from_value(value.clone())
                         .with_context(|| format!("{ALERT_RULES}: labels of {name}"))?,
                 };
                 alerts.insert(name.to_string(), labels);
@@ -740,14 +741,7 @@ fn alert_rules() -> anyhow::Result<BTreeMap<String, Labels>> {
 
 /// Alert name -> the label-name sets (without `alertname`) its promtool tests expect of it.
 fn expected_label_names() -> anyhow::Result<BTreeMap<String, BTreeSet<BTreeSet<String>>>> {
-    let dir = testkit::repo_root().join(RULE_TESTS_DIR);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    files.retain(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
-    files.sort();
+    let files = yaml_files(&testkit::repo_root().join(RULE_TESTS_DIR))?;
     let mut names: BTreeMap<String, BTreeSet<BTreeSet<String>>> = BTreeMap::new();
     for file in &files {
         let tests = read_yaml(file)?;
@@ -809,15 +803,9 @@ fn external_labels() -> anyhow::Result<Labels> {
     let config = read_yaml(&testkit::repo_root().join(PROMETHEUS_CONFIG))?;
     match &config["global"]["external_labels"] {
         Value::Null => Ok(Labels::new()),
-        value => serde_yaml::from_value(value.clone())
+        value => serde_norway::from_value(value.clone())
             .with_context(|| format!("{PROMETHEUS_CONFIG}: global.external_labels")),
     }
-}
-
-fn read_yaml(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
 }
 
 /// The alert's name ("" if it has none; [`cases`] refuses those).

@@ -6,7 +6,7 @@
 //! its volumes; every action it uses is pinned by commit.
 
 use anyhow::Context;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -33,7 +33,7 @@ fn the_compose_workflow_proves_compose_up_and_cleans_up() -> anyhow::Result<()> 
     let root = testkit::repo_root();
     let text = std::fs::read_to_string(root.join(COMPOSE_WORKFLOW))
         .with_context(|| format!("reading {COMPOSE_WORKFLOW}"))?;
-    let workflow: Value = serde_yaml::from_str(&text)?;
+    let workflow: Value = serde_norway::from_str(&text)?;
     let jobs = workflow.get("jobs").and_then(Value::as_mapping).context("no jobs")?;
     let mut problems = Vec::new();
 

@@ -18,27 +18,13 @@ pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV};
 pub const NATIVE: bench::NativeStack =
     bench::NativeStack { ensure_ports_free, own_copy, dir_env: STACK_DIR_ENV };
 
-/// The compose ports the native stack listens on (on 127.0.0.1).
-const PORTS: &[(u16, &str)] = &[
-    (5432, "postgres"),
-    (6379, "redis"),
-    (4317, "collector OTLP/gRPC"),
-    (4318, "collector OTLP/HTTP"),
-    (8888, "collector telemetry"),
-    (8889, "collector prometheus exporter"),
-    (13133, "collector health"),
-    (9093, "alertmanager"),
-    (9090, "prometheus"),
-    (8000, "api"),
-    (8001, "worker"),
-];
-
-/// Fails, naming the port and what uses it, unless every port of the native stack is free: a
-/// command that runs a stack of its own (`purpose`) needs them all.
+/// Fails, naming the port and what uses it, unless every port of the native stack (each
+/// service's [`Service::ports`]) is free: a command that runs a stack of its own (`purpose`)
+/// needs them all.
 pub fn ensure_ports_free(purpose: &str) -> anyhow::Result<()> {
-    for (port, what) in PORTS {
+    for &(port, what) in Service::ALL.iter().flat_map(|service| service.ports()) {
         anyhow::ensure!(
-            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} ({what}) is in use: {purpose} runs the native stack on the compose ports; \
              stop what holds it (`cargo xtask stack status`, `cargo xtask stack down`)"
         );

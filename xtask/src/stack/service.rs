@@ -58,7 +58,6 @@ pub struct Native {
     pub binary: PathBuf,
     args: Vec<OsString>,
     env: Vec<(&'static str, String)>,
-    ports: Vec<u16>,
     dirs: Vec<PathBuf>,
     kind: Kind,
     /// `<repo>/target/stack/<service>.log`.
@@ -110,20 +109,20 @@ const API_STOP_GRACE: Duration = Duration::from_secs(25);
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default, and 1 s).
 const WORKER_STOP_GRACE: Duration = Duration::from_secs(40);
 
-/// The native Postgres port (compose's).
+// The native ports (compose's), on 127.0.0.1. [`Service::ports`] lists each service's.
+
 const POSTGRES_PORT: u16 = 5432;
-
-/// The native Redis port (compose's).
 const REDIS_PORT: u16 = 6379;
-
-/// The native API port (compose's).
-const API_PORT: u16 = 8000;
-
-/// The native port of the worker's health listener (compose's).
-const WORKER_HEALTH_PORT: u16 = 8001;
-
-/// The native Alertmanager port (compose's).
+const OTLP_GRPC_PORT: u16 = 4317;
+const OTLP_HTTP_PORT: u16 = 4318;
+const COLLECTOR_TELEMETRY_PORT: u16 = 8888;
+const COLLECTOR_EXPORTER_PORT: u16 = 8889;
+const COLLECTOR_HEALTH_PORT: u16 = 13133;
 const ALERTMANAGER_PORT: u16 = 9093;
+const PROMETHEUS_PORT: u16 = 9090;
+const API_PORT: u16 = 8000;
+/// The worker's health listener.
+const WORKER_HEALTH_PORT: u16 = 8001;
 
 /// Written to a service's log before each start, so a failure shows only this start's lines.
 pub const START_MARKER: &str = "--- cargo xtask stack: starting ";
@@ -176,6 +175,26 @@ impl Service {
         }
     }
 
+    /// The ports it listens on (compose's, on 127.0.0.1), each with what listens there: the one
+    /// list of the native stack's ports.
+    pub const fn ports(self) -> &'static [(u16, &'static str)] {
+        match self {
+            Service::Postgres => &[(POSTGRES_PORT, "postgres")],
+            Service::Redis => &[(REDIS_PORT, "redis")],
+            Service::Collector => &[
+                (OTLP_GRPC_PORT, "collector OTLP/gRPC"),
+                (OTLP_HTTP_PORT, "collector OTLP/HTTP"),
+                (COLLECTOR_TELEMETRY_PORT, "collector telemetry"),
+                (COLLECTOR_EXPORTER_PORT, "collector prometheus exporter"),
+                (COLLECTOR_HEALTH_PORT, "collector health"),
+            ],
+            Service::Alertmanager => &[(ALERTMANAGER_PORT, "alertmanager")],
+            Service::Prometheus => &[(PROMETHEUS_PORT, "prometheus")],
+            Service::Api => &[(API_PORT, "api")],
+            Service::Worker => &[(WORKER_HEALTH_PORT, "worker")],
+        }
+    }
+
     /// The services that must be healthy before this one starts (compose's `depends_on` with
     /// `condition: service_healthy`).
     pub fn needs(self) -> &'static [Service] {
@@ -220,10 +239,7 @@ fn postgres() -> anyhow::Result<Native> {
         // `status` and `down` work without the binaries; only a start needs them.
         Err(e) => return Native::new(Service::Postgres, "postgres".into(), missing(e)),
     };
-    let mut native =
-        Native::new(Service::Postgres, cluster.server_binary(), Kind::Postgres(Box::new(cluster)))?;
-    native.ports = vec![POSTGRES_PORT];
-    Ok(native)
+    Native::new(Service::Postgres, cluster.server_binary(), Kind::Postgres(Box::new(cluster)))
 }
 
 /// Redis on 127.0.0.1:6379, persisting nothing; its working directory is `target/stack/redis`.
@@ -235,7 +251,6 @@ fn redis() -> anyhow::Result<Native> {
     let dir = stack_dir().join("redis");
     let mut native = Native::new(Service::Redis, binary, Kind::Redis(REDIS_PORT))?;
     native.args = Redis::server_args(REDIS_PORT, &dir);
-    native.ports = vec![REDIS_PORT];
     native.dirs = vec![dir];
     Ok(native)
 }
@@ -248,18 +263,17 @@ fn missing(e: anyhow::Error) -> Kind {
 /// The collector with `collector-config.yaml`, its listeners moved to loopback.
 fn collector() -> anyhow::Result<Native> {
     let config = testkit::repo_root().join("collector-config.yaml");
-    let health = Kind::Http("http://127.0.0.1:13133/".into());
+    let health = Kind::Http(format!("http://127.0.0.1:{COLLECTOR_HEALTH_PORT}/"));
     let mut native = Native::new(Service::Collector, tools::otelcol_path()?, health)?;
     native.args = vec!["--config".into(), config.into()];
     native.env = vec![
-        ("COLLECTOR_OTLP_GRPC_ENDPOINT", "127.0.0.1:4317".into()),
-        ("COLLECTOR_OTLP_HTTP_ENDPOINT", "127.0.0.1:4318".into()),
-        ("COLLECTOR_PROMETHEUS_ENDPOINT", "127.0.0.1:8889".into()),
-        ("COLLECTOR_HEALTH_ENDPOINT", "127.0.0.1:13133".into()),
+        ("COLLECTOR_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{OTLP_GRPC_PORT}")),
+        ("COLLECTOR_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{OTLP_HTTP_PORT}")),
+        ("COLLECTOR_PROMETHEUS_ENDPOINT", format!("127.0.0.1:{COLLECTOR_EXPORTER_PORT}")),
+        ("COLLECTOR_HEALTH_ENDPOINT", format!("127.0.0.1:{COLLECTOR_HEALTH_PORT}")),
         ("COLLECTOR_TELEMETRY_HOST", "127.0.0.1".into()),
-        ("COLLECTOR_TELEMETRY_PORT", "8888".into()),
+        ("COLLECTOR_TELEMETRY_PORT", COLLECTOR_TELEMETRY_PORT.to_string()),
     ];
-    native.ports = vec![4317, 4318, 8889, 8888, 13133];
     Ok(native)
 }
 
@@ -284,7 +298,6 @@ fn alertmanager() -> anyhow::Result<Native> {
         format!("--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}").into(),
         "--cluster.listen-address=".into(),
     ];
-    native.ports = vec![ALERTMANAGER_PORT];
     native.dirs = vec![storage];
     Ok(native)
 }
@@ -296,16 +309,15 @@ fn prometheus() -> anyhow::Result<Native> {
         testkit::repo_root().join("prometheus").join("prometheus.yml")
     });
     let data = stack_dir().join("prometheus").join("data");
-    let health = Kind::Http("http://127.0.0.1:9090/-/ready".into());
+    let health = Kind::Http(format!("http://127.0.0.1:{PROMETHEUS_PORT}/-/ready"));
     let mut native = Native::new(Service::Prometheus, tools::prometheus_path()?, health)?;
     native.args = vec![
         path_flag("config.file", &config),
         path_flag("storage.tsdb.path", &data),
         "--storage.tsdb.retention.time=30d".into(),
-        "--web.listen-address=127.0.0.1:9090".into(),
+        format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}").into(),
         "--web.enable-lifecycle".into(),
     ];
-    native.ports = vec![9090];
     native.dirs = vec![data];
     Ok(native)
 }
@@ -314,9 +326,7 @@ fn prometheus() -> anyhow::Result<Native> {
 fn api() -> anyhow::Result<Native> {
     let health = format!("http://127.0.0.1:{API_PORT}/health/ready");
     let kind = Kind::Built { package: "api", bin: "api", health, stop_grace: API_STOP_GRACE };
-    let mut native = built(Service::Api, kind)?;
-    native.ports = vec![API_PORT];
-    Ok(native)
+    built(Service::Api, kind)
 }
 
 /// The worker (`services/worker`), its health listener on 127.0.0.1:8001, writing exports to
@@ -326,7 +336,6 @@ fn worker() -> anyhow::Result<Native> {
     let kind =
         Kind::Built { package: "worker", bin: "worker", health, stop_grace: WORKER_STOP_GRACE };
     let mut native = built(Service::Worker, kind)?;
-    native.ports = vec![WORKER_HEALTH_PORT];
     native.dirs = vec![exports_dir()];
     Ok(native)
 }
@@ -375,7 +384,7 @@ fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'stat
     };
     let shared = [
         ("DATABASE_URL", database_url),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317".into()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{OTLP_GRPC_PORT}")),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
         ("OTEL_SERVICE_NAME", service.to_string()),
         (
@@ -401,12 +410,12 @@ fn scrape_interval_ms() -> anyhow::Result<u64> {
     let path = testkit::repo_root().join("prometheus").join("prometheus.yml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let doc: serde_norway::Value =
+        serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
     let interval = doc
         .get("global")
         .and_then(|g| g.get("scrape_interval"))
-        .and_then(serde_yaml::Value::as_str)
+        .and_then(serde_norway::Value::as_str)
         .with_context(|| format!("no `global.scrape_interval` in {}", path.display()))?;
     duration_ms(interval).with_context(|| format!("`global.scrape_interval` in {}", path.display()))
 }
@@ -493,7 +502,6 @@ impl Native {
             binary,
             args: Vec::new(),
             env: Vec::new(),
-            ports: Vec::new(),
             dirs: Vec::new(),
             kind,
             log_path: dir.join(format!("{service}.log")),
@@ -501,13 +509,13 @@ impl Native {
         })
     }
 
-    /// Fails naming the first listen port something else already holds.
+    /// Fails naming the first listen port ([`Service::ports`]) something else already holds.
     pub fn check_ports_free(&self) -> anyhow::Result<()> {
-        for &port in &self.ports {
+        for &(port, what) in self.service.ports() {
             TcpListener::bind((Ipv4Addr::LOCALHOST, port)).with_context(|| {
                 format!(
-                    "{}: 127.0.0.1:{port} is already in use by a process this tool did not start \
-                     (a compose stack, or a stack run from another clone?)",
+                    "{}: 127.0.0.1:{port} ({what}) is already in use by a process this tool did \
+                     not start (a compose stack, or a stack run from another clone?)",
                     self.service
                 )
             })?;
@@ -680,6 +688,16 @@ mod tests {
                 assert!(at(*needed) < at(service), "{service} needs {needed} started before it");
             }
         }
+    }
+
+    #[test]
+    fn every_port_belongs_to_one_service() {
+        let ports: Vec<u16> =
+            Service::ALL.iter().flat_map(|s| s.ports()).map(|&(port, _)| port).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        assert!(Service::ALL.iter().all(|s| !s.ports().is_empty()));
+        assert_eq!(Service::Collector.ports().len(), 5);
     }
 
     #[test]

@@ -5,19 +5,18 @@
 
 use super::go;
 use std::path::PathBuf;
-use testkit::{process, tools};
+use testkit::tools;
 
 /// The Go package of the command.
 const PACKAGE: &str = "github.com/rhysd/actionlint/cmd/actionlint";
 
 /// The actionlint binary, built if it is missing or does not run.
 pub fn ensure(version: &str) -> anyhow::Result<PathBuf> {
-    let path = tools::actionlint_path()?;
-    if path.is_file() && process::runs(&path, &["-version"]) {
-        eprintln!("actionlint {version}: ok ({})", path.display());
-        return Ok(path);
-    }
-    eprintln!("actionlint {version}: building {PACKAGE}@v{version} (under a minute)");
-    go::install("actionlint build", &tools::actionlint_dir()?, &[format!("{PACKAGE}@v{version}")])?;
-    tools::require(&path, "actionlint")
+    let [path] =
+        go::ensure(version, [("actionlint", tools::actionlint_path()?)], "-version", || {
+            eprintln!("actionlint {version}: building {PACKAGE}@v{version} (under a minute)");
+            let package = format!("{PACKAGE}@v{version}");
+            go::install("actionlint build", &tools::actionlint_dir()?, &[package])
+        })?;
+    Ok(path)
 }

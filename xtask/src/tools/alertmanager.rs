@@ -8,7 +8,7 @@
 use super::go;
 use anyhow::Context;
 use std::path::PathBuf;
-use testkit::{process, tools};
+use testkit::tools;
 
 /// The Go module of both commands.
 const MODULE: &str = "github.com/prometheus/alertmanager";
@@ -18,19 +18,16 @@ const FIRST_UNBUILDABLE_MINOR: u32 = 32;
 
 /// `(alertmanager, amtool)`, built if either is missing or does not run.
 pub fn ensure(version: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let alertmanager = tools::alertmanager_path()?;
-    let amtool = tools::amtool_path()?;
-    if [&alertmanager, &amtool].iter().all(|p| p.is_file() && process::runs(p, &["--version"])) {
-        eprintln!("alertmanager {version}: ok ({})", alertmanager.display());
-        eprintln!("amtool {version}: ok ({})", amtool.display());
-        return Ok((alertmanager, amtool));
-    }
-    eprintln!("alertmanager {version}: building {MODULE}@v{version} (about a minute)");
-    let packages =
-        ["alertmanager", "amtool"].map(|cmd| format!("{MODULE}/cmd/{cmd}@v{version}")).to_vec();
-    go::install("alertmanager build", &tools::alertmanager_dir()?, &packages)
-        .with_context(|| build_hint(version))?;
-    Ok((tools::require(&alertmanager, "alertmanager")?, tools::require(&amtool, "amtool")?))
+    let commands =
+        [("alertmanager", tools::alertmanager_path()?), ("amtool", tools::amtool_path()?)];
+    let [alertmanager, amtool] = go::ensure(version, commands, "--version", || {
+        eprintln!("alertmanager {version}: building {MODULE}@v{version} (about a minute)");
+        let packages =
+            ["alertmanager", "amtool"].map(|cmd| format!("{MODULE}/cmd/{cmd}@v{version}")).to_vec();
+        go::install("alertmanager build", &tools::alertmanager_dir()?, &packages)
+            .with_context(|| build_hint(version))
+    })?;
+    Ok((alertmanager, amtool))
 }
 
 /// What to say when the build failed: for 0.32 and later, why `go install` cannot build them.

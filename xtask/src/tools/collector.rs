@@ -12,15 +12,12 @@ use testkit::tools;
 
 /// The builder binary, installed with `go install` if missing or broken.
 pub fn ensure_builder(version: &str) -> anyhow::Result<PathBuf> {
-    let path = tools::builder_path()?;
-    if path.is_file() && process::runs(&path, &["version"]) {
-        eprintln!("builder {version}: ok ({})", path.display());
-        return Ok(path);
-    }
-    eprintln!("builder {version}: building (about a minute)");
-    let package = format!("go.opentelemetry.io/collector/cmd/builder@v{version}");
-    go::install("builder", &tools::builder_dir()?, &[package])?;
-    tools::require(&path, "builder")
+    let [path] = go::ensure(version, [("builder", tools::builder_path()?)], "version", || {
+        eprintln!("builder {version}: building (about a minute)");
+        let package = format!("go.opentelemetry.io/collector/cmd/builder@v{version}");
+        go::install("builder", &tools::builder_dir()?, &[package])
+    })?;
+    Ok(path)
 }
 
 /// The collector binary, (re)built when it is missing, does not run, or holds other components

@@ -4,7 +4,7 @@
 //! manifest's components (`otelcol components` lists them).
 
 use anyhow::Context;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +41,7 @@ impl Manifest {
 
     /// Parses a manifest's text.
     pub fn parse(text: &str) -> anyhow::Result<Manifest> {
-        let doc: Value = serde_yaml::from_str(text).context("not YAML")?;
+        let doc: Value = serde_norway::from_str(text).context("not YAML")?;
         let dist = doc.get("dist").context("no `dist` section")?;
         let version = str_at(dist, "version").context("no `dist.version`")?;
         let output = str_at(dist, "output_path").unwrap_or_default();
@@ -57,7 +57,8 @@ impl Manifest {
 
     /// The component list `otelcol components` printed, in the same shape.
     pub fn from_components_output(text: &str) -> anyhow::Result<Manifest> {
-        let doc: Value = serde_yaml::from_str(text).context("`otelcol components` is not YAML")?;
+        let doc: Value =
+            serde_norway::from_str(text).context("`otelcol components` is not YAML")?;
         let info = doc.get("buildinfo").context("no `buildinfo`")?;
         let version = str_at(info, "version").context("no `buildinfo.version`")?;
         Ok(Manifest { version, modules: modules(&doc, "module")?, lists_providers: true })

@@ -3,27 +3,24 @@
 
 use super::go;
 use std::path::PathBuf;
-use testkit::{process, tools};
+use testkit::tools;
 
 /// The Go module of both commands.
 const MODULE: &str = "github.com/prometheus/prometheus";
 
 /// `(prometheus, promtool)`, built if either is missing or does not run.
 pub fn ensure(version: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let prometheus = tools::prometheus_path()?;
-    let promtool = tools::promtool_path()?;
-    if [&prometheus, &promtool].iter().all(|p| p.is_file() && process::runs(p, &["--version"])) {
-        eprintln!("prometheus {version}: ok ({})", prometheus.display());
-        eprintln!("promtool {version}: ok ({})", promtool.display());
-        return Ok((prometheus, promtool));
-    }
-    let module_version = go_module_version(version)?;
-    eprintln!("prometheus {version}: building {MODULE}@{module_version} (takes minutes)");
-    let packages = ["prometheus", "promtool"]
-        .map(|cmd| format!("{MODULE}/cmd/{cmd}@{module_version}"))
-        .to_vec();
-    go::install("prometheus build", &tools::prometheus_dir()?, &packages)?;
-    Ok((tools::require(&prometheus, "prometheus")?, tools::require(&promtool, "promtool")?))
+    let commands =
+        [("prometheus", tools::prometheus_path()?), ("promtool", tools::promtool_path()?)];
+    let [prometheus, promtool] = go::ensure(version, commands, "--version", || {
+        let module_version = go_module_version(version)?;
+        eprintln!("prometheus {version}: building {MODULE}@{module_version} (takes minutes)");
+        let packages = ["prometheus", "promtool"]
+            .map(|cmd| format!("{MODULE}/cmd/{cmd}@{module_version}"))
+            .to_vec();
+        go::install("prometheus build", &tools::prometheus_dir()?, &packages)
+    })?;
+    Ok((prometheus, promtool))
 }
 
 /// The Go module version of a Prometheus 3.x release: `3.16.0` -> `v0.316.0`.

@@ -122,10 +122,13 @@ where
         drop(cancel);
         let took = started.elapsed();
         let (status, detail) = match outcome {
+            // The outcome is counted once its row says so: a runner dropped before that (its
+            // apalis worker lost under a database fault) leaves the job to run again, and it is
+            // counted then, once. Between the write's reply and the count there is no await.
             Ok(Ok(Ok(result))) => {
-                ctx.worker.task_finished(task, TaskStatus::Success, took);
                 let done = || mark(ctx, job_id, "done", Some(result.clone()), None);
                 recorded(ctx, job_id, "mark it done", done).await.map_err(unrecorded)?;
+                ctx.worker.task_finished(task, TaskStatus::Success, took);
                 return Ok(());
             }
             // As `JobRow::retries_after` says.
@@ -143,13 +146,13 @@ where
             Ok(Err(panic)) => (TaskStatus::Panic, format!("panicked: {}", panic_message(&panic))),
             Err(_) => (TaskStatus::Timeout, format!("timed out after {timeout:?}")),
         };
-        ctx.worker.task_finished(task, status, took);
         tracing::error!(%job_id, attempt, status = ?status, detail, "job failed");
         recorded(ctx, job_id, "mark it failed", || {
             mark(ctx, job_id, "failed", None, Some(&detail))
         })
         .await
         .map_err(unrecorded)?;
+        ctx.worker.task_finished(task, status, took);
         return Err(failed(status_word(status), detail));
     }
     Err(failed("failure", "no attempts configured".into()))

@@ -60,6 +60,10 @@ async fn live(Query(query): Query<LiveQuery>) -> Response {
     }
 }
 
+/// How long readiness waits for Postgres: a probe must answer quickly (a hung Postgres would hold
+/// it until the pool's timeout, and probes usually give up after a second).
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Postgres and Redis answer and no breaker is open.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
@@ -71,11 +75,11 @@ async fn ready(State(state): State<AppState>) -> Response {
         if state.db.breaker().state() == BreakerState::Open {
             return Err("circuit breaker open".to_string());
         }
-        state
-            .db
-            .run(async |c| sqlx::query("SELECT 1").execute(c).await.map(|_| ()))
-            .await
-            .map_err(|e| e.to_string())
+        let asked = state.db.run(async |c| sqlx::query("SELECT 1").execute(c).await.map(|_| ()));
+        match tokio::time::timeout(READY_TIMEOUT, asked).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", READY_TIMEOUT.as_secs())),
+        }
     };
     let redis = async {
         if state.redis.breaker().state() == BreakerState::Open {

@@ -62,7 +62,7 @@ const QUIET_BEFORE_KILL: Duration = Duration::from_millis(EXPORT_INTERVAL_MS * 5
 const HEARTBEAT_MS: &str = "1000";
 const MISSED_HEARTBEATS: &str = "5";
 /// How long the load runs with faults.
-const CHAOS_FOR: Duration = Duration::from_secs(130);
+const CHAOS_FOR: Duration = Duration::from_secs(180);
 /// Bounds of the waits after the chaos.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(90);
 const METRICS_DEADLINE: Duration = Duration::from_secs(60);

@@ -8,8 +8,8 @@
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with tokio's paused clock.
 
+use crate::catalogue::{BreakerName, BreakerOutcome, BreakerState, Label};
 use crate::metrics::BreakerMetrics;
-use crate::metrics::labels::{BreakerName, BreakerOutcome, BreakerState, Label};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

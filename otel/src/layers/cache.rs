@@ -11,8 +11,8 @@
 //! path, never does it. Entries that expire while nobody writes are reflected at the next write,
 //! or whenever the owner calls [`L1Cache::report_size`] (e.g. from a periodic task).
 
+use crate::catalogue::{CacheLayer, CacheName};
 use crate::metrics::CacheMetrics;
-use crate::metrics::labels::{CacheLayer, CacheName};
 use moka::sync::Cache;
 use std::time::Duration;
 

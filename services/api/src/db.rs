@@ -5,8 +5,8 @@
 
 use crate::config::Config;
 use crate::error::{ApiError, is_db_outage};
+use otel::catalogue::{BreakerName, PoolName};
 use otel::layers::breaker::{BreakerConfig, BreakerError, CircuitBreaker, Verdict};
-use otel::metrics::labels::{BreakerName, PoolName};
 use otel::metrics::{BreakerMetrics, PoolMetrics, PoolStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};

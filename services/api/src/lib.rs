@@ -68,6 +68,6 @@ async fn refresh_graph_gauges(state: AppState, every: std::time::Duration) {
         if let Ok((nodes, edges)) = state.db.run(async |c| graph::queries::counts(c).await).await {
             state.graph_metrics.set_size(nodes.max(0) as u64, edges.max(0) as u64);
         }
-        state.redis.report_size(otel::metrics::labels::CacheName::GraphStats).await;
+        state.redis.report_size(otel::catalogue::CacheName::GraphStats).await;
     }
 }

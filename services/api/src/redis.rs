@@ -7,8 +7,8 @@
 use crate::config::Config;
 use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use otel::catalogue::{BreakerName, CacheLayer, CacheName, PoolName};
 use otel::layers::breaker::{BreakerConfig, CircuitBreaker};
-use otel::metrics::labels::{BreakerName, CacheLayer, CacheName, PoolName};
 use otel::metrics::{BreakerMetrics, CacheMetrics, PoolMetrics, PoolStats};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

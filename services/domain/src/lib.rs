@@ -12,7 +12,5 @@ pub mod settings;
 pub mod shutdown;
 pub mod unreachable;
 
-pub use jobs::{
-    ExportFormat, InterventionAction, JobKind, JobPayload, JobStatus, enqueue, queue_name,
-};
+pub use jobs::{InterventionAction, JobKind, JobPayload, JobStatus, enqueue, queue_name};
 pub use schema::{SchemaError, migrate};

@@ -3,7 +3,7 @@
 //! export before it counts as slow, stops the worker at start-up naming the variables.
 
 use domain::settings::{DEFAULT_DATABASE_URL, POSTGRES_SCHEMES, Settings};
-use otel::metrics::labels::Queue;
+use otel::catalogue::Queue;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

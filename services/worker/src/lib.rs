@@ -28,7 +28,7 @@ pub use context::Ctx;
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use domain::{JobPayload, queue_name};
-use otel::metrics::labels::{Label, Queue};
+use otel::catalogue::{Label, Queue};
 use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use otel::metrics::labels::GraphOperation;
+use otel::catalogue::GraphOperation;
 use serde::Deserialize;
 use std::time::Instant;
 use utoipa::IntoParams;

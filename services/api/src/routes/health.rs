@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use otel::metrics::labels::BreakerState;
+use otel::catalogue::BreakerState;
 use serde::Deserialize;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use domain::JobKind;
-use otel::metrics::labels::InterventionKind;
+use otel::catalogue::InterventionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, Row};

@@ -9,6 +9,7 @@
 //! `target_info`, and no series nobody expects. It needs the collector binary: `cargo xtask tools`.
 
 use opentelemetry::metrics::{Meter, MeterProvider};
+use otel::FromEnv;
 use otel::catalogue::*;
 use otel::catalogue::{self, prometheus};
 use otel::metrics::*;

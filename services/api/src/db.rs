@@ -31,7 +31,7 @@ impl Db {
     /// A lazily connecting pool (the API starts even if Postgres is not up yet; readiness says
     /// so), with its metrics and breaker.
     pub fn new(config: &Config, breakers: &BreakerMetrics) -> anyhow::Result<Db> {
-        let options = PgConnectOptions::from_str(&config.database_url)
+        let options = PgConnectOptions::from_str(&config.postgres.url)
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is invalid: {e}"))?
             .application_name("orgraph-api");
         let liveness = Arc::new(Liveness {
@@ -39,11 +39,11 @@ impl Db {
             last: tokio::sync::Mutex::new(None),
         });
         let pool = PgPoolOptions::new()
-            .max_connections(config.pg_pool_max)
+            .max_connections(config.postgres.pool_max)
             .acquire_timeout(config.pg_pool_timeout)
             .connect_lazy_with(options);
         let waiting = Arc::new(AtomicU64::new(0));
-        let (p, w, max) = (pool.clone(), waiting.clone(), u64::from(config.pg_pool_max));
+        let (p, w, max) = (pool.clone(), waiting.clone(), u64::from(config.postgres.pool_max));
         let metrics = PoolMetrics::new(&otel::meter(), PoolName::Postgres, move || {
             let size = u64::from(p.size());
             let idle = p.num_idle() as u64;

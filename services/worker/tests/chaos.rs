@@ -17,6 +17,7 @@
 
 mod support;
 
+use otel::FromEnv;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;

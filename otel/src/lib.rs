@@ -9,6 +9,7 @@
 //!   bucket boundaries, and derives from it the exact Prometheus series the collector will emit.
 //! * [`metrics`] holds the typed recording helpers services use; they build their instruments
 //!   only from the catalogue, so no name or unit is ever written twice.
+//! * [`layers`] holds the tower layer that records an axum router's HTTP server metrics.
 
 pub mod catalogue;
 pub mod config;

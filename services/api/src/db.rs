@@ -3,10 +3,10 @@
 //! which times the wait for a connection, counts pool timeouts, and lets the breaker turn an
 //! outage into immediate 503s instead of a pile of timeouts.
 
+use crate::breaker::{BreakerConfig, BreakerError, CircuitBreaker, Verdict};
 use crate::config::Config;
 use crate::error::{ApiError, is_db_outage};
 use otel::catalogue::{BreakerName, PoolName};
-use otel::layers::breaker::{BreakerConfig, BreakerError, CircuitBreaker, Verdict};
 use otel::metrics::{BreakerMetrics, PoolMetrics, PoolStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};

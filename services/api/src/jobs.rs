@@ -3,12 +3,12 @@
 //! finished jobs are served from an in-process cache (`job_status`); pending and running ones
 //! always come from Postgres.
 
+use crate::cache::L1Cache;
 use crate::db::Db;
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use domain::{JobKind, JobStatus};
 use otel::catalogue::{CacheName, Label};
-use otel::layers::cache::L1Cache;
 use otel::metrics::CacheMetrics;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};

@@ -3,6 +3,8 @@
 //!
 //! [`run`] is the whole service: it takes a bound listener so tests can start it on a free port.
 
+pub mod breaker;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

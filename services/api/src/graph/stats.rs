@@ -13,11 +13,11 @@
 
 use super::model::GraphStats;
 use super::queries;
+use crate::cache::L1Cache;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::redis::Redis;
 use otel::catalogue::{CacheLayer, CacheName};
-use otel::layers::cache::L1Cache;
 use otel::metrics::CacheMetrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

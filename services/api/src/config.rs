@@ -2,7 +2,7 @@
 //! a default that works against a local Postgres and Redis; a malformed value stops the service
 //! at start-up with a message naming the variable.
 
-use domain::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
+use servicekit::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
 use std::net::SocketAddr;
 use std::time::Duration;
 

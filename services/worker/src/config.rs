@@ -2,8 +2,8 @@
 //! against a local Postgres; a malformed value, or an export timeout that would cancel every slow
 //! export before it counts as slow, stops the worker at start-up naming the variables.
 
-use domain::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
 use otel::catalogue::Queue;
+use servicekit::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -199,7 +199,7 @@ where
 /// Whether a database error passes with time: Postgres unreachable or restarting, out of
 /// resources (class 53), or the transaction losing a conflict (40001, 40P01).
 fn passes(error: &sqlx::Error) -> bool {
-    domain::unreachable::is_unreachable(error)
+    servicekit::unreachable::is_unreachable(error)
         || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|code| {
             ["53", "40001", "40P01"].iter().any(|class| code.starts_with(class))
         }))

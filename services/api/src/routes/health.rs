@@ -48,12 +48,12 @@ struct LiveQuery {
             content((Health = "application/json"), (String = "text/plain"))),
         (status = 400, body = crate::error::Problem)))]
 async fn live(Query(query): Query<LiveQuery>) -> Response {
-    match domain::probe::format(query.format.as_deref()) {
-        Ok(domain::probe::Format::Json) => {
+    match servicekit::probe::format(query.format.as_deref()) {
+        Ok(servicekit::probe::Format::Json) => {
             axum::Json(Health { status: "ok", checks: BTreeMap::new() }).into_response()
         }
-        Ok(domain::probe::Format::Prometheus) => {
-            ([(header::CONTENT_TYPE, domain::probe::CONTENT_TYPE)], domain::probe::BODY)
+        Ok(servicekit::probe::Format::Prometheus) => {
+            ([(header::CONTENT_TYPE, servicekit::probe::CONTENT_TYPE)], servicekit::probe::BODY)
                 .into_response()
         }
         Err(detail) => problem(StatusCode::BAD_REQUEST, detail),

@@ -165,6 +165,11 @@ impl Db {
     }
 }
 
+/// Whether Postgres answers a statement on `conn` (readiness, and [`Liveness`]).
+pub async fn ping(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(conn).await.map(|_| ())
+}
+
 /// Why [`Db::run`] did not get an answer.
 enum RunError {
     /// No pooled connection came free within the pool's timeout, while Postgres answered a
@@ -200,7 +205,7 @@ impl Liveness {
         }
         let asked = tokio::time::timeout(LIVENESS_TIMEOUT, async {
             let mut conn = PgConnection::connect_with(&self.options).await?;
-            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            ping(&mut conn).await?;
             conn.close().await
         });
         let answer = matches!(asked.await, Ok(Ok(())));

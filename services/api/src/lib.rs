@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod graph;
+pub mod interventions;
 pub mod jobs;
 pub mod redis;
 pub mod routes;

@@ -199,13 +199,9 @@ async fn seed_graph(
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("seed generator: {e}")))?;
-    let (nodes, edges) = timed(&state, GraphOperation::Seed, async |c| {
-        let mut tx = sqlx::Connection::begin(c).await?;
-        let counts = queries::replace_graph(&mut tx, &graph).await?;
-        tx.commit().await?;
-        Ok(counts)
-    })
-    .await?;
+    let (nodes, edges) =
+        timed(&state, GraphOperation::Seed, async |c| queries::replace_graph(c, &graph).await)
+            .await?;
     Ok((StatusCode::CREATED, axum::Json(SeedResult { nodes, edges })))
 }
 

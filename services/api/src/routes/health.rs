@@ -75,7 +75,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         if state.db.breaker().state() == BreakerState::Open {
             return Err("circuit breaker open".to_string());
         }
-        let asked = state.db.run(async |c| sqlx::query("SELECT 1").execute(c).await.map(|_| ()));
+        let asked = state.db.run(async |c| crate::db::ping(c).await);
         match tokio::time::timeout(READY_TIMEOUT, asked).await {
             Ok(answer) => answer.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {} s", READY_TIMEOUT.as_secs())),

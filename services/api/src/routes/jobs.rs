@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::jobs::{Accepted, JobView};
+use crate::jobs::{Accepted, JobView, queries};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -143,15 +143,7 @@ async fn accept(
     params: serde_json::Value,
     base: &str,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    let id = state
-        .db
-        .run(async |c| {
-            let mut tx = sqlx::Connection::begin(c).await?;
-            let id = domain::enqueue(&mut tx, kind, &params).await?;
-            tx.commit().await?;
-            Ok(id)
-        })
-        .await?;
+    let id = state.db.run(async |c| queries::enqueue(c, kind, &params).await).await?;
     state.queue_metrics.enqueued(kind.queue());
     Ok(accepted(id, format!("{base}/{id}")))
 }

@@ -1,11 +1,11 @@
 //! Telemetry configuration from the standard `OTEL_*` variables (and `RUST_LOG`/`LOG_FORMAT` for
 //! logs), read once at start-up.
 //!
-//! Every value is checked here: a malformed one is a [`ConfigError`] naming the variable, so a
-//! service with a typo in its environment refuses to start instead of silently exporting nowhere
-//! or every hour. Parsing goes through a lookup function, so tests never touch the process
-//! environment.
+//! Every value is checked here, through the one settings reader ([`crate::settings`]): a malformed
+//! one is a [`ConfigError`] naming the variable, so a service with a typo in its environment
+//! refuses to start instead of silently exporting nowhere or every hour.
 
+use crate::settings::{FromEnv, SettingError, Settings};
 use std::time::Duration;
 
 /// Which OTLP transport the exporters use (`OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -76,39 +76,23 @@ pub struct Config {
 }
 
 /// A variable that is set but cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub variable: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
+pub type ConfigError = SettingError;
 
 /// Default `OTEL_EXPORTER_OTLP_TIMEOUT` and `OTEL_METRIC_EXPORT_TIMEOUT` are the spec's.
-const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
-const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_OTLP_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_EXPORT_INTERVAL_MS: u64 = 60_000;
+const DEFAULT_EXPORT_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_LOG_FILTER: &str = "info";
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// Reads the variables through `lookup` (a variable that is unset or empty is absent).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |key: &str| lookup(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let protocol = match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+impl FromEnv for Config {
+    fn read(s: &Settings<'_>) -> Result<Config, ConfigError> {
+        let protocol = match s.get_or("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc") {
             None => Protocol::Grpc,
             Some(v) => match v.as_str() {
                 "grpc" => Protocol::Grpc,
                 "http/protobuf" => Protocol::HttpProtobuf,
                 _ => {
-                    return Err(invalid(
+                    return Err(SettingError::new(
                         "OTEL_EXPORTER_OTLP_PROTOCOL",
                         v,
                         "expected `grpc` or `http/protobuf` (`http/json` is not supported)",
@@ -116,50 +100,48 @@ impl Config {
                 }
             },
         };
-        let endpoint = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        let endpoint = match s.get_or("OTEL_EXPORTER_OTLP_ENDPOINT", protocol.default_endpoint()) {
             None => protocol.default_endpoint().to_string(),
             Some(v) => parse_endpoint(v)?,
         };
         Ok(Config {
-            sdk_disabled: match get("OTEL_SDK_DISABLED") {
-                None => false,
-                Some(v) => parse_bool("OTEL_SDK_DISABLED", v)?,
-            },
-            service_name: get("OTEL_SERVICE_NAME"),
-            resource_attributes: match get("OTEL_RESOURCE_ATTRIBUTES") {
+            sdk_disabled: s.flag("OTEL_SDK_DISABLED", false)?,
+            service_name: s.get("OTEL_SERVICE_NAME"),
+            resource_attributes: match s.get("OTEL_RESOURCE_ATTRIBUTES") {
                 None => Vec::new(),
                 Some(v) => parse_resource_attributes(v)?,
             },
             endpoint,
             protocol,
-            otlp_timeout: millis(get("OTEL_EXPORTER_OTLP_TIMEOUT"), "OTEL_EXPORTER_OTLP_TIMEOUT")?
-                .unwrap_or(DEFAULT_OTLP_TIMEOUT),
-            export_interval: millis(
-                get("OTEL_METRIC_EXPORT_INTERVAL"),
-                "OTEL_METRIC_EXPORT_INTERVAL",
-            )?
-            .unwrap_or(DEFAULT_EXPORT_INTERVAL),
-            export_timeout: millis(
-                get("OTEL_METRIC_EXPORT_TIMEOUT"),
-                "OTEL_METRIC_EXPORT_TIMEOUT",
-            )?
-            .unwrap_or(DEFAULT_EXPORT_TIMEOUT),
-            traces: match get("OTEL_TRACES_EXPORTER").as_deref() {
+            otlp_timeout: s.millis("OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_OTLP_TIMEOUT_MS)?,
+            export_interval: s.millis("OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_EXPORT_INTERVAL_MS)?,
+            export_timeout: s.millis("OTEL_METRIC_EXPORT_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MS)?,
+            traces: match s.get_or("OTEL_TRACES_EXPORTER", "none").as_deref() {
                 None | Some("none") => TracesExporter::None,
                 Some("otlp") => TracesExporter::Otlp,
                 Some(v) => {
-                    return Err(invalid("OTEL_TRACES_EXPORTER", v, "expected `otlp` or `none`"));
+                    return Err(SettingError::new(
+                        "OTEL_TRACES_EXPORTER",
+                        v,
+                        "expected `otlp` or `none`",
+                    ));
                 }
             },
-            log_filter: get("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string()),
-            log_format: match get("LOG_FORMAT").as_deref() {
+            log_filter: s
+                .get_or("RUST_LOG", DEFAULT_LOG_FILTER)
+                .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string()),
+            log_format: match s.get_or("LOG_FORMAT", "json").as_deref() {
                 None | Some("json") => LogFormat::Json,
                 Some("pretty") => LogFormat::Pretty,
-                Some(v) => return Err(invalid("LOG_FORMAT", v, "expected `json` or `pretty`")),
+                Some(v) => {
+                    return Err(SettingError::new("LOG_FORMAT", v, "expected `json` or `pretty`"));
+                }
             },
         })
     }
+}
 
+impl Config {
     /// The value of `key` in `OTEL_RESOURCE_ATTRIBUTES` (the last one if given twice).
     pub fn resource_attribute(&self, key: &str) -> Option<&str> {
         self.resource_attributes.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -176,25 +158,7 @@ impl Config {
 }
 
 fn invalid(variable: &'static str, value: impl Into<String>, reason: &str) -> ConfigError {
-    ConfigError { variable, value: value.into(), reason: reason.to_string() }
-}
-
-fn parse_bool(variable: &'static str, value: String) -> Result<bool, ConfigError> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(invalid(variable, value, "expected `true` or `false`")),
-    }
-}
-
-/// A duration in whole milliseconds, as the spec writes every `OTEL_*` timeout and interval.
-fn millis(value: Option<String>, variable: &'static str) -> Result<Option<Duration>, ConfigError> {
-    let Some(value) = value else { return Ok(None) };
-    match value.parse::<u64>() {
-        Ok(0) => Err(invalid(variable, value, "must be a positive number of milliseconds")),
-        Ok(ms) => Ok(Some(Duration::from_millis(ms))),
-        Err(_) => Err(invalid(variable, value, "expected a whole number of milliseconds")),
-    }
+    SettingError::new(variable, value, reason)
 }
 
 fn parse_endpoint(value: String) -> Result<String, ConfigError> {

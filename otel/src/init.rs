@@ -8,6 +8,7 @@
 use crate::config::{Config, ConfigError, LogFormat, Protocol, TracesExporter};
 use crate::metrics::ProcessMetrics;
 use crate::resource::{ServiceInfo, build_resource};
+use crate::settings::FromEnv;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;

@@ -98,6 +98,7 @@ fn executable_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::FromEnv;
     use opentelemetry::Key;
 
     fn attr(resource: &Resource, key: &'static str) -> Option<String> {

@@ -11,6 +11,7 @@
 //! config cannot produce it. It needs the collector binary: `cargo xtask tools`.
 
 use opentelemetry::metrics::MeterProvider;
+use otel::FromEnv;
 use otel::catalogue::prometheus::{Appears, COLLECTOR_SELF_METRICS, CollectorMetric};
 use otel::metrics::GraphMetrics;
 use std::collections::BTreeMap;

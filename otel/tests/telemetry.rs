@@ -3,6 +3,7 @@
 //! current-thread runtime (where a naive blocking flush deadlocks).
 
 use opentelemetry::metrics::MeterProvider;
+use otel::FromEnv;
 use otel::{Config, InitError, ShutdownError, Telemetry};
 use std::sync::mpsc;
 use std::time::Duration;

@@ -9,8 +9,9 @@
 //! `target_info`, and no series nobody expects. It needs the collector binary: `cargo xtask tools`.
 
 use opentelemetry::metrics::{Meter, MeterProvider};
+use otel::FromEnv;
+use otel::catalogue::*;
 use otel::catalogue::{self, prometheus};
-use otel::metrics::labels::*;
 use otel::metrics::*;
 use std::any::Any;
 use std::collections::BTreeSet;

@@ -775,7 +775,7 @@ fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
     let project = project()?;
     let root = root();
     let otel_names = env_names(&root.join("otel").join("src"))?;
-    let domain_names = env_names(&root.join("services").join("domain").join("src"))?;
+    let kit_names = env_names(&root.join("services").join("servicekit").join("src"))?;
     let scrape_ms = scrape_interval_ms()?;
     let otlp_port = collector_default_port("COLLECTOR_OTLP_GRPC_ENDPOINT")?;
     let mut problems = Vec::new();
@@ -784,10 +784,10 @@ fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
         let env = env_of(service);
         let own = env_names(&root.join("services").join(name).join("src"))?;
         for key in env.keys() {
-            if !(own.contains(key) || otel_names.contains(key) || domain_names.contains(key)) {
+            if !(own.contains(key) || otel_names.contains(key) || kit_names.contains(key)) {
                 problems.push(format!(
-                    "{name}: compose sets {key}, which neither services/{name}, services/domain nor \
-                     otel reads"
+                    "{name}: compose sets {key}, which neither services/{name}, \
+                     services/servicekit nor otel reads"
                 ));
             }
         }

@@ -1,7 +1,7 @@
 //! The instruments, grouped by what they watch. [`ALL`] lists every one of them; a test fails if
 //! an instrument is declared but missing there, or recorded without being declared.
 
-use super::{Attribute, Instrument, Kind, attributes::*, buckets::*};
+use super::{Attribute, Instrument, Kind, attributes::*, buckets::*, labels::*};
 use opentelemetry_semantic_conventions::metric as semconv;
 
 const fn instrument(

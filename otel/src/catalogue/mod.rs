@@ -11,12 +11,14 @@ mod buckets;
 mod build;
 pub mod docs;
 mod instruments;
+mod labels;
 pub mod prometheus;
 
 pub use attributes::*;
 pub use buckets::*;
 pub use docs::markdown;
 pub use instruments::*;
+pub use labels::*;
 
 /// What kind of OpenTelemetry instrument a catalogue entry is. Whether it is recorded
 /// synchronously or observed by a callback does not change what the collector emits, so it is

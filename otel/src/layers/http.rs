@@ -10,7 +10,7 @@
 //! its frames and records the request when the body ends, or when it is dropped unfinished (a
 //! client that disconnects is still recorded, and the active count always comes back down).
 
-use crate::metrics::labels::Scheme;
+use crate::catalogue::Scheme;
 use crate::metrics::{HttpServerMetrics, InFlightRequest, RequestOutcome};
 use bytes::Buf;
 use http::{Request, Response};

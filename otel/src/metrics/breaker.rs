@@ -1,9 +1,8 @@
 //! Circuit-breaker metrics: the current state as a one-hot gauge (alerts ask
 //! `…{circuit_breaker_state="open"} == 1`), and calls by outcome.
 
-use super::labels::{BreakerName, BreakerOutcome, BreakerState, Label};
 use super::zero;
-use crate::catalogue;
+use crate::catalogue::{self, BreakerName, BreakerOutcome, BreakerState, Label};
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 
 /// The circuit-breaker instruments of one service.

@@ -1,8 +1,7 @@
 //! Cache metrics: look-ups by layer, cache and result, and each cache's size in items and bytes.
 
-use super::labels::{CacheLayer, CacheName, CacheResult, Label};
 use super::zero;
-use crate::catalogue;
+use crate::catalogue::{self, CacheLayer, CacheName, CacheResult, Label};
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 
 /// The cache instruments of one service.

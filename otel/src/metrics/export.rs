@@ -2,8 +2,7 @@
 //! worker cancelled), their duration, the size of the file a successful export wrote, and the
 //! duration above which an export counts as slow, so alerts read the threshold from the worker.
 
-use super::labels::{ExportFormat, ExportKind, ExportStatus, Label};
-use crate::catalogue;
+use crate::catalogue::{self, ExportFormat, ExportKind, ExportStatus, Label};
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 use std::time::Duration;
 

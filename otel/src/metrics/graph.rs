@@ -1,7 +1,6 @@
 //! Org-graph metrics: node and edge counts, and how long each kind of graph change takes.
 
-use super::labels::{GraphOperation, Label};
-use crate::catalogue;
+use crate::catalogue::{self, GraphOperation, Label};
 use opentelemetry::metrics::{Gauge, Histogram, Meter};
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! through this: [`HttpServerMetrics::start`] when a request arrives (active requests go up),
 //! [`InFlightRequest::finish`] when its response is complete.
 
-use super::labels::{Label, Scheme};
-use crate::catalogue::{self, HTTP_METHODS};
+use crate::catalogue::{self, HTTP_METHODS, Label, Scheme};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
 use opentelemetry_semantic_conventions::attribute as semconv;

@@ -1,8 +1,7 @@
 //! Intervention metrics: proposals, executions and rollbacks.
 
-use super::labels::{InterventionKind, InterventionOutcome, Label};
 use super::zero;
-use crate::catalogue;
+use crate::catalogue::{self, InterventionKind, InterventionOutcome, Label};
 use opentelemetry::metrics::{Counter, Meter};
 
 /// The intervention instruments of one service.

@@ -1,8 +1,8 @@
 //! Typed recording helpers, one module per area the platform watches.
 //!
 //! Each helper builds its instruments from [`crate::catalogue`] and takes its attribute values as
-//! enums ([`labels`]) whose strings are exactly the catalogue's bounded sets, so a service cannot
-//! record a name, a unit or an attribute value the catalogue does not know. Their counters can
+//! the catalogue's label enums ([`crate::catalogue::Label`]), whose strings are its bounded sets,
+//! so a service cannot record a name, a unit or an attribute value the catalogue does not know. Their counters can
 //! be started at 0 for the label sets a service really has ([`start_counter_at_zero`]), so the
 //! first event is visible.
 
@@ -12,7 +12,6 @@ mod export;
 mod graph;
 mod http;
 mod intervention;
-pub mod labels;
 mod pool;
 mod process;
 mod queue;

@@ -2,9 +2,8 @@
 //! observed from the pool itself at each collection; timeouts and wait times are recorded by the
 //! code that asks the pool for a connection.
 
-use super::labels::{ConnectionState, Label, PoolName};
 use super::zero;
-use crate::catalogue;
+use crate::catalogue::{self, ConnectionState, Label, PoolName};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableUpDownCounter};
 use std::sync::Arc;

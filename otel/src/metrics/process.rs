@@ -1,8 +1,7 @@
 //! Process metrics (semantic conventions `process.*`): CPU time, memory, threads and uptime,
 //! read from `/proc/self` at each collection. On other systems only uptime is reported.
 
-use super::labels::{CpuMode, Label};
-use crate::catalogue;
+use crate::catalogue::{self, CpuMode, Label};
 use opentelemetry::metrics::{Meter, ObservableCounter, ObservableGauge, ObservableUpDownCounter};
 use std::time::Instant;
 

@@ -3,9 +3,8 @@
 //! a database query inside the exporter's thread); and enqueued/dequeued counts
 //! (`messaging.client.*` semantic conventions).
 
-use super::labels::{JobState, Label, Queue};
 use super::zero;
-use crate::catalogue;
+use crate::catalogue::{self, JobState, Label, Queue};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter, ObservableGauge};
 use opentelemetry_semantic_conventions::attribute as semconv;

@@ -1,9 +1,8 @@
 //! Worker metrics: tasks running per queue (a guard keeps the count right even when a task
 //! panics), configured concurrency, and finished attempts by task type and status.
 
-use super::labels::{Label, Queue, TaskStatus, TaskType};
 use super::zero;
-use crate::catalogue;
+use crate::catalogue::{self, Label, Queue, TaskStatus, TaskType};
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! a default that works against a local Postgres and Redis; a malformed value stops the service
 //! at start-up with a message naming the variable.
 
-use domain::settings::{DEFAULT_DATABASE_URL, POSTGRES_SCHEMES, Settings};
+use servicekit::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,12 +11,10 @@ use std::time::Duration;
 pub struct Config {
     /// `API_ADDR`: where to listen (default `127.0.0.1:8000`; compose sets `0.0.0.0:8000`).
     pub addr: SocketAddr,
-    /// `DATABASE_URL`.
-    pub database_url: String,
+    /// `DATABASE_URL`, `PG_POOL_MAX`.
+    pub postgres: Postgres,
     /// `REDIS_URL`.
     pub redis_url: String,
-    /// `PG_POOL_MAX`: Postgres connections at most.
-    pub pg_pool_max: u32,
     /// `PG_POOL_TIMEOUT_MS`: how long a request waits for a Postgres connection.
     pub pg_pool_timeout: Duration,
     /// `REDIS_POOL_MAX`: Redis connections at most.
@@ -42,22 +40,14 @@ pub struct Config {
 }
 
 /// A malformed setting.
-pub type ConfigError = domain::settings::SettingError;
+pub type ConfigError = SettingError;
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads the settings through `lookup`; unset or empty means the default.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let s = Settings::new(lookup);
+impl FromEnv for Config {
+    fn read(s: &Settings<'_>) -> Result<Config, ConfigError> {
         Ok(Config {
             addr: s.addr("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
-            database_url: s.url("DATABASE_URL", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES)?,
+            postgres: Postgres::read(s)?,
             redis_url: s.url("REDIS_URL", "redis://127.0.0.1:6379", &["redis://", "rediss://"])?,
-            pg_pool_max: s.positive("PG_POOL_MAX", 10)?,
             pg_pool_timeout: s.millis("PG_POOL_TIMEOUT_MS", 2_000)?,
             redis_pool_max: s.positive("REDIS_POOL_MAX", 10)? as usize,
             redis_timeout: s.millis("REDIS_POOL_TIMEOUT_MS", 250)?,
@@ -70,6 +60,12 @@ impl Config {
             breaker_open_for: s.millis("BREAKER_OPEN_MS", 5_000)?,
             graph_metrics_interval: s.millis("GRAPH_METRICS_INTERVAL_MS", 15_000)?,
         })
+    }
+}
+
+impl ServiceConfig for Config {
+    fn health_addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -87,16 +83,16 @@ mod tests {
     fn defaults_work_locally() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.addr.to_string(), "127.0.0.1:8000");
-        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:5432/orgraph");
+        assert_eq!(c.postgres.url, "postgres://postgres@127.0.0.1:5432/orgraph");
         assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
-        assert_eq!(c.pg_pool_max, 10);
+        assert_eq!(c.postgres.pool_max, 10);
     }
 
     #[test]
     fn values_are_read_and_bad_ones_named() {
         let c = parse(&[("API_ADDR", "0.0.0.0:9000"), ("PG_POOL_MAX", "3")]).unwrap();
         assert_eq!(c.addr.port(), 9000);
-        assert_eq!(c.pg_pool_max, 3);
+        assert_eq!(c.postgres.pool_max, 3);
         for (var, value) in [
             ("API_ADDR", "localhost"),
             ("DATABASE_URL", "mysql://x"),

@@ -3,10 +3,10 @@
 //! which times the wait for a connection, counts pool timeouts, and lets the breaker turn an
 //! outage into immediate 503s instead of a pile of timeouts.
 
+use crate::breaker::{BreakerConfig, BreakerError, CircuitBreaker, Verdict};
 use crate::config::Config;
 use crate::error::{ApiError, is_db_outage};
-use otel::layers::breaker::{BreakerConfig, BreakerError, CircuitBreaker, Verdict};
-use otel::metrics::labels::{BreakerName, PoolName};
+use otel::catalogue::{BreakerName, PoolName};
 use otel::metrics::{BreakerMetrics, PoolMetrics, PoolStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -31,7 +31,7 @@ impl Db {
     /// A lazily connecting pool (the API starts even if Postgres is not up yet; readiness says
     /// so), with its metrics and breaker.
     pub fn new(config: &Config, breakers: &BreakerMetrics) -> anyhow::Result<Db> {
-        let options = PgConnectOptions::from_str(&config.database_url)
+        let options = PgConnectOptions::from_str(&config.postgres.url)
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is invalid: {e}"))?
             .application_name("orgraph-api");
         let liveness = Arc::new(Liveness {
@@ -39,11 +39,11 @@ impl Db {
             last: tokio::sync::Mutex::new(None),
         });
         let pool = PgPoolOptions::new()
-            .max_connections(config.pg_pool_max)
+            .max_connections(config.postgres.pool_max)
             .acquire_timeout(config.pg_pool_timeout)
             .connect_lazy_with(options);
         let waiting = Arc::new(AtomicU64::new(0));
-        let (p, w, max) = (pool.clone(), waiting.clone(), u64::from(config.pg_pool_max));
+        let (p, w, max) = (pool.clone(), waiting.clone(), u64::from(config.postgres.pool_max));
         let metrics = PoolMetrics::new(&otel::meter(), PoolName::Postgres, move || {
             let size = u64::from(p.size());
             let idle = p.num_idle() as u64;
@@ -165,6 +165,11 @@ impl Db {
     }
 }
 
+/// Whether Postgres answers a statement on `conn` (readiness, and [`Liveness`]).
+pub async fn ping(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(conn).await.map(|_| ())
+}
+
 /// Why [`Db::run`] did not get an answer.
 enum RunError {
     /// No pooled connection came free within the pool's timeout, while Postgres answered a
@@ -200,7 +205,7 @@ impl Liveness {
         }
         let asked = tokio::time::timeout(LIVENESS_TIMEOUT, async {
             let mut conn = PgConnection::connect_with(&self.options).await?;
-            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            ping(&mut conn).await?;
             conn.close().await
         });
         let answer = matches!(asked.await, Ok(Ok(())));

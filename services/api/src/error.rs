@@ -102,7 +102,7 @@ impl ApiError {
 /// `PoolTimedOut` reaching here is one while Postgres did not answer a fresh connection either
 /// ([`crate::db::Db::run`] tells a busy pool apart).
 pub fn is_db_outage(error: &sqlx::Error) -> bool {
-    domain::unreachable::is_unreachable(error) || matches!(error, sqlx::Error::PoolClosed)
+    servicekit::unreachable::is_unreachable(error) || matches!(error, sqlx::Error::PoolClosed)
 }
 
 /// A problem response with `status` and `detail`.

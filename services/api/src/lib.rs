@@ -3,11 +3,14 @@
 //!
 //! [`run`] is the whole service: it takes a bound listener so tests can start it on a free port.
 
+pub mod breaker;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod graph;
+pub mod interventions;
 pub mod jobs;
 pub mod redis;
 pub mod routes;
@@ -68,6 +71,6 @@ async fn refresh_graph_gauges(state: AppState, every: std::time::Duration) {
         if let Ok((nodes, edges)) = state.db.run(async |c| graph::queries::counts(c).await).await {
             state.graph_metrics.set_size(nodes.max(0) as u64, edges.max(0) as u64);
         }
-        state.redis.report_size(otel::metrics::labels::CacheName::GraphStats).await;
+        state.redis.report_size(otel::catalogue::CacheName::GraphStats).await;
     }
 }

@@ -1,20 +1,15 @@
 //! The API binary: `--health-check`, or the service until SIGTERM or Ctrl-C (then it drains
-//! requests and flushes telemetry); see `domain::service`.
+//! requests and flushes telemetry); see `servicekit`.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    domain::service::main(
-        otel::service_info!(),
-        || api::Config::from_env().map(|c| c.addr).map_err(|e| e.to_string()),
-        serve,
-    )
+    servicekit::main(otel::service_info!(), serve)
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let config = api::Config::from_env()?;
+async fn serve(config: api::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (API_ADDR): {e}", config.addr))?;
-    api::run(config, listener, domain::shutdown::signal()).await
+    api::run(config, listener, servicekit::shutdown::signal()).await
 }

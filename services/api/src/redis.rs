@@ -4,11 +4,11 @@
 //! with Redis down the API serves from L1 and Postgres. Every call is bounded by
 //! `REDIS_POOL_TIMEOUT_MS`, so a hung Redis cannot hold a request.
 
+use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::config::Config;
 use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use otel::layers::breaker::{BreakerConfig, CircuitBreaker};
-use otel::metrics::labels::{BreakerName, CacheLayer, CacheName, PoolName};
+use otel::catalogue::{BreakerName, CacheLayer, CacheName, PoolName};
 use otel::metrics::{BreakerMetrics, CacheMetrics, PoolMetrics, PoolStats};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -229,8 +229,8 @@ impl Redis {
             })
             .await;
         outcome.map_err(|e| match e {
-            otel::layers::breaker::BreakerError::Open { .. } => RedisError::BreakerOpen,
-            otel::layers::breaker::BreakerError::Inner(e) => e,
+            crate::breaker::BreakerError::Open { .. } => RedisError::BreakerOpen,
+            crate::breaker::BreakerError::Inner(e) => e,
         })
     }
 }

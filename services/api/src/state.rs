@@ -9,7 +9,7 @@ use crate::graph::stats::StatsCache;
 use crate::jobs::JobCache;
 use crate::redis::Redis;
 use domain::JobKind;
-use otel::metrics::labels::InterventionKind;
+use otel::catalogue::{InterventionKind, Label};
 use otel::metrics::{
     BreakerMetrics, CacheMetrics, GraphMetrics, InterventionMetrics, QueueMetrics,
 };

@@ -4,6 +4,7 @@
 
 mod support;
 
+use otel::FromEnv;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -465,7 +466,7 @@ async fn an_l2_entry_computed_before_a_change_is_never_stored_after_it() {
     )
     .expect("pool");
     let (key, counter, ttl) = ("test:stats", "test:generation", Duration::from_secs(60));
-    let name = otel::metrics::labels::CacheName::GraphStats;
+    let name = otel::catalogue::CacheName::GraphStats;
     // A reader saw generation 0 and stores: nothing changed meanwhile.
     assert_eq!(redis.counter(counter).await, Some(0));
     redis.set_if_counter(key, b"old", ttl, counter, 0).await;

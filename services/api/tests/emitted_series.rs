@@ -6,6 +6,7 @@
 
 mod support;
 
+use otel::FromEnv;
 use otel::catalogue::prometheus;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,6 +5,7 @@
 //! Redis (the API connects lazily). (Its own test binary: the global meter provider is per
 //! process.)
 
+use otel::FromEnv;
 use otel::metrics::testing::Recorder;
 use std::collections::BTreeSet;
 

@@ -7,68 +7,15 @@
 //! (`apalis-postgres` 1.0.0, `queries/task/sink.sql`): a JSON-encoded payload in `job`, a ULID
 //! id, `Pending` status. The worker's end-to-end tests prove apalis picks such entries up.
 
-use otel::metrics::labels::{Queue, TaskType};
+use otel::catalogue::{Label, Queue, TaskType};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// What a job does. Its string is the `jobs.kind` column and the `task.type` metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Causal analysis of the org graph.
-    Analysis,
-    /// An export of employee metrics.
-    Export,
-    /// Applying an intervention.
-    InterventionExecute,
-    /// Reverting an intervention.
-    InterventionRollback,
-}
-
-impl JobKind {
-    /// Every kind.
-    pub const ALL: [JobKind; 4] = [
-        JobKind::Analysis,
-        JobKind::Export,
-        JobKind::InterventionExecute,
-        JobKind::InterventionRollback,
-    ];
-
-    /// The `jobs.kind` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Analysis => "analysis",
-            JobKind::Export => "export",
-            JobKind::InterventionExecute => "intervention_execute",
-            JobKind::InterventionRollback => "intervention_rollback",
-        }
-    }
-
-    /// Parses a `jobs.kind` value.
-    pub fn parse(text: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-
-    /// The queue the job goes to: one queue per job family.
-    pub fn queue(self) -> Queue {
-        match self {
-            JobKind::Analysis => Queue::Analysis,
-            JobKind::Export => Queue::Export,
-            JobKind::InterventionExecute | JobKind::InterventionRollback => Queue::Intervention,
-        }
-    }
-
-    /// The metric label of the task.
-    pub fn task_type(self) -> TaskType {
-        match self {
-            JobKind::Analysis => TaskType::Analysis,
-            JobKind::Export => TaskType::Export,
-            JobKind::InterventionExecute => TaskType::InterventionExecute,
-            JobKind::InterventionRollback => TaskType::InterventionRollback,
-        }
-    }
-}
+/// What a job does: one kind per `task.type` label value, the same enum, so a kind is its task
+/// type. Its string ([`Label::as_str`]) is the `jobs.kind` column, [`Label::parse`] reads it back,
+/// and [`TaskType::queue`] is the queue it goes to.
+pub type JobKind = TaskType;
 
 /// Where a job is. `running` is set by the worker when an attempt starts; a retried job goes back
 /// to `pending` between attempts.
@@ -104,16 +51,6 @@ impl JobStatus {
     }
 }
 
-/// An export's file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportFormat {
-    /// Comma-separated values with a header line.
-    Csv,
-    /// One JSON object per line.
-    Jsonl,
-}
-
 /// Which way an intervention job moves the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,7 +72,6 @@ pub struct JobPayload {
 /// The apalis queue name (`apalis.jobs.job_type`) of a queue: our bounded name, never a Rust
 /// type path.
 pub fn queue_name(queue: Queue) -> &'static str {
-    use otel::metrics::labels::Label;
     queue.as_str()
 }
 
@@ -177,13 +113,11 @@ pub async fn enqueue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use otel::metrics::labels::Label;
 
     #[test]
-    fn kinds_round_trip_and_match_the_task_type_label() {
+    fn kinds_round_trip() {
         for kind in JobKind::ALL {
-            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
-            assert_eq!(kind.as_str(), kind.task_type().as_str());
+            assert_eq!(JobKind::parse(kind.as_str()), Some(*kind));
         }
         assert_eq!(JobKind::parse("nope"), None);
     }

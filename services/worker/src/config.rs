@@ -2,8 +2,8 @@
 //! against a local Postgres; a malformed value, or an export timeout that would cancel every slow
 //! export before it counts as slow, stops the worker at start-up naming the variables.
 
-use domain::settings::{DEFAULT_DATABASE_URL, POSTGRES_SCHEMES, Settings};
-use otel::metrics::labels::Queue;
+use otel::catalogue::Queue;
+use servicekit::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,10 +13,8 @@ use std::time::Duration;
 pub struct Config {
     /// `WORKER_HEALTH_ADDR`: the health listener (default `127.0.0.1:8001`).
     pub health_addr: SocketAddr,
-    /// `DATABASE_URL`.
-    pub database_url: String,
-    /// `PG_POOL_MAX`.
-    pub pg_pool_max: u32,
+    /// `DATABASE_URL`, `PG_POOL_MAX`.
+    pub postgres: Postgres,
     /// `EXPORT_DIR`: where export files are written (default `exports`).
     pub export_dir: PathBuf,
     /// `CONCURRENCY_ANALYSIS`, `CONCURRENCY_EXPORT`, `CONCURRENCY_INTERVENTION`.
@@ -43,22 +41,16 @@ pub struct Config {
 }
 
 /// A malformed setting.
-pub type ConfigError = domain::settings::SettingError;
+pub type ConfigError = SettingError;
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads the settings through `lookup`; unset or empty means the default.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let s = Settings::new(lookup);
+impl FromEnv for Config {
+    fn read(s: &Settings<'_>) -> Result<Config, ConfigError> {
         let config = Config {
             health_addr: s.addr("WORKER_HEALTH_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?,
-            database_url: s.url("DATABASE_URL", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES)?,
-            pg_pool_max: s.positive("PG_POOL_MAX", 10)?,
-            export_dir: s.get("EXPORT_DIR").map_or_else(|| PathBuf::from("exports"), PathBuf::from),
+            postgres: Postgres::read(s)?,
+            export_dir: s
+                .get_or("EXPORT_DIR", "exports")
+                .map_or_else(|| PathBuf::from("exports"), PathBuf::from),
             concurrency: [
                 s.positive("CONCURRENCY_ANALYSIS", 1)?,
                 s.positive("CONCURRENCY_EXPORT", 2)?,
@@ -80,7 +72,15 @@ impl Config {
         config.check_export_timeout()?;
         Ok(config)
     }
+}
 
+impl ServiceConfig for Config {
+    fn health_addr(&self) -> SocketAddr {
+        self.health_addr
+    }
+}
+
+impl Config {
     /// An export is cancelled at `TIMEOUT_EXPORT_MS`; if that is not above `EXPORT_SLOW_MS`, no
     /// export can ever be recorded as slow and `ExportLatencyHigh` can never fire.
     fn check_export_timeout(&self) -> Result<(), ConfigError> {

@@ -5,9 +5,7 @@
 use crate::config::Config;
 use domain::JobKind;
 use otel::catalogue;
-use otel::metrics::labels::{
-    ExportFormat, ExportKind, ExportStatus, InterventionKind, Label, Queue,
-};
+use otel::catalogue::{ExportFormat, ExportKind, ExportStatus, InterventionKind, Label, Queue};
 use otel::metrics::{
     ExportMetrics, GraphMetrics, InterventionMetrics, QueueMetrics, WorkerMetrics,
     start_counter_at_zero,
@@ -70,8 +68,8 @@ impl Ctx {
         for queue in Queue::ALL {
             self.queues.start_dequeued_at_zero(*queue);
         }
-        for kind in JobKind::ALL {
-            self.worker.start_at_zero(kind.task_type());
+        for &kind in JobKind::ALL {
+            self.worker.start_at_zero(kind);
         }
         for kind in InterventionKind::ALL {
             self.interventions.start_executions_at_zero(*kind);

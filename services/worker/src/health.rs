@@ -47,10 +47,10 @@ struct LiveQuery {
 
 /// The process answers: JSON, or an empty Prometheus document for Prometheus' probe.
 async fn live(Query(query): Query<LiveQuery>) -> Response {
-    match domain::probe::format(query.format.as_deref()) {
-        Ok(domain::probe::Format::Json) => Json(json!({"status": "ok"})).into_response(),
-        Ok(domain::probe::Format::Prometheus) => {
-            ([(header::CONTENT_TYPE, domain::probe::CONTENT_TYPE)], domain::probe::BODY)
+    match servicekit::probe::format(query.format.as_deref()) {
+        Ok(servicekit::probe::Format::Json) => Json(json!({"status": "ok"})).into_response(),
+        Ok(servicekit::probe::Format::Prometheus) => {
+            ([(header::CONTENT_TYPE, servicekit::probe::CONTENT_TYPE)], servicekit::probe::BODY)
                 .into_response()
         }
         Err(detail) => problem(StatusCode::BAD_REQUEST, &detail),

@@ -28,7 +28,7 @@ pub use context::Ctx;
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use domain::{JobPayload, queue_name};
-use otel::metrics::labels::{Label, Queue};
+use otel::catalogue::{Label, Queue};
 use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::sync::Arc;
@@ -47,9 +47,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = PgPoolOptions::new()
-        .max_connections(config.pg_pool_max)
+        .max_connections(config.postgres.pool_max)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&config.database_url)
+        .connect_lazy(&config.postgres.url)
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is invalid: {e}"))?;
     domain::migrate(&pool).await?;
     tokio::fs::create_dir_all(&config.export_dir).await.map_err(|e| {

@@ -13,8 +13,8 @@ use crate::context::Ctx;
 use apalis::prelude::Metrics;
 use apalis_postgres::PostgresStorage;
 use domain::{JobPayload, queue_name};
+use otel::catalogue::{Label, Queue};
 use otel::metrics::QueueStats;
-use otel::metrics::labels::{Label, Queue};
 use std::time::Duration;
 
 /// Reads every queue's numbers once and stores them for the next collection.

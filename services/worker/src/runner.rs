@@ -18,7 +18,7 @@
 use crate::context::Ctx;
 use domain::{JobKind, JobStatus};
 use futures_util::FutureExt;
-use otel::metrics::labels::TaskStatus;
+use otel::catalogue::{Label, TaskStatus};
 use serde_json::Value;
 use sqlx::Row;
 use std::future::Future;
@@ -105,7 +105,7 @@ where
         tracing::info!(%job_id, status = status.as_str(), "job already finished; not run again");
         return Ok(());
     }
-    let task = row.kind.task_type();
+    let task = row.kind;
     let timeout = ctx.config.timeout_of(queue);
     let attempts = ctx.config.attempts;
     for attempt in 1..=attempts {
@@ -199,7 +199,7 @@ where
 /// Whether a database error passes with time: Postgres unreachable or restarting, out of
 /// resources (class 53), or the transaction losing a conflict (40001, 40P01).
 fn passes(error: &sqlx::Error) -> bool {
-    domain::unreachable::is_unreachable(error)
+    servicekit::unreachable::is_unreachable(error)
         || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|code| {
             ["53", "40001", "40P01"].iter().any(|class| code.starts_with(class))
         }))
@@ -223,7 +223,6 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 fn status_word(status: TaskStatus) -> &'static str {
-    use otel::metrics::labels::Label;
     status.as_str()
 }
 

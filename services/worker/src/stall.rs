@@ -8,7 +8,7 @@
 //! rows, so the runner does not run them again).
 
 use crate::Ctx;
-use otel::metrics::labels::{Label, Queue};
+use otel::catalogue::{Label, Queue};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 

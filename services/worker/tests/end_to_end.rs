@@ -4,6 +4,7 @@
 
 mod support;
 
+use otel::FromEnv;
 use otel::metrics::testing::Recorder;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 mod support;
 
 use domain::JobKind;
-use otel::metrics::labels::{Label, Queue};
+use otel::catalogue::{Label, Queue};
 use otel::metrics::testing::Recorder;
 use serde_json::json;
 use support::Db;

@@ -4,7 +4,7 @@
 
 mod support;
 
-use otel::metrics::labels::Queue;
+use otel::catalogue::Queue;
 use std::time::Duration;
 use support::Db;
 

@@ -5,6 +5,7 @@
 //! at 1. Building the job context is enough: no job, and no Postgres (the pool connects lazily).
 //! (Its own test binary: the global meter provider is per process.)
 
+use otel::FromEnv;
 use otel::metrics::testing::Recorder;
 use std::collections::BTreeSet;
 

@@ -1,5 +1,6 @@
-//! The graph's SQL, one function per statement, each taking a connection so the caller decides
-//! the transaction. Constraint violations come back as [`GraphError`]s the handlers turn into
+//! The graph's SQL, one function per operation, each taking a connection; an operation of several
+//! statements runs them in a transaction of its own (a savepoint in the caller's). Constraint
+//! violations come back as [`GraphError`]s the handlers turn into
 //! 404/409/422; anything else stays an `sqlx::Error`.
 
 use super::model::{
@@ -169,12 +170,14 @@ pub async fn stats(conn: &mut PgConnection) -> Result<GraphStats, sqlx::Error> {
     })
 }
 
-/// Replaces the whole graph (and everything that hangs off it) with `graph`; employee ids become
-/// 1..=n in generation order.
+/// Replaces the whole graph (and everything that hangs off it) with `graph`, in one transaction;
+/// employee ids become 1..=n in generation order.
 pub async fn replace_graph(
     conn: &mut PgConnection,
     graph: &SeedGraph,
 ) -> Result<(i64, i64), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let conn = &mut *tx;
     sqlx::query(
         "TRUNCATE influence_scores, interventions, relations, employees RESTART IDENTITY CASCADE",
     )
@@ -212,5 +215,6 @@ pub async fn replace_graph(
     .bind(&weights)
     .execute(&mut *conn)
     .await?;
+    tx.commit().await?;
     Ok((ids.len() as i64, sources.len() as i64))
 }

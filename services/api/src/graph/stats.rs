@@ -13,12 +13,12 @@
 
 use super::model::GraphStats;
 use super::queries;
+use crate::cache::L1Cache;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::redis::Redis;
-use otel::layers::cache::L1Cache;
+use otel::catalogue::{CacheLayer, CacheName};
 use otel::metrics::CacheMetrics;
-use otel::metrics::labels::{CacheLayer, CacheName};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use otel::metrics::labels::GraphOperation;
+use otel::catalogue::GraphOperation;
 use serde::Deserialize;
 use std::time::Instant;
 use utoipa::IntoParams;
@@ -199,13 +199,9 @@ async fn seed_graph(
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("seed generator: {e}")))?;
-    let (nodes, edges) = timed(&state, GraphOperation::Seed, async |c| {
-        let mut tx = sqlx::Connection::begin(c).await?;
-        let counts = queries::replace_graph(&mut tx, &graph).await?;
-        tx.commit().await?;
-        Ok(counts)
-    })
-    .await?;
+    let (nodes, edges) =
+        timed(&state, GraphOperation::Seed, async |c| queries::replace_graph(c, &graph).await)
+            .await?;
     Ok((StatusCode::CREATED, axum::Json(SeedResult { nodes, edges })))
 }
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use otel::metrics::labels::BreakerState;
+use otel::catalogue::BreakerState;
 use serde::Deserialize;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,12 +48,12 @@ struct LiveQuery {
             content((Health = "application/json"), (String = "text/plain"))),
         (status = 400, body = crate::error::Problem)))]
 async fn live(Query(query): Query<LiveQuery>) -> Response {
-    match domain::probe::format(query.format.as_deref()) {
-        Ok(domain::probe::Format::Json) => {
+    match servicekit::probe::format(query.format.as_deref()) {
+        Ok(servicekit::probe::Format::Json) => {
             axum::Json(Health { status: "ok", checks: BTreeMap::new() }).into_response()
         }
-        Ok(domain::probe::Format::Prometheus) => {
-            ([(header::CONTENT_TYPE, domain::probe::CONTENT_TYPE)], domain::probe::BODY)
+        Ok(servicekit::probe::Format::Prometheus) => {
+            ([(header::CONTENT_TYPE, servicekit::probe::CONTENT_TYPE)], servicekit::probe::BODY)
                 .into_response()
         }
         Err(detail) => problem(StatusCode::BAD_REQUEST, detail),
@@ -75,7 +75,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         if state.db.breaker().state() == BreakerState::Open {
             return Err("circuit breaker open".to_string());
         }
-        let asked = state.db.run(async |c| sqlx::query("SELECT 1").execute(c).await.map(|_| ()));
+        let asked = state.db.run(async |c| crate::db::ping(c).await);
         match tokio::time::timeout(READY_TIMEOUT, asked).await {
             Ok(answer) => answer.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {} s", READY_TIMEOUT.as_secs())),

@@ -4,18 +4,15 @@
 
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
+use crate::interventions::queries::{self, Refusal};
+use crate::interventions::{Intervention, Kind, Proposal};
 use crate::routes::jobs::accepted;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
 use domain::JobKind;
-use otel::metrics::labels::InterventionKind;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use sqlx::{PgConnection, Row};
-use utoipa::ToSchema;
+use otel::catalogue::InterventionKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -27,49 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_intervention))
         .routes(routes!(execute))
         .routes(routes!(rollback))
-}
-
-/// The kinds of intervention.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Move an employee under a new manager.
-    Reassign,
-}
-
-/// A proposed change.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Proposal {
-    /// `reassign`.
-    pub kind: Kind,
-    /// Who moves.
-    pub employee_id: i64,
-    /// Their new manager (not themselves).
-    pub new_manager_id: i64,
-    /// Why, 1 to 1000 characters.
-    pub reason: String,
-}
-
-/// An intervention as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Intervention {
-    /// Its id.
-    pub id: Uuid,
-    /// `reassign`.
-    pub kind: String,
-    /// Who moves.
-    pub employee_id: i64,
-    /// Their new manager.
-    pub new_manager_id: i64,
-    /// Their manager before execution (set by the execution).
-    pub old_manager_id: Option<i64>,
-    /// Why.
-    pub reason: String,
-    /// `proposed`, `executed` or `rolled_back`.
-    pub state: String,
-    /// When it was proposed.
-    pub created_at: DateTime<Utc>,
 }
 
 /// Proposes an intervention.
@@ -88,30 +42,7 @@ async fn propose(
         return Err(ApiError::Invalid(format!("reason must be 1 to 1000 characters, not {len}")));
     }
     let id = Uuid::new_v4();
-    let inserted = state
-        .db
-        .run(async |c| {
-            let result = sqlx::query(
-                "INSERT INTO interventions (id, kind, employee_id, new_manager_id, reason) \
-                 VALUES ($1, 'reassign', $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(p.employee_id)
-            .bind(p.new_manager_id)
-            .bind(&p.reason)
-            .execute(&mut *c)
-            .await;
-            match result {
-                Ok(_) => fetch(c, id).await,
-                Err(e)
-                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            }
-        })
-        .await?;
+    let inserted = state.db.run(async |c| queries::insert(c, id, &p).await).await?;
     let intervention = inserted.ok_or_else(|| {
         ApiError::Invalid(format!(
             "employee {} or {} does not exist",
@@ -133,7 +64,7 @@ async fn get_intervention(
 ) -> Result<axum::Json<Intervention>, ApiError> {
     state
         .db
-        .run(async |c| fetch(c, id).await)
+        .run(async |c| queries::fetch(c, id).await)
         .await?
         .map(axum::Json)
         .ok_or_else(|| ApiError::NotFound(format!("no intervention {id}")))
@@ -163,48 +94,13 @@ async fn rollback(
     queue(&state, id, JobKind::InterventionRollback, &["executed"]).await
 }
 
-/// What stops a job from being queued.
-enum Refusal {
-    Missing,
-    WrongState(String),
-    Busy(Uuid),
-}
-
 async fn queue(
     state: &AppState,
     id: Uuid,
     kind: JobKind,
     allowed: &[&str],
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    let outcome = state
-        .db
-        .run(async |c| {
-            let mut tx = sqlx::Connection::begin(c).await?;
-            let row = sqlx::query("SELECT state FROM interventions WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else { return Ok(Err(Refusal::Missing)) };
-            let current: String = row.get("state");
-            if !allowed.contains(&current.as_str()) {
-                return Ok(Err(Refusal::WrongState(current)));
-            }
-            let busy: Option<Uuid> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE kind IN ('intervention_execute', 'intervention_rollback') \
-                 AND params->>'intervention_id' = $1 AND status IN ('pending', 'running') LIMIT 1",
-            )
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(job) = busy {
-                return Ok(Err(Refusal::Busy(job)));
-            }
-            let params = json!({ "intervention_id": id });
-            let job = domain::enqueue(&mut tx, kind, &params).await?;
-            tx.commit().await?;
-            Ok(Ok(job))
-        })
-        .await?;
+    let outcome = state.db.run(async |c| queries::queue(c, id, kind, allowed).await).await?;
     let job = outcome.map_err(|refusal| match refusal {
         Refusal::Missing => ApiError::NotFound(format!("no intervention {id}")),
         Refusal::WrongState(s) => ApiError::Conflict(format!(
@@ -217,24 +113,4 @@ async fn queue(
     })?;
     state.queue_metrics.enqueued(kind.queue());
     Ok(accepted(job, format!("/api/jobs/{job}")))
-}
-
-async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<Intervention>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, kind, employee_id, new_manager_id, old_manager_id, reason, state, created_at \
-         FROM interventions WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| Intervention {
-        id: r.get("id"),
-        kind: r.get("kind"),
-        employee_id: r.get("employee_id"),
-        new_manager_id: r.get("new_manager_id"),
-        old_manager_id: r.get("old_manager_id"),
-        reason: r.get("reason"),
-        state: r.get("state"),
-        created_at: r.get("created_at"),
-    }))
 }

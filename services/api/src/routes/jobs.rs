@@ -3,12 +3,13 @@
 
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::jobs::{Accepted, JobView};
+use crate::jobs::{Accepted, JobView, queries};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use domain::{ExportFormat, JobKind};
+use domain::JobKind;
+use otel::catalogue::{ExportFormat, ExportKind, Label};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -109,7 +110,7 @@ async fn start_export(
         FormatParam::Csv => ExportFormat::Csv,
         FormatParam::Jsonl => ExportFormat::Jsonl,
     };
-    let params = json!({ "kind": "employee_metrics", "format": format });
+    let params = json!({ "kind": ExportKind::EmployeeMetrics.as_str(), "format": format.as_str() });
     accept(&state, JobKind::Export, params, "/api/exports").await
 }
 
@@ -132,7 +133,7 @@ async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<JobView>, ApiError> {
-    state.jobs.get(&state.db, id, &JobKind::ALL).await.map(axum::Json)
+    state.jobs.get(&state.db, id, JobKind::ALL).await.map(axum::Json)
 }
 
 /// Records and queues a job, answering 202 with where to follow it.
@@ -142,15 +143,7 @@ async fn accept(
     params: serde_json::Value,
     base: &str,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    let id = state
-        .db
-        .run(async |c| {
-            let mut tx = sqlx::Connection::begin(c).await?;
-            let id = domain::enqueue(&mut tx, kind, &params).await?;
-            tx.commit().await?;
-            Ok(id)
-        })
-        .await?;
+    let id = state.db.run(async |c| queries::enqueue(c, kind, &params).await).await?;
     state.queue_metrics.enqueued(kind.queue());
     Ok(accepted(id, format!("{base}/{id}")))
 }

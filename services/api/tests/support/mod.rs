@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use otel::FromEnv;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

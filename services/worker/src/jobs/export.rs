@@ -9,17 +9,20 @@
 use crate::context::Ctx;
 use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export_until};
 use crate::runner::{JobError, JobRow, joined};
+use otel::catalogue::{ExportFormat, ExportKind, Label, Queue};
 use otel::metrics::ExportMetrics;
-use otel::metrics::labels::{ExportFormat, ExportKind, Queue};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// Runs an export job.
 pub async fn run(ctx: Ctx, row: JobRow) -> Result<Value, JobError> {
-    let (format, label) = match row.params.get("format").and_then(Value::as_str) {
-        Some("csv") => (Format::Csv, ExportFormat::Csv),
-        Some("jsonl") => (Format::Jsonl, ExportFormat::Jsonl),
-        other => return Err(JobError::Invalid(format!("unknown export format {other:?}"))),
+    let asked = row.params.get("format").and_then(Value::as_str);
+    let Some(label) = asked.and_then(ExportFormat::parse) else {
+        return Err(JobError::Invalid(format!("unknown export format {asked:?}")));
+    };
+    let format = match label {
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Jsonl => Format::Jsonl,
     };
     let attempt = Attempt::start(&ctx.exports, ExportKind::EmployeeMetrics, label);
     let result = export(&ctx, &row, format).await;

@@ -5,7 +5,7 @@
 use crate::context::Ctx;
 use crate::runner::{JobError, JobRow};
 use domain::{InterventionAction, reporting};
-use otel::metrics::labels::{GraphOperation, InterventionKind, InterventionOutcome};
+use otel::catalogue::{GraphOperation, InterventionKind, InterventionOutcome};
 use serde_json::{Value, json};
 use sqlx::Row;
 use std::time::Instant;

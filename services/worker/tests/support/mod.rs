@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use otel::FromEnv;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::time::Duration;

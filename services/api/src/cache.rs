@@ -1,7 +1,7 @@
 //! The API's in-process, first-level (L1) cache in front of Redis (L2) and Postgres, instrumented.
 //!
-//! It exists so every service's L1 cache is bounded the same way and shows up the same way in
-//! metrics: memory is capped in bytes (a weigher plus `moka`'s size-aware eviction), entries
+//! Every in-process cache of the API (graph stats, finished jobs) is one of these, so each is
+//! bounded the same way and shows up the same way in metrics: memory is capped in bytes (a weigher plus `moka`'s size-aware eviction), entries
 //! expire after a time-to-live, every look-up counts as a hit or miss on layer `l1`, and the size
 //! in items and bytes is reported. Keys are the caller's strings and are never used as labels.
 //!
@@ -11,9 +11,9 @@
 //! path, never does it. Entries that expire while nobody writes are reflected at the next write,
 //! or whenever the owner calls [`L1Cache::report_size`] (e.g. from a periodic task).
 
-use crate::metrics::CacheMetrics;
-use crate::metrics::labels::{CacheLayer, CacheName};
 use moka::sync::Cache;
+use otel::catalogue::{CacheLayer, CacheName};
+use otel::metrics::CacheMetrics;
 use std::time::Duration;
 
 /// Bytes counted per entry on top of its key and value, a rough stand-in for the cache's own
@@ -108,7 +108,7 @@ impl<V: Clone + Send + Sync + 'static> L1Cache<V> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::metrics::testing::{Points, Recorder};
+    use otel::metrics::testing::{Points, Recorder};
     use std::time::Instant;
 
     const HOUR: Duration = Duration::from_secs(3600);

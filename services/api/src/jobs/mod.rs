@@ -1,17 +1,18 @@
 //! Background jobs as API resources: accepting one (a `jobs` row and its queue entry in one
-//! transaction, via `domain::enqueue`) and reading its state. A finished job never changes, so
+//! transaction, [`queries::enqueue`]) and reading its state. A finished job never changes, so
 //! finished jobs are served from an in-process cache (`job_status`); pending and running ones
 //! always come from Postgres.
 
+pub mod queries;
+
+use crate::cache::L1Cache;
 use crate::db::Db;
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use domain::{JobKind, JobStatus};
-use otel::layers::cache::L1Cache;
+use otel::catalogue::{CacheName, Label};
 use otel::metrics::CacheMetrics;
-use otel::metrics::labels::CacheName;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, Row};
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -55,36 +56,6 @@ pub struct Accepted {
     pub location: String,
 }
 
-/// Reads a job of one of `kinds`.
-pub async fn fetch(
-    conn: &mut PgConnection,
-    id: Uuid,
-    kinds: &[JobKind],
-) -> Result<Option<JobView>, sqlx::Error> {
-    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    let row = sqlx::query(
-        "SELECT id, kind, status, params, result, error, attempts, created_at, started_at, \
-                finished_at \
-         FROM jobs WHERE id = $1 AND kind = ANY($2)",
-    )
-    .bind(id)
-    .bind(&kinds)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| JobView {
-        id: r.get("id"),
-        kind: r.get("kind"),
-        status: r.get("status"),
-        params: r.get("params"),
-        result: r.get("result"),
-        error: r.get("error"),
-        attempts: r.get("attempts"),
-        created_at: r.get("created_at"),
-        started_at: r.get("started_at"),
-        finished_at: r.get("finished_at"),
-    }))
-}
-
 /// Finished jobs, kept in process.
 #[derive(Clone)]
 pub struct JobCache {
@@ -116,8 +87,10 @@ impl JobCache {
             }
             return Err(not_found(id));
         }
-        let job =
-            db.run(async |c| fetch(c, id, kinds).await).await?.ok_or_else(|| not_found(id))?;
+        let job = db
+            .run(async |c| queries::fetch(c, id, kinds).await)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let finished = matches!(
             JobStatus::parse(&job.status),
             Some(JobStatus::Done) | Some(JobStatus::Failed)

@@ -8,8 +8,8 @@
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with tokio's paused clock.
 
-use crate::metrics::BreakerMetrics;
-use crate::metrics::labels::{BreakerName, BreakerOutcome, BreakerState, Label};
+use otel::catalogue::{BreakerName, BreakerOutcome, BreakerState, Label};
+use otel::metrics::BreakerMetrics;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -327,7 +327,7 @@ impl Drop for CallGuard<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::metrics::testing::{Points, Recorder};
+    use otel::metrics::testing::{Points, Recorder};
     use std::sync::atomic::{AtomicU32, Ordering};
     use tokio::sync::oneshot;
 

@@ -1,8 +1,8 @@
 //! Writes an export of employee metrics to a file, atomically.
 //!
 //! An export job can crash half-way or be retried by the queue. So the rows go to a temporary
-//! file in the target directory (`.<stem>.<ext>.tmp-<random>`), which is flushed and synced to
-//! disk and only then renamed to its final name `<stem>.<ext>`. A rename within one directory
+//! file in the target directory (`.<stem>.<ext>.tmp-<random>`, made by `tempfile`), which is
+//! flushed and synced to disk and only then renamed to its final name `<stem>.<ext>`. A rename within one directory
 //! replaces the target atomically, so the final name only ever holds a complete file, and a
 //! retried export with the same stem cleanly replaces the previous one: one final file per export
 //! id. The directory is synced after the rename so the new name survives a power loss too.
@@ -10,15 +10,12 @@
 //! On an error the temporary file is removed. A process killed mid-write can leave a
 //! `.…tmp-…` file behind (never a final one); such names start with a dot and can be swept.
 
-use std::collections::hash_map::RandomState;
-use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tempfile::NamedTempFile;
 
 /// The longest accepted file stem.
 pub const MAX_STEM_LEN: usize = 100;
@@ -50,7 +47,8 @@ pub struct EmployeeRow {
 /// The file format of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// Comma-separated values (RFC 4180 quoting, `\n` line ends) with a header line.
+    /// Comma-separated values (RFC 4180 quoting by the `csv` crate, `\n` line ends) with a header
+    /// line.
     Csv,
     /// One JSON object per line (JSON Lines), with the keys of [`COLUMNS`].
     Jsonl,
@@ -161,65 +159,41 @@ pub fn write_export_until(
     fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
     let file_name = format!("{file_stem}.{}", format.extension());
     let path = dir.join(&file_name);
-    let (temp_path, file) = create_temp(dir, &file_name)?;
-
+    // Dropped on any error before the rename, the temporary file is removed.
+    let temp = create_temp(dir, &file_name)?;
     let rows = rows.into_iter().take_while(|_| !cancelled.load(Ordering::Relaxed));
-    let result = write_and_sync(file, &temp_path, &path, format, rows).and_then(|(bytes, rows)| {
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(ExportFileError::Cancelled { path: path.clone() });
-        }
-        fs::rename(&temp_path, &path).map_err(io_error("rename temporary file to", &path))?;
-        Ok((bytes, rows))
-    });
-    let (bytes, rows) = match result {
-        Ok(done) => done,
-        Err(e) => {
-            // Best effort: the original error matters more than a failed clean-up.
-            let _ = fs::remove_file(&temp_path);
-            return Err(e);
-        }
-    };
+    let (bytes, rows) = write_and_sync(temp.as_file(), temp.path(), &path, format, rows)?;
+    if cancelled.load(Ordering::Relaxed) {
+        return Err(ExportFileError::Cancelled { path });
+    }
+    temp.persist(&path).map_err(|e| ExportFileError::Io {
+        action: "rename temporary file to",
+        path: path.clone(),
+        source: e.error,
+    })?;
     sync_dir(dir)?;
     Ok(Written { path, bytes, rows })
 }
 
-/// Creates `dir/.<file_name>.tmp-<random>` exclusively (never opening an existing file).
-fn create_temp(dir: &Path, file_name: &str) -> Result<(PathBuf, File), ExportFileError> {
-    const ATTEMPTS: u32 = 16;
-    let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let temp_path = dir.join(format!(".{file_name}.tmp-{:016x}", random_u64()));
-        match OpenOptions::new().write(true).create_new(true).open(&temp_path) {
-            Ok(file) => return Ok((temp_path, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((temp_path, e)),
-            Err(e) => {
-                return Err(ExportFileError::Io { action: "create", path: temp_path, source: e });
-            }
-        }
-    }
-    let (path, source) = match last {
-        Some(found) => found,
-        None => (dir.join(format!(".{file_name}.tmp-")), io::ErrorKind::AlreadyExists.into()),
-    };
-    Err(ExportFileError::Io { action: "create a unique temporary file like", path, source })
-}
-
-/// A random suffix for temporary names, from std alone: the per-process random keys of
-/// [`RandomState`], mixed with the time, the process id and a counter.
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u32(std::process::id());
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    hasher.write_u128(nanos);
-    hasher.finish()
+/// Creates `dir/.<file_name>.tmp-<random>` exclusively (never opening an existing file), with
+/// the permissions of any new file (not `tempfile`'s owner-only ones: the export is for others).
+fn create_temp(dir: &Path, file_name: &str) -> Result<NamedTempFile, ExportFileError> {
+    let prefix = format!(".{file_name}.tmp-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).rand_bytes(16);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(dir).map_err(|source| ExportFileError::Io {
+        action: "create a temporary file like",
+        path: dir.join(&prefix),
+        source,
+    })
 }
 
 /// Writes the whole content to `file` (the temporary file), flushes and syncs it. Returns the
 /// bytes and rows written.
 fn write_and_sync(
-    file: File,
+    file: &File,
     temp_path: &Path,
     final_path: &Path,
     format: Format,
@@ -230,15 +204,19 @@ fn write_and_sync(
     let mut count = 0u64;
     match format {
         Format::Csv => {
-            out.write_all(COLUMNS.join(",").as_bytes()).map_err(&write_error)?;
-            out.write_all(b"\n").map_err(&write_error)?;
-            let mut line = String::new();
+            let csv_error = |e: csv::Error| match e.into_kind() {
+                csv::ErrorKind::Io(e) => write_error(e),
+                other => write_error(io::Error::other(format!("{other:?}"))),
+            };
+            let mut csv = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(&mut out);
+            csv.write_record(COLUMNS).map_err(csv_error)?;
             for row in rows {
-                line.clear();
-                csv_line(&row, &mut line);
-                out.write_all(line.as_bytes()).map_err(&write_error)?;
+                csv.write_record(csv_fields(&row)).map_err(csv_error)?;
                 count += 1;
             }
+            csv.flush().map_err(&write_error)?;
         }
         Format::Jsonl => {
             for row in rows {
@@ -336,41 +314,18 @@ fn finite(score: Option<f64>) -> Option<f64> {
     score.filter(|s| s.is_finite())
 }
 
-/// Appends `row` as one CSV line, with its `\n`.
-fn csv_line(row: &EmployeeRow, line: &mut String) {
-    use std::fmt::Write as _;
-    // Writing to a String cannot fail.
-    let _ = write!(line, "{},", row.id);
-    csv_field(&row.name, line);
-    line.push(',');
-    csv_field(&row.team, line);
-    line.push(',');
-    csv_field(&row.title, line);
-    let _ = write!(line, ",{},", row.degree);
-    if let Some(p) = finite(row.pagerank) {
-        let _ = write!(line, "{p:?}");
-    }
-    line.push(',');
-    if let Some(b) = finite(row.betweenness) {
-        let _ = write!(line, "{b:?}");
-    }
-    line.push('\n');
-}
-
-/// Appends `field`, quoted (with inner quotes doubled) when it holds a comma, a quote, CR or LF.
-fn csv_field(field: &str, line: &mut String) {
-    if field.contains([',', '"', '\r', '\n']) {
-        line.push('"');
-        for c in field.chars() {
-            if c == '"' {
-                line.push('"');
-            }
-            line.push(c);
-        }
-        line.push('"');
-    } else {
-        line.push_str(field);
-    }
+/// `row`'s CSV fields; missing and non-finite scores are empty.
+fn csv_fields(row: &EmployeeRow) -> [String; 7] {
+    let score = |s: Option<f64>| finite(s).map(|s| format!("{s:?}")).unwrap_or_default();
+    [
+        row.id.to_string(),
+        row.name.clone(),
+        row.team.clone(),
+        row.title.clone(),
+        row.degree.to_string(),
+        score(row.pagerank),
+        score(row.betweenness),
+    ]
 }
 
 #[cfg(test)]
@@ -378,25 +333,8 @@ mod tests {
     use super::*;
 
     /// A fresh, empty directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path = std::env::temp_dir().join(format!(
-                "worker-export-file-{name}-{}-{:x}",
-                std::process::id(),
-                random_u64()
-            ));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("worker-export-file-{name}-")).tempdir().unwrap()
     }
 
     fn names_in(dir: &Path) -> Vec<String> {
@@ -495,10 +433,10 @@ mod tests {
 
     #[test]
     fn csv_round_trips_tricky_fields() {
-        let dir = TempDir::new("csv");
+        let dir = temp_dir("csv");
         let rows = tricky_rows();
-        let written = write_export(&dir.0, "export_01-A", Format::Csv, rows.clone()).unwrap();
-        assert_eq!(written.path, dir.0.join("export_01-A.csv"));
+        let written = write_export(dir.path(), "export_01-A", Format::Csv, rows.clone()).unwrap();
+        assert_eq!(written.path, dir.path().join("export_01-A.csv"));
         assert_eq!(written.rows, rows.len() as u64);
         assert_eq!(written.bytes, fs::metadata(&written.path).unwrap().len());
 
@@ -521,25 +459,30 @@ mod tests {
             })
             .collect();
         assert_eq!(parsed, rows);
-        assert_eq!(names_in(&dir.0), ["export_01-A.csv"]);
+        assert_eq!(names_in(dir.path()), ["export_01-A.csv"]);
     }
 
     #[test]
     fn csv_quotes_only_what_needs_it() {
-        let mut line = String::new();
-        csv_line(&tricky_rows()[0], &mut line);
+        let dir = temp_dir("quotes");
+        let written = write_export(dir.path(), "q", Format::Csv, tricky_rows()).unwrap();
+        let text = fs::read_to_string(written.path).unwrap();
         assert_eq!(
-            line,
-            "1,\"Smith, Jane\",Platform,\"Staff \"\"Principal\"\" Engineer\",12,0.125,1.0\n"
+            text.lines().nth(1).unwrap(),
+            "1,\"Smith, Jane\",Platform,\"Staff \"\"Principal\"\" Engineer\",12,0.125,1.0"
         );
+        let rest = text.split_once("\n4,").unwrap().1;
+        assert_eq!(rest, "plain,t,\"\"\"\"\"\",3,0.30000000000000004,0.7853981633974483\n");
+        let second = text.split_once("\n-2,").unwrap().1;
+        assert!(second.starts_with("\"Line\nBreak\r\nName\",Zoë's Ünicode 团队 🚀,,0,,0.0\n"));
     }
 
     #[test]
     fn jsonl_round_trips_tricky_fields() {
-        let dir = TempDir::new("jsonl");
+        let dir = temp_dir("jsonl");
         let rows = tricky_rows();
-        let written = write_export(&dir.0, "e1", Format::Jsonl, rows.clone()).unwrap();
-        assert_eq!(written.path, dir.0.join("e1.jsonl"));
+        let written = write_export(dir.path(), "e1", Format::Jsonl, rows.clone()).unwrap();
+        assert_eq!(written.path, dir.path().join("e1.jsonl"));
         assert_eq!(written.rows, 4);
         assert_eq!(written.bytes, fs::metadata(&written.path).unwrap().len());
 
@@ -559,12 +502,12 @@ mod tests {
         keys_sorted.sort();
         assert_eq!(keys_sorted, expected);
         assert!(first["pagerank"].is_null());
-        assert_eq!(names_in(&dir.0), ["e1.jsonl"]);
+        assert_eq!(names_in(dir.path()), ["e1.jsonl"]);
     }
 
     #[test]
     fn non_finite_scores_are_written_as_missing() {
-        let dir = TempDir::new("nonfinite");
+        let dir = temp_dir("nonfinite");
         let row = EmployeeRow {
             id: 9,
             name: "n".into(),
@@ -574,9 +517,9 @@ mod tests {
             pagerank: Some(f64::NAN),
             betweenness: Some(f64::INFINITY),
         };
-        let csv = write_export(&dir.0, "c", Format::Csv, [row.clone()]).unwrap();
+        let csv = write_export(dir.path(), "c", Format::Csv, [row.clone()]).unwrap();
         assert_eq!(fs::read_to_string(csv.path).unwrap().lines().nth(1), Some("9,n,t,x,1,,"));
-        let jsonl = write_export(&dir.0, "j", Format::Jsonl, [row]).unwrap();
+        let jsonl = write_export(dir.path(), "j", Format::Jsonl, [row]).unwrap();
         let value: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(jsonl.path).unwrap()).unwrap();
         assert!(value["pagerank"].is_null() && value["betweenness"].is_null());
@@ -584,21 +527,21 @@ mod tests {
 
     #[test]
     fn empty_export_has_only_the_header() {
-        let dir = TempDir::new("empty");
-        let csv = write_export(&dir.0, "none", Format::Csv, []).unwrap();
+        let dir = temp_dir("empty");
+        let csv = write_export(dir.path(), "none", Format::Csv, []).unwrap();
         let header = format!("{}\n", COLUMNS.join(","));
         assert_eq!(fs::read_to_string(&csv.path).unwrap(), header);
         assert_eq!((csv.rows, csv.bytes), (0, header.len() as u64));
-        let jsonl = write_export(&dir.0, "none", Format::Jsonl, []).unwrap();
+        let jsonl = write_export(dir.path(), "none", Format::Jsonl, []).unwrap();
         assert_eq!((jsonl.rows, jsonl.bytes), (0, 0));
         assert_eq!(fs::metadata(&jsonl.path).unwrap().len(), 0);
-        assert_eq!(names_in(&dir.0), ["none.csv", "none.jsonl"]);
+        assert_eq!(names_in(dir.path()), ["none.csv", "none.jsonl"]);
     }
 
     #[test]
     fn creates_missing_directories() {
-        let dir = TempDir::new("nested");
-        let nested = dir.0.join("a").join("b");
+        let dir = temp_dir("nested");
+        let nested = dir.path().join("a").join("b");
         let written = write_export(&nested, "x", Format::Csv, tricky_rows()).unwrap();
         assert!(written.path.starts_with(&nested));
         assert_eq!(names_in(&nested), ["x.csv"]);
@@ -606,66 +549,66 @@ mod tests {
 
     #[test]
     fn a_retry_overwrites_the_final_file() {
-        let dir = TempDir::new("overwrite");
-        let big = write_export(&dir.0, "job", Format::Jsonl, tricky_rows()).unwrap();
+        let dir = temp_dir("overwrite");
+        let big = write_export(dir.path(), "job", Format::Jsonl, tricky_rows()).unwrap();
         let small_rows = vec![tricky_rows().remove(3)];
-        let small = write_export(&dir.0, "job", Format::Jsonl, small_rows.clone()).unwrap();
+        let small = write_export(dir.path(), "job", Format::Jsonl, small_rows.clone()).unwrap();
         assert_eq!(small.path, big.path);
         assert!(small.bytes < big.bytes);
         assert_eq!(fs::metadata(&small.path).unwrap().len(), small.bytes);
         let text = fs::read_to_string(&small.path).unwrap();
         let parsed: EmployeeRow = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(vec![parsed], small_rows);
-        assert_eq!(names_in(&dir.0), ["job.jsonl"], "exactly one file, no temporary left");
+        assert_eq!(names_in(dir.path()), ["job.jsonl"], "exactly one file, no temporary left");
     }
 
     #[test]
     fn rejects_unsafe_stems_and_writes_nothing() {
-        let dir = TempDir::new("stems");
+        let dir = temp_dir("stems");
         let long = "a".repeat(MAX_STEM_LEN + 1);
         for stem in ["../x", "", "a/b", "a\\b", "..", ".hidden", "x.csv", "a b", "é", "x\0", &long]
         {
-            let err = write_export(&dir.0, stem, Format::Csv, tricky_rows()).unwrap_err();
+            let err = write_export(dir.path(), stem, Format::Csv, tricky_rows()).unwrap_err();
             assert!(matches!(err, ExportFileError::InvalidStem { .. }), "{stem:?}: {err}");
-            assert!(err.to_string().contains(&dir.0.display().to_string()));
+            assert!(err.to_string().contains(&dir.path().display().to_string()));
         }
-        assert!(names_in(&dir.0).is_empty());
+        assert!(names_in(dir.path()).is_empty());
         assert!(is_valid_stem(&"a".repeat(MAX_STEM_LEN)));
         assert!(is_valid_stem("01HZX-export_7"));
     }
 
     #[test]
     fn errors_name_the_path_and_leave_no_temporary() {
-        let dir = TempDir::new("errors");
+        let dir = temp_dir("errors");
         // `dir/blocker` is a file, so it cannot be the export directory.
-        let blocker = dir.0.join("blocker");
+        let blocker = dir.path().join("blocker");
         fs::write(&blocker, b"not a directory").unwrap();
         let err = write_export(&blocker, "x", Format::Csv, tricky_rows()).unwrap_err();
         assert!(matches!(err, ExportFileError::Io { .. }), "{err}");
         assert!(err.to_string().contains(&blocker.display().to_string()), "{err}");
 
         // A directory where the final file should be: the rename fails, the temp file goes.
-        fs::create_dir(dir.0.join("taken.csv")).unwrap();
-        fs::write(dir.0.join("taken.csv").join("inside"), b"keep").unwrap();
-        let err = write_export(&dir.0, "taken", Format::Csv, tricky_rows()).unwrap_err();
+        fs::create_dir(dir.path().join("taken.csv")).unwrap();
+        fs::write(dir.path().join("taken.csv").join("inside"), b"keep").unwrap();
+        let err = write_export(dir.path(), "taken", Format::Csv, tricky_rows()).unwrap_err();
         assert!(err.to_string().contains("taken.csv"), "{err}");
-        assert_eq!(names_in(&dir.0), ["blocker", "taken.csv"]);
+        assert_eq!(names_in(dir.path()), ["blocker", "taken.csv"]);
     }
 
     #[test]
     fn temporary_names_are_hidden_and_unique() {
-        let dir = TempDir::new("temp");
-        let (a, _fa) = create_temp(&dir.0, "x.csv").unwrap();
-        let (b, _fb) = create_temp(&dir.0, "x.csv").unwrap();
-        assert_ne!(a, b);
-        for p in [&a, &b] {
+        let dir = temp_dir("temp");
+        let a = create_temp(dir.path(), "x.csv").unwrap();
+        let b = create_temp(dir.path(), "x.csv").unwrap();
+        assert_ne!(a.path(), b.path());
+        for p in [a.path(), b.path()] {
             let name = p.file_name().unwrap().to_str().unwrap();
             assert!(name.starts_with(".x.csv.tmp-"), "{name}");
         }
     }
     #[test]
     fn a_cancelled_export_stops_and_leaves_no_file() {
-        let dir = TempDir::new("cancelled");
+        let dir = temp_dir("cancelled");
         let cancelled = AtomicBool::new(false);
         let rows = tricky_rows().into_iter().enumerate().map(|(i, row)| {
             if i == 1 {
@@ -673,9 +616,10 @@ mod tests {
             }
             row
         });
-        let err = write_export_until(&dir.0, "late", Format::Csv, rows, &cancelled).unwrap_err();
+        let err =
+            write_export_until(dir.path(), "late", Format::Csv, rows, &cancelled).unwrap_err();
         assert!(matches!(err, ExportFileError::Cancelled { .. }), "{err}");
-        let left: Vec<_> = fs::read_dir(&dir.0).unwrap().collect();
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "no file, no temporary: {left:?}");
     }
 }

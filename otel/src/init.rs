@@ -33,15 +33,15 @@ pub enum InitError {
         signal: &'static str,
         /// The endpoint it was built for.
         endpoint: String,
-        /// The SDK's reason.
+        /// What the OpenTelemetry SDK said went wrong.
         reason: String,
     },
     /// `RUST_LOG` is not a valid filter.
     #[error("RUST_LOG={value:?} is invalid: {reason}")]
     LogFilter {
-        /// The filter text.
+        /// The variable's value.
         value: String,
-        /// The parser's reason.
+        /// What `tracing-subscriber`'s filter parser said is wrong with it.
         reason: String,
     },
     /// The gRPC exporter needs a Tokio runtime to build its channel on.

@@ -14,7 +14,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}{} is invalid: {reason}", shown(value))]
 pub struct SettingError {
-    /// The variable.
+    /// The environment variable, e.g. `PG_POOL_MAX`.
     pub variable: &'static str,
     /// Its value; `None` for a value that may hold a secret (a URL's password), never shown.
     pub value: Option<String>,
@@ -40,7 +40,7 @@ fn shown(value: &Option<String>) -> String {
 /// A variable a reader asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variable {
-    /// Its name.
+    /// The environment variable, e.g. `PG_POOL_MAX`.
     pub name: &'static str,
     /// What unset means, when the reader says.
     pub default: Option<String>,

@@ -195,15 +195,15 @@ impl TaskType {
 label!(
     /// `task.status`: how one attempt of a task ended.
     TASK_STATUS = "task.status" => TaskStatus {
-        /// Done.
+        /// The attempt finished the job.
         Success => "success",
-        /// Failed for good.
+        /// The attempt failed and the job ends failed.
         Failure => "failure",
-        /// Failed, will be tried again.
+        /// The attempt failed transiently; the job is tried again.
         Retry => "retry",
-        /// Ran out of time.
+        /// The attempt ran into its queue's timeout and was cancelled.
         Timeout => "timeout",
-        /// Panicked (caught).
+        /// The attempt panicked; the runner caught it and ended the job.
         Panic => "panic",
     }
 );

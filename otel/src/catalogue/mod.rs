@@ -99,7 +99,7 @@ impl Attribute {
 pub struct Instrument {
     /// OpenTelemetry instrument name (semantic-convention name where one exists).
     pub name: &'static str,
-    /// The instrument kind.
+    /// Counter, up-down counter, gauge or histogram: decides the Prometheus type and suffixes.
     pub kind: Kind,
     /// UCUM unit; `{thing}` annotations for counts.
     pub unit: &'static str,

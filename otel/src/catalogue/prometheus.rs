@@ -52,7 +52,7 @@ impl MetricType {
 pub struct Family {
     /// The family name (the name in `# HELP` and `# TYPE`).
     pub name: String,
-    /// The family's type.
+    /// The `# TYPE` the exporter writes: from the instrument's kind and monotonicity.
     pub metric_type: MetricType,
     /// The `# HELP` text: the instrument's description.
     pub help: &'static str,

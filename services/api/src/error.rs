@@ -71,7 +71,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

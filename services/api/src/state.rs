@@ -18,7 +18,6 @@ use std::collections::BTreeSet;
 /// The handlers' state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// Postgres.
     pub db: Db,
     /// Redis (L2 cache).
     pub redis: Redis,

@@ -18,7 +18,6 @@ use std::sync::Arc;
 pub struct Ctx {
     /// Postgres (the graph, the job rows, the queue).
     pub pool: PgPool,
-    /// Settings.
     pub config: Arc<Config>,
     /// Active tasks, finished attempts and their durations.
     pub worker: WorkerMetrics,

@@ -26,11 +26,8 @@ pub const COLUMNS: [&str; 7] = ["id", "name", "team", "title", "degree", "pagera
 /// One employee's line in an export (also a row of the export query).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EmployeeRow {
-    /// The employee id.
     pub id: i64,
-    /// The employee's name.
     pub name: String,
-    /// Their team.
     pub team: String,
     /// Their job title (may be empty).
     pub title: String,
@@ -97,7 +94,6 @@ pub enum ExportFileError {
         action: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
-        /// The underlying error.
         source: io::Error,
     },
     /// A row could not be encoded as JSON.
@@ -107,7 +103,6 @@ pub enum ExportFileError {
         path: PathBuf,
         /// The 0-based index of the row.
         row: u64,
-        /// The underlying error.
         source: serde_json::Error,
     },
     /// The export was given up (its job's attempt timed out) before its file was in place; no

@@ -17,7 +17,6 @@ use std::time::Duration;
 /// What readiness looks at.
 #[derive(Clone)]
 pub struct Health {
-    /// The database.
     pub pool: PgPool,
     /// Set once the queue workers run; cleared when they stop.
     pub running: Arc<AtomicBool>,
@@ -25,7 +24,6 @@ pub struct Health {
     pub down: Arc<AtomicUsize>,
 }
 
-/// The health routes.
 pub fn router(health: Health) -> Router {
     Router::new()
         .route("/health/live", get(live))

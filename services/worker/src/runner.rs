@@ -49,22 +49,17 @@ impl From<sqlx::Error> for JobError {
 #[derive(Debug, thiserror::Error)]
 #[error("job {job_id} {status}: {detail}")]
 pub struct JobFailed {
-    /// The job.
     pub job_id: Uuid,
     /// The last attempt's status.
     pub status: &'static str,
-    /// What happened.
     pub detail: String,
 }
 
 /// One job's row, as the runner needs it.
 #[derive(Debug, Clone)]
 pub struct JobRow {
-    /// Its id.
     pub id: Uuid,
-    /// Its kind.
     pub kind: JobKind,
-    /// Its parameters.
     pub params: Value,
     /// Whether this attempt is the last: a transient failure now ends the job. A kind that
     /// records its own outcome (exports, interventions) records it once per job: on success, or

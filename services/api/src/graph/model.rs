@@ -6,13 +6,13 @@ use utoipa::ToSchema;
 /// An employee: a node of the org graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Employee {
-    /// Its id.
+    /// Assigned when the employee is added: the `{id}` of `/api/graph/nodes/{id}`.
     pub id: i64,
     /// Full name.
     pub name: String,
-    /// Team.
+    /// Team name (stats count the distinct ones).
     pub team: String,
-    /// Job title.
+    /// Job title; may be empty.
     pub title: String,
 }
 
@@ -55,7 +55,7 @@ impl RelationKind {
 /// A relation: a typed, weighted edge of the org graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Relation {
-    /// Its id.
+    /// Assigned when the relation is added: the `{id}` of `/api/graph/edges/{id}`.
     pub id: i64,
     /// The employee it starts at.
     pub source_id: i64,

@@ -16,11 +16,8 @@ pub const MAX_AVG_REPORTS: u32 = 20;
 /// A generated employee; its id will be its index + 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeedEmployee {
-    /// Name.
     pub name: String,
-    /// Team.
     pub team: String,
-    /// Title.
     pub title: String,
 }
 
@@ -31,9 +28,7 @@ pub struct SeedRelation {
     pub source: usize,
     /// Index of the target employee.
     pub target: usize,
-    /// Kind.
     pub kind: RelationKind,
-    /// Weight.
     pub weight: f64,
 }
 
@@ -42,7 +37,6 @@ pub struct SeedRelation {
 pub struct SeedGraph {
     /// Employees, index 0 is the CEO.
     pub employees: Vec<SeedEmployee>,
-    /// Relations.
     pub relations: Vec<SeedRelation>,
 }
 

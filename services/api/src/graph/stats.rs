@@ -28,7 +28,6 @@ const KEY: &str = "orgraph:{graph-stats}:v1";
 /// Bumped by every graph change (see the module docs).
 const GENERATION: &str = "orgraph:{graph-stats}:generation";
 
-/// The stats cache.
 #[derive(Clone)]
 pub struct StatsCache {
     l1: L1Cache<Arc<GraphStats>>,

@@ -33,7 +33,7 @@ pub struct Proposal {
 /// An intervention as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Intervention {
-    /// Its id.
+    /// Assigned when proposed: the `{id}` of `/api/interventions/{id}`.
     pub id: Uuid,
     /// `reassign`.
     pub kind: String,
@@ -43,7 +43,7 @@ pub struct Intervention {
     pub new_manager_id: i64,
     /// Their manager before execution (set by the execution).
     pub old_manager_id: Option<i64>,
-    /// Why.
+    /// Why it was proposed, as given.
     pub reason: String,
     /// `proposed`, `executed` or `rolled_back`.
     pub state: String,

@@ -5,6 +5,7 @@
 use crate::faults::FaultKind;
 use crate::util::lock;
 use crate::{PG_POOL_MAX, PG_POOL_TIMEOUT_MS, REQUEST_TIMEOUT_MS};
+use otel::FromEnv;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;

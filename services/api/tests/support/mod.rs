@@ -69,7 +69,27 @@ impl TestApi {
             task: None,
         };
         api.start_api(extra).await;
+        api.wait_ready().await;
         api
+    }
+
+    /// Waits until readiness says 200: the schema is migrated (the API migrates in the background
+    /// when Postgres took more than a second to answer at start, as it may on a loaded machine).
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/health/ready", self.base);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after 30 s waiting for the API to be ready at {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Starts the API (again, after [`TestApi::stop`]) and waits until it is live.

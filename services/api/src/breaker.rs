@@ -350,6 +350,29 @@ mod tests {
         b.call(|| async { Err::<(), _>("down") }).await
     }
 
+    /// Starts a call through `b` that holds its slot (the half-open probe) until the returned
+    /// sender answers it; returns once the call has started.
+    async fn hold_probe<T: Send + 'static>(
+        b: &CircuitBreaker,
+    ) -> (
+        tokio::task::JoinHandle<Result<T, BreakerError<&'static str>>>,
+        oneshot::Sender<Result<T, &'static str>>,
+    ) {
+        let (started_tx, started_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel::<Result<T, &'static str>>();
+        let probing = b.clone();
+        let probe = tokio::spawn(async move {
+            probing
+                .call(|| async move {
+                    started_tx.send(()).unwrap();
+                    release_rx.await.unwrap()
+                })
+                .await
+        });
+        started_rx.await.unwrap();
+        (probe, release_tx)
+    }
+
     fn state_values(points: &Points) -> (f64, f64, f64) {
         let value = |s| {
             points.value(
@@ -415,18 +438,7 @@ mod tests {
         fail(&b).await.unwrap_err();
         tokio::time::advance(OPEN_FOR).await;
 
-        let (started_tx, started_rx) = oneshot::channel();
-        let (release_tx, release_rx) = oneshot::channel::<Result<u32, &'static str>>();
-        let probing = b.clone();
-        let probe = tokio::spawn(async move {
-            probing
-                .call(|| async move {
-                    started_tx.send(()).unwrap();
-                    release_rx.await.unwrap()
-                })
-                .await
-        });
-        started_rx.await.unwrap();
+        let (probe, release_tx) = hold_probe::<u32>(&b).await;
         assert_eq!(b.state(), BreakerState::HalfOpen);
 
         let called = AtomicU32::new(0);
@@ -549,18 +561,7 @@ mod tests {
         assert_eq!(calls(&points, "rejected"), 2.0);
 
         tokio::time::advance(OPEN_FOR).await;
-        let (started_tx, started_rx) = oneshot::channel();
-        let (release_tx, release_rx) = oneshot::channel::<Result<(), &'static str>>();
-        let probing = b.clone();
-        let probe = tokio::spawn(async move {
-            probing
-                .call(|| async move {
-                    started_tx.send(()).unwrap();
-                    release_rx.await.unwrap()
-                })
-                .await
-        });
-        started_rx.await.unwrap();
+        let (probe, release_tx) = hold_probe::<()>(&b).await;
         assert_eq!(state_values(&recorder.collect()), (0.0, 0.0, 1.0));
 
         release_tx.send(Ok(())).unwrap();

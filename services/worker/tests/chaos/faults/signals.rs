@@ -2,7 +2,6 @@
 //! gone. Whatever this test stopped is continued when it ends, even when it fails.
 
 use crate::util::lock;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,29 +34,15 @@ pub fn proc_stat(pid: u32) -> Option<(char, u32)> {
     Some((state, parent))
 }
 
-/// Sends SIG`name` to every pid (those already gone are skipped).
+/// Sends SIG`name` to every pid (those already gone are skipped), through
+/// `testkit::process::signal`.
 pub async fn signal(pids: &[u32], name: &str) -> anyhow::Result<()> {
-    if pids.is_empty() {
-        return Ok(());
-    }
-    let output = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .args(pids.iter().map(u32::to_string))
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("kill -{name} {pids:?} took over 10 s"))??;
-    if !output.status.success() {
-        // A process that exited meanwhile is fine; any other refusal is not.
-        let alive: Vec<u32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
-        anyhow::ensure!(
-            alive.is_empty() || name == "CONT",
-            "kill -{name} {pids:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+    for &pid in pids {
+        match testkit::process::signal(pid, name) {
+            // A process that exited meanwhile is fine; any other refusal is not.
+            Err(e) if is_alive(pid) && name != "CONT" => return Err(e),
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -135,14 +120,8 @@ impl StoppedProcesses {
 
 impl Drop for StoppedProcesses {
     fn drop(&mut self) {
-        let pids: Vec<u32> = std::mem::take(&mut *lock(&self.0));
-        if !pids.is_empty() {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .args(pids.iter().map(u32::to_string))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        for pid in std::mem::take(&mut *lock(&self.0)) {
+            let _ = testkit::process::signal(pid, "CONT");
         }
     }
 }

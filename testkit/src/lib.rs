@@ -14,6 +14,7 @@
 //! * [`Postgres`], [`Redis`]: real servers from the OS packages on free loopback ports, which fault
 //!   tests can stop and start again; [`pg`]: the Postgres cluster handling (initdb, running as the
 //!   `postgres` user when root) they share with `cargo xtask stack`.
+//! * [`tokens::ApiTokens`]: a token per API role and the tokens file the API reads.
 
 mod collector;
 pub mod exposition;
@@ -24,6 +25,7 @@ mod postgres;
 pub mod process;
 mod redis;
 mod scratch;
+pub mod tokens;
 pub mod tools;
 mod wait;
 

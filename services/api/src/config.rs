@@ -4,6 +4,7 @@
 
 use servicekit::settings::{FromEnv, Postgres, ServiceConfig, SettingError, Settings};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything the API needs to start.
@@ -37,6 +38,12 @@ pub struct Config {
     pub breaker_open_for: Duration,
     /// `GRAPH_METRICS_INTERVAL_MS`: how often node and edge counts are refreshed.
     pub graph_metrics_interval: Duration,
+    /// `API_TOKENS_FILE` (required): the tokens' hashes and roles (see [`crate::auth::tokens`]).
+    pub tokens_file: PathBuf,
+    /// `API_RATE_LIMIT_PER_S`: requests per second each token may make on average.
+    pub rate_limit_per_s: u32,
+    /// `API_RATE_LIMIT_BURST`: requests each token may make at once above its rate.
+    pub rate_limit_burst: u32,
 }
 
 /// A malformed setting.
@@ -59,6 +66,17 @@ impl FromEnv for Config {
             breaker_failures: s.positive("BREAKER_FAILURES", 5)?,
             breaker_open_for: s.millis("BREAKER_OPEN_MS", 5_000)?,
             graph_metrics_interval: s.millis("GRAPH_METRICS_INTERVAL_MS", 15_000)?,
+            tokens_file: s.get("API_TOKENS_FILE").map(PathBuf::from).ok_or_else(|| {
+                ConfigError {
+                    variable: "API_TOKENS_FILE",
+                    value: None,
+                    reason: "it must be set, to the file of the API tokens' hashes and roles \
+                             (docs/SECURITY.md says how to make one)"
+                        .into(),
+                }
+            })?,
+            rate_limit_per_s: s.positive("API_RATE_LIMIT_PER_S", 100)?,
+            rate_limit_burst: s.positive("API_RATE_LIMIT_BURST", 200)?,
         })
     }
 }
@@ -74,8 +92,12 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: Vec<(String, String)> = [("API_TOKENS_FILE", "/run/tokens")]
+            .iter()
+            .chain(vars)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .rev()
+            .collect();
         Config::from_lookup(|k| vars.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
     }
 
@@ -86,6 +108,15 @@ mod tests {
         assert_eq!(c.postgres.url, "postgres://postgres@127.0.0.1:5432/orgraph");
         assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
         assert_eq!(c.postgres.pool_max, 10);
+        assert_eq!(c.tokens_file, PathBuf::from("/run/tokens"));
+        assert_eq!((c.rate_limit_per_s, c.rate_limit_burst), (100, 200));
+    }
+
+    #[test]
+    fn the_tokens_file_is_required() {
+        let err = parse(&[("API_TOKENS_FILE", " ")]).unwrap_err();
+        assert_eq!(err.variable, "API_TOKENS_FILE");
+        assert!(err.to_string().contains("must be set"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 // response types and the handlers are documented: their docs are the OpenAPI document.)
 #![allow(missing_docs)]
 
+pub mod auth;
 pub mod breaker;
 pub mod cache;
 pub mod config;
@@ -37,6 +38,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tokens = auth::Tokens::load(&config.tokens_file)?;
+    tracing::info!(
+        admin = tokens.count(auth::Role::Admin),
+        write = tokens.count(auth::Role::Write),
+        read = tokens.count(auth::Role::Read),
+        "api tokens loaded"
+    );
     let state = AppState::new(&config)?;
     let db = state.db.clone();
     // Postgres is normally up: then the schema is migrated before the first request. If it does
@@ -52,7 +60,7 @@ pub async fn run(
     }
     let refresher =
         tokio::spawn(refresh_graph_gauges(state.clone(), config.graph_metrics_interval));
-    let app = routes::router(state, &config);
+    let app = routes::router(state, &config, std::sync::Arc::new(tokens));
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future();
     let migrated = async move {

@@ -456,8 +456,12 @@ async fn an_l2_entry_computed_before_a_change_is_never_stored_after_it() {
         .expect("join")
         .expect("redis starts");
     let url = redis_server.url();
-    let config =
-        api::Config::from_lookup(|k| (k == "REDIS_URL").then(|| url.clone())).expect("test config");
+    let config = api::Config::from_lookup(|k| match k {
+        "REDIS_URL" => Some(url.clone()),
+        "API_TOKENS_FILE" => Some("/unused: no request is served".into()),
+        _ => None,
+    })
+    .expect("test config");
     let meter = otel::meter();
     let redis = api::redis::Redis::new(
         &config,

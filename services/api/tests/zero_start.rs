@@ -16,6 +16,7 @@ async fn every_counter_of_the_api_starts_at_zero_for_its_label_sets() {
         // Nothing listens there; nothing is asked.
         "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:9/orgraph".into()),
         "REDIS_URL" => Some("redis://127.0.0.1:9".into()),
+        "API_TOKENS_FILE" => Some("/unused: no request is served".into()),
         _ => None,
     })
     .expect("config");

@@ -65,16 +65,21 @@ async fn every_job_kind_runs_end_to_end() {
         tokio::task::spawn_blocking(testkit::Redis::start).await.expect("join").expect("redis");
 
     // The API.
+    let tokens = testkit::tokens::ApiTokens::scratch().expect("API tokens");
     let api_config = api::Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(db.pg.url()),
         "REDIS_URL" => Some(redis.url()),
+        "API_TOKENS_FILE" => Some(tokens.file.display().to_string()),
         _ => None,
     })
     .expect("api config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let api = Api {
         base: format!("http://{}", listener.local_addr().expect("addr")),
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder()
+            .default_headers(support::admin_headers(&tokens))
+            .build()
+            .expect("client"),
     };
     let (api_stop, api_stopped) = oneshot::channel::<()>();
     let api_task = tokio::spawn(api::run(api_config, listener, async {

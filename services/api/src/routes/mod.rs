@@ -1,12 +1,14 @@
 //! The router: every route with its OpenAPI description (utoipa), the problem-shaped fallback,
 //! and the layers every request goes through. From the outside in: HTTP metrics (so they see the
-//! final status, timeouts included), problem rewriting, the request timeout, the body limit.
+//! final status, timeouts and refusals included), problem rewriting, the request timeout, the body
+//! limit; then, on the `/api/*` routes, authentication and the token's rate limit.
 
 mod graph;
 mod health;
 mod interventions;
 pub mod jobs;
 
+use crate::auth::{Tokens, layer::authenticate, limit};
 use crate::config::Config;
 use crate::error::{ApiError, ensure_problem};
 use crate::state::AppState;
@@ -32,12 +34,16 @@ use utoipa_axum::router::OpenApiRouter;
 struct ApiDoc;
 
 /// The whole application.
-pub fn router(state: AppState, config: &Config) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(health::router())
+pub fn router(state: AppState, config: &Config, tokens: Arc<Tokens>) -> Router {
+    let protected = OpenApiRouter::new()
         .merge(graph::router())
         .merge(jobs::router())
         .merge(interventions::router())
+        .layer(limit::layer(config.rate_limit_per_s, config.rate_limit_burst))
+        .layer(axum::middleware::from_fn_with_state(tokens, authenticate));
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(protected)
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

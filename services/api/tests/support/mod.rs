@@ -16,6 +16,8 @@ pub struct TestApi {
     pub pg: testkit::Postgres,
     pub redis: testkit::Redis,
     pub base: String,
+    /// A token of each role; [`TestApi::send`] uses the admin's, [`TestApi::send_as`] any.
+    pub tokens: testkit::tokens::ApiTokens,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -61,6 +63,7 @@ impl TestApi {
             pg,
             redis,
             base: String::new(),
+            tokens: testkit::tokens::ApiTokens::scratch().expect("API tokens"),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -102,6 +105,7 @@ impl TestApi {
             ("REDIS_POOL_TIMEOUT_MS".into(), "300".into()),
             ("PG_POOL_TIMEOUT_MS".into(), "1000".into()),
             ("GRAPH_METRICS_INTERVAL_MS".into(), "200".into()),
+            ("API_TOKENS_FILE".into(), self.tokens.file.display().to_string()),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = api::Config::from_lookup(|k| {
@@ -138,9 +142,24 @@ impl TestApi {
         }
     }
 
-    /// Any request; `body` is sent as is with `content_type`.
+    /// Any request, as the admin; `body` is sent as is with `content_type`.
     pub async fn send(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Reply {
+        let admin = self.tokens.admin.clone();
+        self.send_as(Some(&admin), method, path, body).await
+    }
+
+    /// Any request with `token` as its bearer token (`None`: no `Authorization` header).
+    pub async fn send_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some((content_type, bytes)) = body {
             request = request.header("content-type", content_type).body(bytes);
         }

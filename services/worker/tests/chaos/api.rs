@@ -16,12 +16,15 @@ use uuid::Uuid;
 /// The API on its own runtime (as in its own process), so the test's work never delays it.
 pub struct InProcessApi {
     pub base: String,
+    /// A token per role; the test's requests carry the admin's.
+    pub tokens: testkit::tokens::ApiTokens,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl InProcessApi {
     pub fn start(pg_url: &str, redis_url: &str) -> anyhow::Result<InProcessApi> {
+        let tokens = testkit::tokens::ApiTokens::scratch()?;
         let vars: Vec<(&str, String)> = vec![
             ("DATABASE_URL", pg_url.to_string()),
             ("REDIS_URL", redis_url.to_string()),
@@ -32,6 +35,7 @@ impl InProcessApi {
             ("REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS.to_string()),
             ("REDIS_POOL_TIMEOUT_MS", "300".to_string()),
             ("GRAPH_METRICS_INTERVAL_MS", "1000".to_string()),
+            ("API_TOKENS_FILE", tokens.file.display().to_string()),
         ];
         let config = api::Config::from_lookup(|k| {
             vars.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone())
@@ -53,7 +57,7 @@ impl InProcessApi {
                 .await
             })
         })?;
-        Ok(InProcessApi { base, shutdown: Some(tx), thread: Some(thread) })
+        Ok(InProcessApi { base, tokens, shutdown: Some(tx), thread: Some(thread) })
     }
 
     /// Stops the API and waits (at most 10 s) for it.

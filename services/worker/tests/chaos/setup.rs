@@ -125,6 +125,7 @@ async fn start_api(pg_url: &str, redis_url: &str) -> (InProcessApi, Api) {
         client: reqwest::Client::builder()
             .timeout(CLIENT_TIMEOUT)
             .no_proxy()
+            .default_headers(support::admin_headers(&api.tokens))
             .build()
             .expect("http client"),
         base: api.base.clone(),

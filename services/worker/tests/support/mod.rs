@@ -93,3 +93,10 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// Headers that make every request of a client the admin's (the API's tokens in `tokens`).
+pub fn admin_headers(tokens: &testkit::tokens::ApiTokens) -> reqwest::header::HeaderMap {
+    let bearer = testkit::tokens::ApiTokens::bearer(&tokens.admin);
+    let value = reqwest::header::HeaderValue::from_str(&bearer).expect("a token is a header value");
+    reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)])
+}

@@ -46,7 +46,7 @@ pub fn throughput(
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
         let api = infra.start_api(telemetry)?;
         if i == 0 {
-            seed(runtime, &api.base)?;
+            seed(runtime, &api.base, &infra.tokens.admin)?;
         }
         eprintln!(
             "[bench] api run {}/4 ({}): GET /api/graph/stats, {CONCURRENCY} connections, \
@@ -55,7 +55,7 @@ pub fn throughput(
             telemetry.name(),
             plan.api_measure()
         );
-        let client = drive::client(CONCURRENCY)?;
+        let client = drive::client(CONCURRENCY, &infra.tokens.admin)?;
         let url = format!("{}/api/graph/stats", api.base);
         let before = cpu::Snapshot::take(api.pid())?;
         let rps = runtime.block_on(drive::saturate(
@@ -85,10 +85,11 @@ pub fn throughput(
 
 /// Seeds the graph with [`EMPLOYEES`] employees through the load generator's setup (it fails
 /// unless the API answers 201).
-fn seed(runtime: &Runtime, base: &str) -> anyhow::Result<()> {
+fn seed(runtime: &Runtime, base: &str, token: &str) -> anyhow::Result<()> {
     eprintln!("[bench] seeding a graph of {EMPLOYEES} employees");
     let report = runtime.block_on(load::run(Options {
         url: base.to_string(),
+        token: Some(token.to_string()),
         stop: Stop::Requests(1),
         concurrency: 1,
         mix: Mix::parse("reads=1").map_err(anyhow::Error::msg)?,
@@ -110,7 +111,7 @@ pub fn flood(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let api = infra.start_api(Telemetry::Instrumented)?;
-    let client = drive::client(CONCURRENCY)?;
+    let client = drive::client(CONCURRENCY, &infra.tokens.admin)?;
     let seed = clock_seed();
     let warm_up = plan.flood_requests() / 10;
     eprintln!("[bench] flood warm-up: {warm_up} unique URLs, {CONCURRENCY} connections");

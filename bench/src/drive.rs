@@ -14,9 +14,16 @@ use tokio::time::Instant;
 /// Every request's deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client keeping `concurrency` connections alive, never through a proxy.
-pub fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+/// A client keeping `concurrency` connections alive, never through a proxy, every request with
+/// `token` as its bearer token.
+pub fn client(concurrency: usize, token: &str) -> anyhow::Result<reqwest::Client> {
+    let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| anyhow::anyhow!("the API token is not a header value: {e}"))?;
     reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            bearer,
+        )]))
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(concurrency)
         .no_proxy()

@@ -53,7 +53,10 @@ pub fn run(
     let stack = Stack { exe: (native.own_copy)(&dir)?, dir, dir_env: native.dir_env };
     eprintln!("[bench] freshness: cargo xtask stack up (state in {})", stack.dir.display());
     stack.run("up", UP_TIMEOUT)?;
-    let client = super::drive::client(1)?;
+    let token_file = stack.dir.join(native.token_file);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the stack's API token {}", token_file.display()))?;
+    let client = super::drive::client(1, token.trim())?;
     let mut worst: f64 = 0.0;
     for trial in 1..=plan.freshness_trials() {
         // Different phases against the export and scrape cycles.

@@ -27,6 +27,7 @@ pub fn per_kind(
     runtime.block_on(async {
         reqwest::Client::new()
             .post(&url)
+            .bearer_auth(&infra.tokens.admin)
             .json(&serde_json::json!({"employees": 10_000, "avg_reports": 5, "seed": 1}))
             .timeout(Duration::from_secs(300))
             .send()

@@ -62,6 +62,8 @@ pub struct NativeStack {
     pub own_copy: fn(&Path) -> anyhow::Result<PathBuf>,
     /// The environment variable that moves the stack's state directory.
     pub dir_env: &'static str,
+    /// The file, in the stack's state directory, that holds its API token.
+    pub token_file: &'static str,
 }
 
 /// One benchmark of the command.

@@ -80,6 +80,8 @@ pub struct Infra {
     pub redis: Redis,
     /// Where the instrumented services send OTLP.
     pub collector: Collector,
+    /// The API's tokens (the benchmarks send the admin's).
+    pub tokens: testkit::tokens::ApiTokens,
     logs: PathBuf,
     binaries: PathBuf,
 }
@@ -117,7 +119,8 @@ impl Infra {
             collector.otlp_grpc_endpoint(),
             collector.prometheus_url()
         );
-        Ok(Infra { postgres, redis, collector, logs, binaries })
+        let tokens = testkit::tokens::ApiTokens::scratch()?;
+        Ok(Infra { postgres, redis, collector, tokens, logs, binaries })
     }
 
     /// Starts the release API on a free port and waits until it is ready.
@@ -129,6 +132,11 @@ impl Infra {
             ("API_ADDR", format!("127.0.0.1:{port}")),
             ("DATABASE_URL", self.postgres.url()),
             ("REDIS_URL", self.redis.url()),
+            // Authentication and the rate limiter run on every request, as in production; the
+            // limit is far above what one machine can send, so it never refuses.
+            ("API_TOKENS_FILE", self.tokens.file.display().to_string()),
+            ("API_RATE_LIMIT_PER_S", "1000000000".into()),
+            ("API_RATE_LIMIT_BURST", "1000000000".into()),
         ]);
         let health = format!("{base}/health/ready");
         let mut running =

@@ -21,15 +21,21 @@ pub async fn post(
     url: &str,
     content_type: &str,
     body: &[u8],
+    authorization: Option<&str>,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
-    match tokio::time::timeout(timeout, exchange(url, content_type, body)).await {
+    match tokio::time::timeout(timeout, exchange(url, content_type, body, authorization)).await {
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {} s", timeout.as_secs())),
     }
 }
 
-async fn exchange(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+async fn exchange(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    authorization: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
     let host = parsed.host_str().ok_or_else(|| format!("{url}: no host"))?;
     let port = parsed.port_or_known_default().unwrap_or(80);
@@ -41,10 +47,12 @@ async fn exchange(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, Ve
     let mut stream = TcpStream::connect(&authority)
         .await
         .map_err(|e| format!("connecting to {authority}: {e}"))?;
+    let authorization =
+        authorization.map(|value| format!("Authorization: {value}\r\n")).unwrap_or_default();
     let head = format!(
         "POST {target} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\
-         User-Agent: orgraph-xtask-load\r\n\r\n",
+         {authorization}User-Agent: orgraph-xtask-load\r\n\r\n",
         body.len()
     );
     let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
@@ -115,6 +123,8 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    const BEARER: Option<&str> = Some("Bearer t0ken");
+
     /// A one-connection server that answers the head with `answer`, optionally after a
     /// `100 Continue` and reading `expect_body` bytes.
     async fn server(answer: &'static str, continue_first: bool, expect_body: usize) -> String {
@@ -126,7 +136,9 @@ mod tests {
             while !head.ends_with(b"\r\n\r\n") {
                 head.push(s.read_u8().await.unwrap());
             }
-            assert!(String::from_utf8_lossy(&head).contains("Expect: 100-continue"));
+            let head = String::from_utf8_lossy(&head).to_string();
+            assert!(head.contains("Expect: 100-continue"));
+            assert!(head.contains("Authorization: Bearer t0ken\r\n"), "{head}");
             if continue_first {
                 s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
                 let mut body = vec![0u8; expect_body];
@@ -141,12 +153,13 @@ mod tests {
     async fn a_refusal_arrives_without_the_body_and_a_continue_sends_it() {
         let refused = "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 5\r\n\r\nlarge";
         let url = server(refused, false, 0).await;
-        let reply = post(&url, "application/json", &[b'x'; 100_000], Duration::from_secs(5)).await;
+        let reply =
+            post(&url, "application/json", &[b'x'; 100_000], BEARER, Duration::from_secs(5)).await;
         assert_eq!(reply, Ok((413, b"large".to_vec())));
 
         let accepted = "HTTP/1.1 422 Unprocessable\r\nContent-Length: 2\r\n\r\nno";
         let url = server(accepted, true, 3).await;
-        let reply = post(&url, "application/json", b"abc", Duration::from_secs(5)).await;
+        let reply = post(&url, "application/json", b"abc", BEARER, Duration::from_secs(5)).await;
         assert_eq!(reply, Ok((422, b"no".to_vec())));
     }
 }

@@ -4,7 +4,7 @@
 //! server). The report counts their answers by status and names any that was not refused.
 
 use super::mix::Kind;
-use super::scenario::{Body, Planned, Then};
+use super::scenario::{Body, Credentials, Planned, Then};
 use rand::Rng;
 use reqwest::Method;
 use serde_json::json;
@@ -18,8 +18,12 @@ static OVERSIZED: LazyLock<Vec<u8>> = LazyLock::new(|| {
     format!(r#"{{"name": "{}", "team": "a"}}"#, "x".repeat(OVERSIZED_BYTES)).into_bytes()
 });
 
+/// JSON nested deeper than any parser should follow (serde_json stops at 128 levels: 400).
+static DEEP: LazyLock<Vec<u8>> =
+    LazyLock::new(|| format!("{}{}", "[".repeat(5_000), "]".repeat(5_000)).into_bytes());
+
 /// How many cases [`plan`] draws from: the arms of its `match`.
-const CASES: u32 = 21;
+const CASES: u32 = 28;
 
 /// One bad request, drawn uniformly from the cases.
 pub fn plan(rng: &mut impl Rng) -> Planned {
@@ -95,7 +99,32 @@ pub fn plan(rng: &mut impl Rng) -> Planned {
         ),
         // A method the route does not have: 405.
         19 => bare(Method::PUT, "/api/graph/stats".into(), "PUT /api/graph/stats"),
-        _ => bare(Method::PATCH, "/api/graph/nodes".into(), "PATCH /api/graph/nodes"),
+        20 => bare(Method::PATCH, "/api/graph/nodes".into(), "PATCH /api/graph/nodes"),
+        // No token, or one the API does not know: 401, before anything else happens.
+        21 => Planned {
+            credentials: Credentials::Missing,
+            ..bare(Method::GET, "/api/graph/stats".into(), "GET /api/graph/stats")
+        },
+        22 => Planned {
+            credentials: Credentials::Wrong,
+            ..json("/api/graph/nodes", NODES, json!({"name": "intruder", "team": "a"}))
+        },
+        // Control characters in text (Postgres refuses NUL in text): 422.
+        23 => json("/api/graph/nodes", NODES, json!({"name": "a\u{0}b", "team": "t"})),
+        24 => json(
+            "/api/interventions",
+            "POST /api/interventions",
+            json!({"kind": "reassign", "employee_id": 1, "new_manager_id": 2, "reason": "a\u{7}\u{0}"}),
+        ),
+        // Numbers beyond any range: 422 in a body, 400 in a query.
+        25 => raw("/api/analysis", "POST /api/analysis", JSON, br#"{"iterations": 1e400}"#),
+        26 => bare(
+            Method::GET,
+            "/api/graph/nodes?limit=99999999999999999999999".into(),
+            "GET /api/graph/nodes",
+        ),
+        // Nested far too deep: 400.
+        _ => raw("/api/graph/nodes", NODES, JSON, DEEP.as_slice()),
     };
     Planned { then: Then::Nothing, ..planned }
 }

@@ -47,15 +47,25 @@ pub struct Args {
     /// Allow a --url that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
+    /// The API bearer token to send (better: API_TOKEN in the environment, which `ps` does not
+    /// show); default: API_TOKEN, else the native stack's (target/stack/api-token).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 /// Runs `cargo xtask load` with its parsed `args`: prints the report (and writes it as JSON if
-/// asked); an error if the run saw a transport error or a 5xx (unless `--allow-5xx`).
-pub fn command(args: Args) -> anyhow::Result<()> {
+/// asked); an error if the run saw a transport error or a 5xx (unless `--allow-5xx`). The token
+/// is `--token`, else `API_TOKEN`, else what `default_token` finds (the native stack's).
+pub fn command(args: Args, default_token: impl FnOnce() -> Option<String>) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(clock_seed);
+    let token = args
+        .token
+        .or_else(|| std::env::var("API_TOKEN").ok().filter(|t| !t.trim().is_empty()))
+        .or_else(default_token);
     let options = Options {
         url: args.url,
         allow_remote: args.allow_remote,
+        token,
         stop: match (args.requests, args.duration) {
             (Some(n), _) => Stop::Requests(n),
             (None, Some(d)) => Stop::After(d),

@@ -2,10 +2,10 @@
 //! whole exchange (body included), recording the outcome and teaching the scenario.
 
 use super::announced;
-use super::scenario::{Body, Planned, Scenario};
+use super::scenario::{Body, Credentials, Planned, Scenario};
 use super::stats::{Outcome, Recorder};
 use super::target::Target;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,12 +28,18 @@ pub struct Sender {
     target: Arc<Target>,
     recorder: Arc<Recorder>,
     scenario: Arc<Scenario>,
+    /// `Bearer <token>`: the run's `Authorization` header.
+    bearer: Arc<str>,
 }
 
+/// The `Authorization` of the bad requests that carry a token the API does not know.
+const WRONG_BEARER: &str = "Bearer not-a-token-of-this-api";
+
 impl Sender {
-    /// A sender to `target` keeping up to `idle` connections open.
+    /// A sender to `target` keeping up to `idle` connections open, sending `token`.
     pub fn new(
         target: Target,
+        token: &str,
         idle: usize,
         recorder: Arc<Recorder>,
         scenario: Arc<Scenario>,
@@ -45,16 +51,25 @@ impl Sender {
             .user_agent(concat!("orgraph-xtask-load/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| anyhow::anyhow!("building the HTTP client: {}", describe(&e)))?;
-        Ok(Sender { client, target: Arc::new(target), recorder, scenario })
+        let bearer = Arc::from(format!("Bearer {token}"));
+        Ok(Sender { client, target: Arc::new(target), recorder, scenario, bearer })
     }
 
     /// Sends `planned`, records how it ended, and teaches the scenario what the response says.
     /// `Err` is a transport error (no complete response), described.
     pub async fn send(&self, planned: Planned) -> Result<Reply, String> {
-        let Planned { kind, method, path, route, body, then } = planned;
+        let Planned { kind, method, path, route, body, credentials, then } = planned;
         self.recorder.sent(kind);
         let url = self.target.url(&path);
-        let request = self.client.request(method, &url);
+        let authorization = match credentials {
+            Credentials::Token => Some(&*self.bearer),
+            Credentials::Missing => None,
+            Credentials::Wrong => Some(WRONG_BEARER),
+        };
+        let mut request = self.client.request(method, &url);
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
         let request = match body {
             Body::Empty | Body::Announced(..) => request,
             Body::Json(ref value) => request.json(value),
@@ -65,7 +80,7 @@ impl Sender {
         let started = Instant::now();
         let result = match body {
             Body::Announced(content_type, bytes) => {
-                announced::post(&url, content_type, bytes, REQUEST_TIMEOUT).await
+                announced::post(&url, content_type, bytes, authorization, REQUEST_TIMEOUT).await
             }
             _ => async {
                 let response = request.send().await?;

@@ -86,6 +86,8 @@ pub struct Options {
     pub url: String,
     /// Allow a URL whose host is not loopback.
     pub allow_remote: bool,
+    /// The bearer token every request carries (the API refuses `/api/*` without one); required.
+    pub token: Option<String>,
     /// After how long, or how many requests, the mix ends.
     pub stop: Stop,
     /// Also stop once this is set (by whoever ends the fault a load runs through), whichever of
@@ -111,6 +113,7 @@ impl Default for Options {
         Options {
             url: DEFAULT_URL.to_string(),
             allow_remote: false,
+            token: None,
             stop: Stop::After(Duration::from_secs(30)),
             stop_when: None,
             rate: None,
@@ -124,7 +127,13 @@ impl Default for Options {
 }
 
 impl Options {
-    fn check(&self) -> anyhow::Result<Target> {
+    fn check(&self) -> anyhow::Result<(Target, &str)> {
+        let token = self.token.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no API token: every /api/* request needs one (--token, or API_TOKEN; \
+                 `cargo xtask load` finds the native stack's in target/stack/api-token)"
+            )
+        })?;
         anyhow::ensure!(
             (1..=MAX_CONCURRENCY).contains(&self.concurrency),
             "concurrency must be 1 to {MAX_CONCURRENCY}, not {}",
@@ -149,7 +158,7 @@ impl Options {
             "seed-graph must be 0 to {MAX_SEED_EMPLOYEES} employees, not {}",
             self.seed_graph
         );
-        Target::parse(&self.url, self.allow_remote)
+        Ok((Target::parse(&self.url, self.allow_remote)?, token.trim()))
     }
 }
 
@@ -157,11 +166,12 @@ impl Options {
 /// could not run (bad options, the API unreachable or refusing the setup); 5xx answers and
 /// transport errors during the mix are in the report ([`Report::problems`]).
 pub async fn run(options: Options) -> anyhow::Result<Report> {
-    let target = options.check()?;
+    let (target, token) = options.check()?;
     let recorder = Arc::new(Recorder::default());
     let scenario = Arc::new(Scenario::default());
     let sender = Sender::new(
         target.clone(),
+        token,
         options.concurrency as usize,
         recorder.clone(),
         scenario.clone(),

@@ -70,14 +70,35 @@ pub struct Planned {
     /// `METHOD /route/{template}`: the label it is counted under.
     pub route: &'static str,
     pub body: Body,
+    /// Which `Authorization` it carries.
+    pub credentials: Credentials,
     /// What its response teaches the scenario.
     pub then: Then,
+}
+
+/// The `Authorization` header of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// The run's token (`Options::token`): every request but some bad ones.
+    Token,
+    /// None at all (a bad request: 401).
+    Missing,
+    /// A token the API does not know (a bad request: 401).
+    Wrong,
 }
 
 impl Planned {
     /// A request without a body whose response teaches nothing.
     pub fn simple(kind: Option<Kind>, method: Method, path: String, route: &'static str) -> Self {
-        Planned { kind, method, path, route, body: Body::Empty, then: Then::Nothing }
+        Planned {
+            kind,
+            method,
+            path,
+            route,
+            body: Body::Empty,
+            credentials: Credentials::Token,
+            then: Then::Nothing,
+        }
     }
 
     fn json(kind: Kind, path: &str, route: &'static str, body: Value, then: Then) -> Self {
@@ -87,6 +108,7 @@ impl Planned {
             path: path.to_string(),
             route,
             body: Body::Json(body),
+            credentials: Credentials::Token,
             then,
         }
     }

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tools { print } => tools::command(print),
         Command::Stack { action } => stack::command(action),
-        Command::Load(args) => load::command(args),
+        Command::Load(args) => load::command(args, stack::tokens::admin_token),
         Command::Bench(args) => bench::command(args, &stack::NATIVE),
         Command::E2e => e2e::command(),
         Command::Docs => docs::command(),

@@ -617,7 +617,7 @@ impl Faulted {
             concurrency,
             seed,
             mix: load::Mix::parse(mix).map_err(anyhow::Error::msg)?,
-            ..Options::default()
+            ..super::load_options()?
         }));
         Ok(Faulted { done, load })
     }
@@ -655,7 +655,7 @@ fn analysis_queue_locked(
         concurrency: 4,
         seed: 14,
         mix: load::Mix::parse("analysis=1").map_err(anyhow::Error::msg)?,
-        ..Options::default()
+        ..super::load_options()?
     }))?;
     let accepted = enqueued.by_status.get("202").copied().unwrap_or(0);
     anyhow::ensure!(

@@ -77,7 +77,10 @@ fn prove(
 fn healthy_load(checks: &mut Checks, stack: &Stack) -> anyhow::Result<serde_json::Value> {
     step("healthy load: cargo xtask load --seed-graph 2000 --duration 60s (the README's command)");
     let json = testkit::repo_root().join("target").join("e2e").join("load.json");
+    // As a user runs it: the token found in the stack's directory, none in the environment.
     let status = Command::new(&stack.exe)
+        .env(crate::stack::STACK_DIR_ENV, &stack.dir)
+        .env_remove("API_TOKEN")
         .args(["load", "--seed-graph", "2000", "--duration", "60s", "--rate", "40"])
         .args(["--concurrency", "8", "--seed", "7", "--json"])
         .arg(&json)
@@ -176,7 +179,7 @@ fn collector_stopped(
         rate: Some(40.0),
         concurrency: 8,
         seed: 11,
-        ..Options::default()
+        ..load_options()?
     }));
     std::thread::sleep(Duration::from_secs(10));
     stack.run(&["stop", "collector"])?;
@@ -229,7 +232,7 @@ fn redis_stopped(
         concurrency: 8,
         seed: 12,
         mix: load::Mix::parse("reads=70,updates=30").map_err(anyhow::Error::msg)?,
-        ..Options::default()
+        ..load_options()?
     }))?;
     checks.check(
         "with Redis down no request got a 5xx",
@@ -254,7 +257,7 @@ fn every_query_returns_data(
         rate: Some(40.0),
         concurrency: 8,
         seed: 9,
-        ..Options::default()
+        ..load_options()?
     }))?;
     checks.check("after recovery the load saw no 5xx", recovery.problems(false).is_empty(), || {
         format!("{:?}", recovery.problems(false))
@@ -379,6 +382,19 @@ const STACK_ENV: &[(&str, &str)] = &[("EXPORT_SLOW_MS", "1000"), ("TIMEOUT_EXPOR
 
 /// The native stack in `target/e2e/stack`, brought up by this very binary's `stack up` and taken
 /// down on drop.
+/// The live proof's stack state (`stack up` makes its API token there).
+fn stack_dir() -> std::path::PathBuf {
+    testkit::repo_root().join("target").join("e2e").join("stack")
+}
+
+/// The load generator's options with the stack's API token; the rest as [`Options::default`].
+fn load_options() -> anyhow::Result<Options> {
+    let file = stack_dir().join(crate::stack::tokens::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&file)
+        .map_err(|e| anyhow::anyhow!("reading the stack's API token {}: {e}", file.display()))?;
+    Ok(Options { token: Some(token.trim().to_string()), ..Options::default() })
+}
+
 struct Stack {
     dir: std::path::PathBuf,
     /// A copy of this binary: `cargo test` may have replaced `target/debug/xtask` meanwhile.
@@ -391,7 +407,7 @@ struct Stack {
 impl Stack {
     fn up() -> anyhow::Result<Stack> {
         let e2e = testkit::repo_root().join("target").join("e2e");
-        let dir = e2e.join("stack");
+        let dir = stack_dir();
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }

@@ -11,12 +11,17 @@
 
 mod pid;
 mod service;
+pub mod tokens;
 
 pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV};
 
 /// This stack, as the freshness benchmark of `cargo xtask bench` runs it.
-pub const NATIVE: bench::NativeStack =
-    bench::NativeStack { ensure_ports_free, own_copy, dir_env: STACK_DIR_ENV };
+pub const NATIVE: bench::NativeStack = bench::NativeStack {
+    ensure_ports_free,
+    own_copy,
+    dir_env: STACK_DIR_ENV,
+    token_file: tokens::ADMIN_TOKEN_FILE,
+};
 
 /// Fails, naming the port and what uses it, unless every port of the native stack (each
 /// service's [`Service::ports`]) is free: a command that runs a stack of its own (`purpose`)
@@ -106,6 +111,14 @@ pub fn command(action: Action) -> anyhow::Result<()> {
                 start(native, Build::Done)?;
             }
             eprintln!("stack is up; logs in {}", service::stack_dir().display());
+            if let Some(token) = tokens::admin_token() {
+                eprintln!(
+                    "API token (role admin): {token}\n  kept in {}; `cargo xtask load` sends it; \
+                     curl: -H \"Authorization: Bearer $(cat {})\"",
+                    tokens::admin_token_file().display(),
+                    tokens::admin_token_file().display()
+                );
+            }
             Ok(())
         }
         Action::Down => {
@@ -153,6 +166,9 @@ fn start(native: &Native, build: Build) -> anyhow::Result<()> {
             native.check_ports_free()?;
             if build == Build::First {
                 native.build()?;
+            }
+            if name == Service::Api && tokens::ensure()?.is_some() {
+                eprintln!("api: made the stack's token: {}", tokens::admin_token_file().display());
             }
             let spawned = native.spawn()?;
             let target = native.health_target();

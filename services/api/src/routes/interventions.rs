@@ -8,6 +8,7 @@ use crate::interventions::queries::{self, Refusal};
 use crate::interventions::{Intervention, Kind, Proposal};
 use crate::routes::jobs::accepted;
 use crate::state::AppState;
+use crate::validate::{self, TextKind};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -36,10 +37,7 @@ async fn propose(
     if p.employee_id == p.new_manager_id {
         return Err(ApiError::Invalid("an employee cannot be their own manager".into()));
     }
-    let len = p.reason.chars().count();
-    if !(1..=1000).contains(&len) {
-        return Err(ApiError::Invalid(format!("reason must be 1 to 1000 characters, not {len}")));
-    }
+    validate::text("reason", &p.reason, TextKind::Prose, 1, 1000)?;
     let id = Uuid::new_v4();
     let inserted = state.db.run(async |c| queries::insert(c, id, &p).await).await?;
     let intervention = inserted.ok_or_else(|| {

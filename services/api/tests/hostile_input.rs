@@ -1,5 +1,7 @@
 //! Hostile input, end to end against real Postgres: control characters in text fields are a 422
-//! naming the field (Postgres would refuse a NUL with a 500).
+//! naming the field (Postgres would refuse a NUL with a 500), a database refusal of the request's
+//! data is a 4xx that does not leak the statement or the value while a real fault stays a 500,
+//! and numbers at and beyond every integer range are 4xx.
 
 mod support;
 
@@ -77,4 +79,135 @@ async fn control_characters_are_a_422_naming_the_field() {
     let ok = api.post("/api/interventions", proposal(3, 1, prose)).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
     assert_eq!(ok.body["reason"], prose);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_refusals_are_4xx_without_the_sql_and_real_faults_stay_500() {
+    let api = TestApi::start(&[]).await;
+    // A trigger makes every new employee fail with the SQLSTATE in `refusal`, with a message that
+    // quotes the value (as Postgres' own messages do): the API must not pass it on.
+    api.sql(
+        "CREATE TABLE refusal (code text NOT NULL); INSERT INTO refusal VALUES ('00000'); \
+         CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         DECLARE c text; BEGIN SELECT code INTO c FROM refusal; \
+         RAISE EXCEPTION 'INSERT INTO employees refused value %', NEW.name USING ERRCODE = c; \
+         END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON employees FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    for (code, status, detail) in [
+        ("22001", 422, "longer than the database allows"),
+        ("22003", 422, "out of the range"),
+        ("22021", 422, "cannot store, such as U+0000"),
+        ("22P02", 422, "not valid for its type"),
+        ("22012", 422, "not valid data"),
+        ("23505", 409, "already exists"),
+        ("23503", 422, "refers to a record that does not exist"),
+        ("23514", 422, "outside what the data allows"),
+        ("23502", 422, "required value"),
+        ("54000", 422, "larger than the database can handle"),
+        ("40P01", 409, "send the request again"),
+        ("40001", 409, "send the request again"),
+        ("XX000", 500, "an internal error occurred"),
+        ("42501", 500, "an internal error occurred"),
+    ] {
+        api.sql(&format!("UPDATE refusal SET code = '{code}'"));
+        let reply = api.post("/api/graph/nodes", json!({"name": "secret-name", "team": "t"})).await;
+        reply.assert_problem(status, detail);
+        if status < 500 {
+            assert!(reply.text.contains(&format!("SQLSTATE {code}")), "{code}: {}", reply.text);
+        }
+        for leak in ["secret-name", "INSERT", "employees", "refused value"] {
+            assert!(!reply.text.contains(leak), "{code} leaks {leak:?}: {}", reply.text);
+        }
+    }
+    // Refusals are the request's fault: they never open the breaker, the API stays ready.
+    assert_eq!(api.get("/health/ready").await.status, 200);
+    assert_eq!(api.sql("SELECT count(*) FROM employees"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_at_and_beyond_every_range_are_4xx() {
+    let api = TestApi::start(&[]).await;
+    api.post("/api/graph/seed", json!({"employees": 5, "avg_reports": 2, "seed": 1})).await;
+    let max = i64::MAX;
+    let min = i64::MIN;
+    let body = |v: Value| Some(("application/json", v.to_string().into_bytes()));
+    let raw = |s: String| Some(("application/json", s.into_bytes()));
+    type Case = (Method, String, Option<(&'static str, Vec<u8>)>, u16);
+    let cases: Vec<Case> = vec![
+        (Method::GET, format!("/api/graph/nodes/{max}"), None, 404),
+        (Method::GET, format!("/api/graph/nodes/{min}"), None, 404),
+        (Method::GET, "/api/graph/nodes/9223372036854775808".into(), None, 400),
+        (Method::GET, "/api/graph/nodes/-9223372036854775809".into(), None, 400),
+        (Method::GET, "/api/graph/nodes/1e3".into(), None, 400),
+        (Method::DELETE, format!("/api/graph/nodes/{max}"), None, 404),
+        (Method::DELETE, "/api/graph/edges/99999999999999999999".into(), None, 400),
+        (Method::GET, format!("/api/graph/nodes?after={max}&limit=1000"), None, 200),
+        (Method::GET, "/api/graph/nodes?after=9223372036854775808".into(), None, 400),
+        (Method::GET, "/api/graph/nodes?limit=99999999999999999999".into(), None, 400),
+        (Method::GET, format!("/api/graph/nodes?limit={max}"), None, 400),
+        (Method::GET, format!("/api/graph/nodes?limit={min}"), None, 400),
+        (
+            Method::POST,
+            "/api/graph/edges".into(),
+            body(json!({"source_id": max, "target_id": min, "kind": "mentors"})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/graph/edges".into(),
+            raw(r#"{"source_id": 9223372036854775808, "target_id": 1, "kind": "mentors"}"#.into()),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/graph/edges".into(),
+            body(json!({"source_id": 1, "target_id": 2, "kind": "mentors", "weight": 1e308})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/graph/edges".into(),
+            raw(r#"{"source_id": 1, "target_id": 2, "kind": "mentors", "weight": 1e400}"#.into()),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/graph/edges".into(),
+            body(json!({"source_id": 1, "target_id": 2, "kind": "mentors", "weight": 5e-324})),
+            201,
+        ),
+        (Method::POST, "/api/interventions".into(), body(proposal(max, min, "x")), 422),
+        (
+            Method::POST,
+            "/api/graph/seed".into(),
+            body(json!({"employees": 4_294_967_296u64, "avg_reports": 1, "seed": 1})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/graph/seed".into(),
+            raw(r#"{"employees": 3, "avg_reports": 1, "seed": 18446744073709551616}"#.into()),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/analysis".into(),
+            body(json!({"iterations": 4_294_967_295u64, "samples": 4_294_967_295u64})),
+            422,
+        ),
+        (Method::POST, "/api/analysis".into(), body(json!({"iterations": 4_294_967_296u64})), 422),
+    ];
+    for (method, path, body, status) in cases {
+        let reply = api.send(method.clone(), &path, body).await;
+        assert_eq!(reply.status.as_u16(), status, "{method} {path}: {}", reply.text);
+        if status >= 400 {
+            reply.assert_problem(status, "");
+        }
+    }
+    // The largest seed is a fine seed.
+    let seeded = api
+        .post("/api/graph/seed", json!({"employees": 3, "avg_reports": 1, "seed": u64::MAX}))
+        .await;
+    assert_eq!(seeded.status, 201, "{}", seeded.text);
 }

@@ -50,6 +50,14 @@ pub enum ApiError {
     /// The body is larger than the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A queue is full for now: try again after `retry_after` (429 with `Retry-After`).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Which limit, and how full.
+        detail: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -81,6 +89,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,13 +194,16 @@ impl IntoResponse for ApiError {
             ApiError::Busy { .. } => {
                 return retry_later(status, self.to_string(), Duration::from_secs(1));
             }
+            ApiError::TooManyRequests { detail, retry_after } => {
+                return retry_later(status, detail.clone(), *retry_after);
+            }
             other => other.to_string(),
         };
         problem(status, detail)
     }
 }
 
-/// A 503 problem with `Retry-After`, the wait also said in the detail.
+/// A problem (503 or 429) with `Retry-After`, the wait also said in the detail.
 fn retry_later(status: StatusCode, detail: String, retry_after: Duration) -> Response {
     let seconds = retry_after.as_secs().max(1);
     let mut response = problem(status, format!("{detail}; retry after {seconds} s"));
@@ -282,5 +294,17 @@ mod tests {
         }
         let e = ApiError::from_db(sqlx::Error::RowNotFound);
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_a_429_with_retry_after() {
+        let e = ApiError::TooManyRequests {
+            detail: "the analysis queue is full".into(),
+            retry_after: Duration::from_secs(5),
+        };
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
     }
 }

@@ -1,7 +1,9 @@
-//! Hostile input, end to end against real Postgres: control characters in text fields are a 422
-//! naming the field (Postgres would refuse a NUL with a 500), a database refusal of the request's
-//! data is a 4xx that does not leak the statement or the value while a real fault stays a 500,
-//! and numbers at and beyond every integer range are 4xx.
+//! Hostile input and abuse limits, end to end against real Postgres: control characters in text
+//! fields are a 422 naming the field (Postgres would refuse a NUL with a 500), a database refusal
+//! of the request's data is a 4xx that does not leak the statement or the value while a real
+//! fault stays a 500, numbers at and beyond every integer range are 4xx, and the caps on open
+//! proposals (409) and pending jobs per kind (429 + `Retry-After`) hold, also under concurrent
+//! requests.
 
 mod support;
 
@@ -210,4 +212,93 @@ async fn numbers_at_and_beyond_every_range_are_4xx() {
         .post("/api/graph/seed", json!({"employees": 3, "avg_reports": 1, "seed": u64::MAX}))
         .await;
     assert_eq!(seeded.status, 201, "{}", seeded.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_jobs_and_open_proposals_are_capped() {
+    let api =
+        TestApi::start(&[("API_MAX_QUEUED_JOBS", "3"), ("API_MAX_OPEN_PROPOSALS", "3")]).await;
+    api.post("/api/graph/seed", json!({"employees": 20, "avg_reports": 3, "seed": 2})).await;
+    let pending = |kind: &str| {
+        api.sql(&format!("SELECT count(*) FROM jobs WHERE kind = '{kind}' AND status = 'pending'"))
+    };
+
+    // Three analyses are taken, the fourth is a 429 that says which cap and how full.
+    for _ in 0..3 {
+        let reply = api.post("/api/analysis", json!({})).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    let full = api.post("/api/analysis", json!({"iterations": 5})).await;
+    full.assert_problem(
+        429,
+        "the analysis job queue is full: 3 analysis jobs are pending and at most 3 may be \
+         (API_MAX_QUEUED_JOBS)",
+    );
+    let wait: u64 = full.header("retry-after").parse().expect("Retry-After in seconds");
+    assert!(wait >= 1, "Retry-After {wait}");
+    assert_eq!(pending("analysis"), "3");
+    // Every job row still has its queue entry, and the refused one has neither.
+    assert_eq!(api.sql("SELECT count(*) FROM jobs"), "3");
+    assert_eq!(api.sql("SELECT count(*) FROM apalis.jobs"), "3");
+
+    // The cap is per kind: exports are still taken, ten at once leave exactly three pending.
+    let exports = all_at_once(10, || {
+        api.post("/api/exports", json!({"kind": "employee_metrics", "format": "csv"}))
+    })
+    .await;
+    let accepted = exports.iter().filter(|r| r.status == 202).count();
+    let refused = exports.iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        (accepted, refused),
+        (3, 7),
+        "{:?}",
+        exports.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(pending("export"), "3");
+
+    // The queue drains (a worker takes a job): there is room again.
+    api.sql("UPDATE jobs SET status = 'running' WHERE id = (SELECT id FROM jobs WHERE kind = 'analysis' LIMIT 1)");
+    assert_eq!(api.post("/api/analysis", json!({})).await.status, 202);
+    assert_eq!(api.post("/api/analysis", json!({})).await.status, 429);
+
+    // Proposals: eight at once, three are recorded, the others are 409s naming the cap.
+    let proposals = all_at_once(8, || api.post("/api/interventions", proposal(10, 2, "cap"))).await;
+    let created: Vec<&str> = proposals
+        .iter()
+        .filter(|r| r.status == 201)
+        .filter_map(|r| r.body["id"].as_str())
+        .collect();
+    assert_eq!(created.len(), 3, "{:?}", proposals.iter().map(|r| &r.text).collect::<Vec<_>>());
+    for refused in proposals.iter().filter(|r| r.status != 201) {
+        refused.assert_problem(
+            409,
+            "too many open intervention proposals: 3 are proposed and at most 3 may be \
+             (API_MAX_OPEN_PROPOSALS)",
+        );
+    }
+    assert_eq!(api.sql("SELECT count(*) FROM interventions WHERE state = 'proposed'"), "3");
+
+    // An intervention's jobs count against their own kind's cap.
+    for id in &created {
+        let reply = api.post(&format!("/api/interventions/{id}/execute"), json!({})).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    // One proposal executed (by the worker): a fourth may be proposed, but its execution waits.
+    api.sql(&format!("UPDATE interventions SET state = 'executed' WHERE id = '{}'", created[0]));
+    let fourth = api.post("/api/interventions", proposal(11, 2, "room again")).await;
+    assert_eq!(fourth.status, 201, "{}", fourth.text);
+    let id = fourth.body["id"].as_str().expect("id");
+    let reply = api.post(&format!("/api/interventions/{id}/execute"), json!({})).await;
+    reply.assert_problem(429, "the intervention_execute job queue is full: 3 intervention_execute");
+    assert!(reply.header("retry-after").parse::<u64>().is_ok_and(|s| s >= 1), "{reply:?}");
+    assert_eq!(pending("intervention_execute"), "3");
+}
+
+/// Sends `n` requests made by `request` at once and returns their replies.
+async fn all_at_once<F, Fut>(n: usize, request: F) -> Vec<support::Reply>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = support::Reply>,
+{
+    futures_util::future::join_all((0..n).map(|_| request())).await
 }

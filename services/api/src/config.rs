@@ -44,6 +44,12 @@ pub struct Config {
     pub rate_limit_per_s: u32,
     /// `API_RATE_LIMIT_BURST`: requests each token may make at once above its rate.
     pub rate_limit_burst: u32,
+    /// `API_MAX_OPEN_PROPOSALS`: interventions that may be `proposed` at once; a proposal beyond
+    /// it is a 409 until some are executed.
+    pub max_open_proposals: u32,
+    /// `API_MAX_QUEUED_JOBS`: jobs of one kind that may be pending at once; a job beyond it is a
+    /// 429 with `Retry-After` (the queue drains).
+    pub max_queued_jobs: u32,
 }
 
 /// A malformed setting.
@@ -77,6 +83,8 @@ impl FromEnv for Config {
             })?,
             rate_limit_per_s: s.positive("API_RATE_LIMIT_PER_S", 100)?,
             rate_limit_burst: s.positive("API_RATE_LIMIT_BURST", 200)?,
+            max_open_proposals: s.positive("API_MAX_OPEN_PROPOSALS", 1000)?,
+            max_queued_jobs: s.positive("API_MAX_QUEUED_JOBS", 1000)?,
         })
     }
 }
@@ -110,6 +118,20 @@ mod tests {
         assert_eq!(c.postgres.pool_max, 10);
         assert_eq!(c.tokens_file, PathBuf::from("/run/tokens"));
         assert_eq!((c.rate_limit_per_s, c.rate_limit_burst), (100, 200));
+        assert_eq!((c.max_open_proposals, c.max_queued_jobs), (1000, 1000));
+    }
+
+    #[test]
+    fn the_caps_are_read_and_must_be_positive() {
+        let c = parse(&[("API_MAX_OPEN_PROPOSALS", "3"), ("API_MAX_QUEUED_JOBS", " 7 ")]).unwrap();
+        assert_eq!((c.max_open_proposals, c.max_queued_jobs), (3, 7));
+        for var in ["API_MAX_OPEN_PROPOSALS", "API_MAX_QUEUED_JOBS"] {
+            for value in ["0", "-1", "many", "1.5", "99999999999"] {
+                let err = parse(&[(var, value)]).unwrap_err();
+                assert_eq!(err.variable, var, "{var}={value}");
+                assert!(err.to_string().contains("positive"), "{err}");
+            }
+        }
     }
 
     #[test]

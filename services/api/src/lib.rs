@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod redis;
 pub mod routes;
 pub mod state;
+pub mod validate;
 
 pub use config::Config;
 pub use state::AppState;

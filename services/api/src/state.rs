@@ -31,6 +31,17 @@ pub struct AppState {
     pub queue_metrics: QueueMetrics,
     /// Interventions proposed.
     pub intervention_metrics: InterventionMetrics,
+    /// How much work may wait at once.
+    pub caps: Caps,
+}
+
+/// The caps on work waiting for a worker or a human (`API_MAX_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Interventions in state `proposed` at most.
+    pub open_proposals: u32,
+    /// Pending jobs of one kind at most.
+    pub queued_jobs: u32,
 }
 
 impl AppState {
@@ -76,6 +87,10 @@ impl AppState {
             graph_metrics: GraphMetrics::new(&meter),
             queue_metrics,
             intervention_metrics,
+            caps: Caps {
+                open_proposals: config.max_open_proposals,
+                queued_jobs: config.max_queued_jobs,
+            },
         })
     }
 }

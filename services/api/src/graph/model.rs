@@ -20,11 +20,11 @@ pub struct Employee {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEmployee {
-    /// Full name, 1 to 200 characters.
+    /// Full name, 1 to 200 characters, no control characters.
     pub name: String,
-    /// Team, 1 to 100 characters.
+    /// Team, 1 to 100 characters, no control characters.
     pub team: String,
-    /// Job title, up to 100 characters.
+    /// Job title, up to 100 characters, no control characters.
     #[serde(default)]
     pub title: String,
 }

@@ -26,7 +26,7 @@ pub struct Proposal {
     pub employee_id: i64,
     /// Their new manager (not themselves).
     pub new_manager_id: i64,
-    /// Why, 1 to 1000 characters.
+    /// Why, 1 to 1000 characters; no control characters but line feeds and tabs.
     pub reason: String,
 }
 

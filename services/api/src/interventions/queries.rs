@@ -1,17 +1,48 @@
 //! The `interventions` table's SQL, one function per operation, each taking a connection.
+//!
+//! Open proposals are capped (`API_MAX_OPEN_PROPOSALS`) like the job queues: a proposal takes the
+//! proposals' cap lock, counts the interventions in state `proposed` and inserts, in one
+//! transaction, so concurrent proposals are serialized and the API never records one while the
+//! cap is reached. The jobs an intervention queues count against their kind's queue cap
+//! ([`crate::jobs::queries::make_room`]).
 
 use super::{Intervention, Proposal};
+use crate::jobs::queries::{CAP_LOCK_CLASS, QueueFull, make_room};
 use domain::JobKind;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
-/// Records a proposed reassignment under `id`; `None` if an employee it names does not exist.
+/// Why a proposal was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotProposed {
+    /// An employee it names does not exist.
+    UnknownEmployee,
+    /// `open` interventions are proposed already, and `cap` may be.
+    Full { open: i64, cap: u32 },
+}
+
+/// Records a proposed reassignment under `id`, unless `cap` interventions are proposed already or
+/// an employee it names does not exist.
 pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     p: &Proposal,
-) -> Result<Option<Intervention>, sqlx::Error> {
+    cap: u32,
+) -> Result<Result<Intervention, NotProposed>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext('interventions:proposed'))")
+        .bind(CAP_LOCK_CLASS)
+        .execute(&mut *tx)
+        .await?;
+    // After the lock, in a statement of its own: it sees every proposal committed before.
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM interventions WHERE state = 'proposed'")
+            .fetch_one(&mut *tx)
+            .await?;
+    if open >= i64::from(cap) {
+        return Ok(Err(NotProposed::Full { open, cap }));
+    }
     let result = sqlx::query(
         "INSERT INTO interventions (id, kind, employee_id, new_manager_id, reason) \
          VALUES ($1, 'reassign', $2, $3, $4)",
@@ -20,15 +51,19 @@ pub async fn insert(
     .bind(p.employee_id)
     .bind(p.new_manager_id)
     .bind(&p.reason)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await;
     match result {
-        Ok(_) => fetch(conn, id).await,
+        Ok(_) => {}
         Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
-            Ok(None)
+            return Ok(Err(NotProposed::UnknownEmployee));
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    let intervention = fetch(&mut tx, id).await?;
+    tx.commit().await?;
+    // Just inserted in this transaction: it is there.
+    intervention.map(Ok).ok_or(sqlx::Error::RowNotFound)
 }
 
 /// What stops a job from being queued.
@@ -39,16 +74,20 @@ pub enum Refusal {
     WrongState(String),
     /// A job of the intervention, this one, is queued or running.
     Busy(Uuid),
+    /// The job's queue is at its cap.
+    QueueFull(QueueFull),
 }
 
 /// Queues a `kind` job for intervention `id` if its state is one of `allowed` and no other job of
 /// it is queued or running; the intervention row is locked meanwhile, so two requests cannot
-/// queue conflicting jobs. Returns the job id.
+/// queue conflicting jobs; and if fewer than `queue_cap` jobs of `kind` are pending. Returns the
+/// job id.
 pub async fn queue(
     conn: &mut PgConnection,
     id: Uuid,
     kind: JobKind,
     allowed: &[&str],
+    queue_cap: u32,
 ) -> Result<Result<Uuid, Refusal>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let row = sqlx::query("SELECT state FROM interventions WHERE id = $1 FOR UPDATE")
@@ -69,6 +108,9 @@ pub async fn queue(
     .await?;
     if let Some(job) = busy {
         return Ok(Err(Refusal::Busy(job)));
+    }
+    if let Some(full) = make_room(&mut tx, kind, queue_cap).await? {
+        return Ok(Err(Refusal::QueueFull(full)));
     }
     let params = json!({ "intervention_id": id });
     let job = domain::enqueue(&mut tx, kind, &params).await?;

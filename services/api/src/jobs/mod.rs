@@ -102,6 +102,25 @@ impl JobCache {
     }
 }
 
+/// How long a client refused by a full job queue is asked to wait: the worker drains a queue in
+/// seconds to minutes, and asking again sooner only adds load.
+pub const QUEUE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl From<queries::QueueFull> for ApiError {
+    /// 429 with `Retry-After`: the queue drains, the same request will be taken later.
+    fn from(full: queries::QueueFull) -> ApiError {
+        let kind = full.kind.as_str();
+        ApiError::TooManyRequests {
+            detail: format!(
+                "the {kind} job queue is full: {} {kind} jobs are pending and at most {} may be \
+                 (API_MAX_QUEUED_JOBS)",
+                full.pending, full.cap
+            ),
+            retry_after: QUEUE_RETRY_AFTER,
+        }
+    }
+}
+
 fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("no job {id}"))
 }

@@ -10,6 +10,7 @@ use crate::graph::model::{
 use crate::graph::queries::{self, GraphError};
 use crate::graph::seed::{self, MAX_AVG_REPORTS, MAX_EMPLOYEES};
 use crate::state::AppState;
+use crate::validate::{self, TextKind};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -91,9 +92,9 @@ async fn add_node(
     State(state): State<AppState>,
     Json(new): Json<NewEmployee>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_len("name", &new.name, 1, 200)?;
-    check_len("team", &new.team, 1, 100)?;
-    check_len("title", &new.title, 0, 100)?;
+    validate::text("name", &new.name, TextKind::Line, 1, 200)?;
+    validate::text("team", &new.team, TextKind::Line, 1, 100)?;
+    validate::text("title", &new.title, TextKind::Line, 0, 100)?;
     let employee =
         timed(&state, GraphOperation::AddNode, async |c| queries::insert_employee(c, &new).await)
             .await?;
@@ -219,13 +220,4 @@ async fn timed<T>(
 async fn changed(state: &AppState, operation: GraphOperation, started: Instant) {
     state.graph_metrics.updated(operation, started.elapsed());
     state.stats.invalidate().await;
-}
-
-fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let len = value.chars().count();
-    if (min..=max).contains(&len) {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(format!("{field} must be {min} to {max} characters, not {len}")))
-    }
 }

@@ -4,10 +4,11 @@
 
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
-use crate::interventions::queries::{self, Refusal};
+use crate::interventions::queries::{self, NotProposed, Refusal};
 use crate::interventions::{Intervention, Kind, Proposal};
 use crate::routes::jobs::accepted;
 use crate::state::AppState;
+use crate::validate::{self, TextKind};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -36,17 +37,20 @@ async fn propose(
     if p.employee_id == p.new_manager_id {
         return Err(ApiError::Invalid("an employee cannot be their own manager".into()));
     }
-    let len = p.reason.chars().count();
-    if !(1..=1000).contains(&len) {
-        return Err(ApiError::Invalid(format!("reason must be 1 to 1000 characters, not {len}")));
-    }
+    validate::text("reason", &p.reason, TextKind::Prose, 1, 1000)?;
     let id = Uuid::new_v4();
-    let inserted = state.db.run(async |c| queries::insert(c, id, &p).await).await?;
-    let intervention = inserted.ok_or_else(|| {
-        ApiError::Invalid(format!(
+    let cap = state.caps.open_proposals;
+    let inserted = state.db.run(async |c| queries::insert(c, id, &p, cap).await).await?;
+    let intervention = inserted.map_err(|refusal| match refusal {
+        NotProposed::UnknownEmployee => ApiError::Invalid(format!(
             "employee {} or {} does not exist",
             p.employee_id, p.new_manager_id
-        ))
+        )),
+        // 409, not 429: proposals do not drain by themselves, a person has to execute them.
+        NotProposed::Full { open, cap } => ApiError::Conflict(format!(
+            "too many open intervention proposals: {open} are proposed and at most {cap} may be \
+             (API_MAX_OPEN_PROPOSALS); execute some before proposing more"
+        )),
     })?;
     state.intervention_metrics.proposed(InterventionKind::Reassign);
     let location = format!("/api/interventions/{id}");
@@ -99,7 +103,8 @@ async fn queue(
     kind: JobKind,
     allowed: &[&str],
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    let outcome = state.db.run(async |c| queries::queue(c, id, kind, allowed).await).await?;
+    let cap = state.caps.queued_jobs;
+    let outcome = state.db.run(async |c| queries::queue(c, id, kind, allowed, cap).await).await?;
     let job = outcome.map_err(|refusal| match refusal {
         Refusal::Missing => ApiError::NotFound(format!("no intervention {id}")),
         Refusal::WrongState(s) => ApiError::Conflict(format!(
@@ -109,6 +114,7 @@ async fn queue(
         Refusal::Busy(job) => {
             ApiError::Conflict(format!("intervention {id} already has job {job} queued or running"))
         }
+        Refusal::QueueFull(full) => full.into(),
     })?;
     state.queue_metrics.enqueued(kind.queue());
     Ok(accepted(job, format!("/api/jobs/{job}")))

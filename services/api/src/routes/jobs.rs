@@ -142,7 +142,8 @@ async fn accept(
     params: serde_json::Value,
     base: &str,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    let id = state.db.run(async |c| queries::enqueue(c, kind, &params).await).await?;
+    let cap = state.caps.queued_jobs;
+    let id = state.db.run(async |c| queries::enqueue(c, kind, &params, cap).await).await??;
     state.queue_metrics.enqueued(kind.queue());
     Ok(accepted(id, format!("{base}/{id}")))
 }

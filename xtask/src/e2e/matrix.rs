@@ -377,7 +377,7 @@ fn faults(
 ) -> anyhow::Result<u64> {
     let config = PrometheusConfig::new(&stack.prometheus_config)?;
     database_outage_and_worker_killed(matrix, checks, stack, sink, runtime, &config)?;
-    let (lock, backed_up) = analysis_queue_locked(matrix, runtime)?;
+    let (lock, backed_up) = analysis_queue_locked(matrix, checks, runtime)?;
     api_killed_then_crash_looping(matrix, stack, sink)?;
     let accepted =
         alertmanager_unreachable_exports_locked_api_slowed(matrix, stack, sink, runtime, lock)?;
@@ -641,9 +641,12 @@ const BACKED_UP_JOBS: u64 = 115;
 /// here until the end of the next faults, and 115 analyses are requested: the one that runs waits
 /// to write, the others wait in the queue. The worker answers and exports; its analysis queue is
 /// stuck (QueueStalled, after 3 minutes) and deep (QueueDepthHigh, after 10, held back by the
-/// stall that explains it). Returns the lock and how many jobs were accepted.
+/// stall that explains it). Then 30 more analyses meet the queue's cap (130 pending in the live
+/// proof's stack): the overflow is refused with 429, which Prometheus counts. Returns the lock and
+/// how many jobs were accepted.
 fn analysis_queue_locked(
     matrix: &mut Matrix,
+    checks: &mut super::Checks,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(TableLock, u64)> {
     super::step("fault matrix 2/5: a lock held on influence_scores, 115 analyses requested");
@@ -666,7 +669,52 @@ fn analysis_queue_locked(
     const ANALYSIS: &[(&str, &str)] = &[("messaging_destination_name", "analysis")];
     matrix.watch("QueueStalled", ANALYSIS, QUEUE_BACKED_UP, Expect::Notified("/alerts"), true);
     matrix.watch("QueueDepthHigh", ANALYSIS, QUEUE_BACKED_UP, Expect::Inhibited, true);
-    Ok((lock, accepted))
+    let overflow_accepted = queue_cap_refuses(checks, runtime)?;
+    Ok((lock, accepted + overflow_accepted))
+}
+
+/// Analyses sent to the backed-up queue beyond its cap.
+const OVERFLOW_JOBS: u64 = 30;
+
+/// POST /api/analysis answered 429 (the queue cap), as Prometheus counts it.
+const ANALYSIS_REFUSED: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route=\"/api/analysis\",http_response_status_code=\"429\"}) or vec(0)";
+
+/// [`OVERFLOW_JOBS`] more analyses to the backed-up queue: those beyond the cap are refused with
+/// 429 (none lost: each is either accepted or refused), and Prometheus counts every refusal before
+/// the next fault kills the API. Returns how many were accepted.
+fn queue_cap_refuses(
+    checks: &mut super::Checks,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<u64> {
+    let before = prom::value(ANALYSIS_REFUSED)?.unwrap_or(0.0);
+    let overflow = runtime.block_on(load::run(Options {
+        stop: Stop::Requests(OVERFLOW_JOBS),
+        rate: Some(50.0),
+        concurrency: 4,
+        seed: 15,
+        mix: load::Mix::parse("analysis=1").map_err(anyhow::Error::msg)?,
+        ..super::load_options()?
+    }))?;
+    let status = |s: &str| overflow.by_status.get(s).copied().unwrap_or(0);
+    let (accepted, refused) = (status("202"), status("429"));
+    checks.check(
+        &format!(
+            "the full analysis queue refused the overflow with 429: {refused} refused, {accepted} accepted of {OVERFLOW_JOBS}"
+        ),
+        refused > 0 && accepted + refused == OVERFLOW_JOBS,
+        || format!("answers {:?}", overflow.by_status),
+    );
+    let expected = before + refused as f64;
+    let counted =
+        super::wait_for_value(ANALYSIS_REFUSED, |v| v >= expected, Duration::from_secs(60));
+    checks.check(
+        &format!(
+            "Prometheus counts the queue cap's refusals (429 on POST /api/analysis: {refused})"
+        ),
+        counted == Some(expected),
+        || format!("Prometheus {counted:?}, expected {expected}"),
+    );
+    Ok(accepted)
 }
 
 const API_KILLED: &str = "API killed (SIGKILL)";

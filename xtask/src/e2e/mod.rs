@@ -3,15 +3,18 @@
 //! It runs the whole native stack (Postgres, Redis, the collector, Alertmanager, Prometheus with
 //! the repo's rules, the API, the worker) in a fresh state directory on the compose ports, drives
 //! it with the load generator (every endpoint and job kind, bad requests included), and checks:
-//! Prometheus' counters equal the load generator's own counts; every rule loaded with health
-//! `ok`; no alert fires under healthy load; the fault matrix ([`matrix`]: Postgres hung, tables
-//! locked, the worker and the API killed, a crash loop, a queue backed up, Alertmanager and its
+//! Prometheus' counters equal the load generator's own counts; 10,000 hostile requests and a
+//! burst over the rate limit are refused with 4xx, add almost no series and page no one
+//! ([`abuse`]); every rule loaded with health `ok`; no alert fires under healthy load; the fault
+//! matrix ([`matrix`]: Postgres hung, tables
+//! locked, the worker and the API killed, a crash loop, a queue backed up to its cap, Alertmanager and its
 //! receiver unreachable, the collector refusing and stopped, Prometheus' rules and config broken)
 //! fires the alerts that name them, to their receivers or held back by inhibition, and they
 //! resolve; and every query of every dashboard panel and every recording rule parses and returns
 //! data, except the ones named in [`exempt`] with the reason they may be empty.
 //! It ends with one `N passed, M failed` line.
 
+mod abuse;
 mod checks;
 mod faults;
 mod matrix;
@@ -50,7 +53,7 @@ pub fn command() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live proof's seven steps, in order; each check goes to `checks`, and only what stops the
+/// The live proof's eight steps, in order; each check goes to `checks`, and only what stops the
 /// proof from going on (the stack cannot be driven) is an error.
 fn prove(
     checks: &mut Checks,
@@ -60,10 +63,11 @@ fn prove(
 ) -> anyhow::Result<()> {
     let report = healthy_load(checks, stack)?;
     nothing_lost(checks, &report);
+    abuse::hostile_flood(checks, runtime)?;
     let rules = rules_healthy(checks)?;
     let during = collector_stopped(checks, stack, runtime)?;
     redis_stopped(checks, stack, runtime)?;
-    // Step 6, the fault matrix: each fault fires the alert that names it, which reaches its receiver
+    // Step 7, the fault matrix: each fault fires the alert that names it, which reaches its receiver
     // (or is held back by the alert that explains it) and resolves after the fault.
     let accepted_in_faults = matrix::run(checks, stack, sink, runtime)?;
     let accepted = report["by_status"]["202"].as_u64().unwrap_or(0)
@@ -136,7 +140,7 @@ fn nothing_lost(checks: &mut Checks, report: &serde_json::Value) {
     std::thread::sleep(Duration::from_secs(35));
 }
 
-/// Step 3: Rules load and nothing fires under healthy load. Returns the rules, whose queries step 7
+/// Step 4: Rules load and nothing fires under healthy load. Returns the rules, whose queries step 8
 /// runs.
 fn rules_healthy(checks: &mut Checks) -> anyhow::Result<Vec<prom::Rule>> {
     step("rules are healthy; no alert fires under healthy load");
@@ -162,7 +166,7 @@ fn rules_healthy(checks: &mut Checks) -> anyhow::Result<Vec<prom::Rule>> {
     Ok(rules)
 }
 
-/// Step 4: The collector stopped for 30 s under load: requests keep succeeding at full speed, the
+/// Step 5: The collector stopped for 30 s under load: requests keep succeeding at full speed, the
 /// API's memory stays bounded, and afterwards Prometheus has counted every request (cumulative
 /// temporality: the first export after the restart carries all of them). Returns the report of
 /// the load that ran meanwhile.
@@ -218,7 +222,7 @@ fn collector_stopped(
     Ok(during)
 }
 
-/// Step 5: Redis stopped: reads degrade to L1 and Postgres, no 5xx.
+/// Step 6: Redis stopped: reads degrade to L1 and Postgres, no 5xx.
 fn redis_stopped(
     checks: &mut Checks,
     stack: &Stack,
@@ -242,7 +246,7 @@ fn redis_stopped(
     stack.run(&["start", "redis"])
 }
 
-/// Step 7: After recovery, every dashboard query and every rule returns data (after the faults, error
+/// Step 8: After recovery, every dashboard query and every rule returns data (after the faults, error
 /// and failure series exist too), except the named exemptions; and every job accepted (the
 /// `accepted` 202s of the runs before, and the recovery's own) finished.
 fn every_query_returns_data(
@@ -377,11 +381,19 @@ fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
 /// Settings of the live proof's stack beyond the native defaults: the export threshold and
 /// timeout small enough that an export held up by a lock outlives them within the fault matrix
 /// (the worker's real configuration, through its variables; the alert rule is the repo's own).
-/// Healthy exports of the 2,000-employee graph take tens of milliseconds.
-const STACK_ENV: &[(&str, &str)] = &[("EXPORT_SLOW_MS", "1000"), ("TIMEOUT_EXPORT_MS", "2000")];
+/// Healthy exports of the 2,000-employee graph take tens of milliseconds. And the API's abuse
+/// limits where the proof reaches them: its one token's rate limit above the hostile flood's
+/// 200/s (the default is 100/s) but below what a burst sends ([`abuse`]); and a job queue of at
+/// most 130 pending jobs per kind, which the 115 analyses backed up in the fault matrix and the 30
+/// sent after them overflow.
+const STACK_ENV: &[(&str, &str)] = &[
+    ("EXPORT_SLOW_MS", "1000"),
+    ("TIMEOUT_EXPORT_MS", "2000"),
+    ("API_RATE_LIMIT_PER_S", "250"),
+    ("API_RATE_LIMIT_BURST", "250"),
+    ("API_MAX_QUEUED_JOBS", "130"),
+];
 
-/// The native stack in `target/e2e/stack`, brought up by this very binary's `stack up` and taken
-/// down on drop.
 /// The live proof's stack state (`stack up` makes its API token there).
 fn stack_dir() -> std::path::PathBuf {
     testkit::repo_root().join("target").join("e2e").join("stack")
@@ -395,6 +407,8 @@ fn load_options() -> anyhow::Result<Options> {
     Ok(Options { token: Some(token.trim().to_string()), ..Options::default() })
 }
 
+/// The native stack in `target/e2e/stack`, brought up by this very binary's `stack up` and taken
+/// down on drop.
 struct Stack {
     dir: std::path::PathBuf,
     /// A copy of this binary: `cargo test` may have replaced `target/debug/xtask` meanwhile.

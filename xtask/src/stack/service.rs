@@ -372,10 +372,6 @@ fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'stat
             ("API_ADDR", format!("127.0.0.1:{API_PORT}")),
             ("REDIS_URL", format!("redis://127.0.0.1:{REDIS_PORT}")),
             ("API_TOKENS_FILE", utf8(super::tokens::tokens_file())?),
-            // Above the default (100/s): the live proof's hostile flood runs at 200/s on the
-            // stack's one token, and its rate-limit check bursts far above this.
-            ("API_RATE_LIMIT_PER_S", "250".into()),
-            ("API_RATE_LIMIT_BURST", "250".into()),
         ],
         Service::Worker => vec![
             ("WORKER_HEALTH_ADDR", format!("127.0.0.1:{WORKER_HEALTH_PORT}")),

@@ -5,7 +5,7 @@
 //!
 //! * every image is pinned, and every version comes from `.env`;
 //! * the collector is the contrib image at the builder manifest's version, Prometheus the major
-//!   version the tests run, with 30-day retention, the rules and the lifecycle API;
+//!   version the tests run, with 30-day retention and the rules, its lifecycle and admin APIs off;
 //! * every mounted file exists, is read-only and relabelled for SELinux (`z`), and the config
 //!   files are the ones the native stack runs; the configs reloaded in place (Prometheus',
 //!   Alertmanager's) come in as their directories, so a reload never reads a stale inode;
@@ -19,7 +19,9 @@
 //! * health checks, `depends_on` conditions, restart policies, memory limits, named volumes,
 //!   loopback-only ports, and no credential in the repo; `grafana-init` writes Grafana's admin
 //!   password only when there is none, and says how to change it when GRAFANA_ADMIN_PASSWORD
-//!   differs; Grafana finds every provisioning directory it reads.
+//!   differs; `secrets-init` writes Postgres' password and the API's token once, which Postgres,
+//!   the API and the worker read from its volume; Grafana finds every provisioning directory it
+//!   reads.
 //!
 //! The Go program is built once per version of its sources into the tool cache
 //! (`<cache>/compose-check-<hash>/compose-check`, see `xtask::go_program`), from the Go
@@ -324,8 +326,8 @@ fn the_collector_is_the_contrib_image_at_the_builder_manifests_version() -> anyh
 }
 
 #[test]
-fn prometheus_is_the_tested_major_version_with_retention_rules_and_lifecycle() -> anyhow::Result<()>
-{
+fn prometheus_is_the_tested_major_version_with_retention_and_rules_and_no_http_control()
+-> anyhow::Result<()> {
     let project = project()?;
     let prometheus = service(project, "prometheus")?;
     let image = str_at(prometheus, &["image"]).unwrap_or_default();
@@ -345,10 +347,16 @@ fn prometheus_is_the_tested_major_version_with_retention_rules_and_lifecycle() -
         "--config.file=/etc/prometheus/prometheus.yml",
         "--storage.tsdb.path=/prometheus",
         "--storage.tsdb.retention.time=30d",
-        "--web.enable-lifecycle",
     ] {
         if !command.iter().any(|c| c == flag) {
             problems.push(format!("prometheus: `{flag}` missing from its command {command:?}"));
+        }
+    }
+    // Nothing in compose uses them: /-/quit, /-/reload, deleting series stay closed (SIGHUP
+    // reloads).
+    for flag in ["--web.enable-lifecycle", "--web.enable-admin-api"] {
+        if command.iter().any(|c| c.starts_with(flag)) {
+            problems.push(format!("prometheus: `{flag}` opens an HTTP door nothing here uses"));
         }
     }
     // prometheus/ is mounted whole and read-only, so rules/ comes along.
@@ -858,7 +866,8 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
     let mut problems = Vec::new();
     let secret_like = |key: &str| {
         let key = key.to_ascii_uppercase();
-        !key.ends_with("__FILE")
+        // A `*_FILE` variable names the file that holds the secret, not the secret.
+        !key.ends_with("_FILE")
             && ["PASSWORD", "SECRET", "TOKEN", "PASSWD", "API_KEY"].iter().any(|w| key.contains(w))
     };
     for (name, service) in services(project)? {
@@ -901,11 +910,12 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
         problems
             .push("grafana-init: does not take GRAFANA_ADMIN_PASSWORD from the environment".into());
     }
-    // Postgres and Redis trust their network: nothing may reach it from outside.
+    problems.extend(generated_secrets_are_read_from_their_volume(project)?);
+    // Postgres and Redis sit on an internal network: nothing may reach them from outside.
     for name in ["postgres", "redis"] {
         let service = service(project, name)?;
         if service.get("ports").and_then(Value::as_sequence).is_some_and(|p| !p.is_empty()) {
-            problems.push(format!("{name}: publishes a port, but has no password"));
+            problems.push(format!("{name}: publishes a port"));
         }
         for network in networks_of(service) {
             let internal = project
@@ -919,6 +929,45 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
         }
     }
     report("credentials", problems)
+}
+
+/// Postgres' password and the API's tokens: files on the volume `secrets-init` writes, read by
+/// Postgres (`POSTGRES_PASSWORD_FILE`, no `trust`), the API and the worker (`PGPASSFILE`, a URL
+/// without a password) and the API (`API_TOKENS_FILE`); Postgres starts only after secrets-init.
+fn generated_secrets_are_read_from_their_volume(project: &Value) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let init = service(project, "secrets-init")?;
+    let written: Vec<Mount> = mounts(init)?.into_iter().filter(|m| m.kind == "volume").collect();
+    let mut on_volume = |name: &str, key: &str| -> anyhow::Result<()> {
+        let service = service(project, name)?;
+        let file = env_of(service).remove(key).unwrap_or_default();
+        let shared = mounts(service)?.into_iter().any(|m| {
+            m.kind == "volume"
+                && m.read_only
+                && file.starts_with(&format!("{}/", m.target))
+                && written.iter().any(|w| w.source == m.source)
+        });
+        if !shared {
+            problems.push(format!(
+                "{name}: {key}=`{file}` is not on a read-only mount of the volume secrets-init writes"
+            ));
+        }
+        Ok(())
+    };
+    on_volume("postgres", "POSTGRES_PASSWORD_FILE")?;
+    on_volume("api", "PGPASSFILE")?;
+    on_volume("worker", "PGPASSFILE")?;
+    on_volume("api", "API_TOKENS_FILE")?;
+    let postgres = service(project, "postgres")?;
+    if env_of(postgres).get("POSTGRES_HOST_AUTH_METHOD").is_some_and(|m| m == "trust") {
+        problems.push("postgres: trust authentication".into());
+    }
+    if str_at(postgres, &["depends_on", "secrets-init", "condition"])
+        != Some("service_completed_successfully")
+    {
+        problems.push("postgres: does not wait for secrets-init to complete".into());
+    }
+    Ok(problems)
 }
 
 /// grafana-init's script, run by `sh` outside its container: the secrets volume's directory is a
@@ -1004,6 +1053,77 @@ fn grafana_init_writes_the_admin_password_only_once() -> anyhow::Result<()> {
     expect(stored()? == "chosen-first", "first run: GRAFANA_ADMIN_PASSWORD not stored", &log);
     expect(!log.contains("chosen-first"), "first run: the chosen password is printed", &log);
     report("grafana-init", problems)
+}
+
+/// secrets-init's script, run by `sh` outside its container (the volume a scratch directory,
+/// `chown` stubbed out): the first run writes Postgres' password, the services' pgpass file with
+/// it, the API token and its hash in the API's tokens-file format (checked against
+/// `testkit::tokens`, an independent SHA-256), prints the token, and leaves every file 0400; a
+/// second run changes nothing and prints how to see the token instead of the token.
+#[test]
+fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::Result<()> {
+    let project = project()?;
+    let init = service(project, "secrets-init")?;
+    let command = strings_at(init, &["command"]);
+    anyhow::ensure!(
+        strings_at(init, &["entrypoint"]) == ["/bin/sh", "-c"] && command.len() == 1,
+        "secrets-init: expected entrypoint [/bin/sh, -c] and one script"
+    );
+    let volume = "/run/orgraph-secrets";
+    anyhow::ensure!(command[0].contains(volume), "secrets-init's script does not write {volume}");
+    let scratch =
+        std::env::temp_dir().join(format!("compose-test-secrets-init-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(scratch.clone());
+    std::fs::create_dir_all(&scratch)?;
+    let script =
+        format!("chown() {{ :; }}\n{}", command[0].replace(volume, &scratch.to_string_lossy()));
+    let run = || -> anyhow::Result<String> {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(&script);
+        testkit::process::output("secrets-init's script", &mut sh, Duration::from_secs(30))
+    };
+    let read = |name: &str| {
+        std::fs::read_to_string(scratch.join(name)).with_context(|| format!("reading {name}"))
+    };
+    let files = ["postgres-password", "pgpass", "api-token", "api-tokens"];
+    let mut problems = Vec::new();
+
+    let log = run()?;
+    let password = read("postgres-password")?;
+    if password.len() != 32 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
+        problems.push(format!("the password `{password}` is not 32 letters and digits"));
+    }
+    if read("pgpass")? != format!("*:*:*:postgres:{password}\n") {
+        problems.push(format!("pgpass does not hold the password: {:?}", read("pgpass")?));
+    }
+    let token = read("api-token")?.trim().to_string();
+    if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
+        problems.push(format!("the token `{token}` is not 64 hexadecimal digits"));
+    }
+    let line = testkit::tokens::line("compose-admin", "admin", &token);
+    if !read("api-tokens")?.lines().any(|l| l == line) {
+        problems.push(format!("api-tokens lacks `{line}`:\n{}", read("api-tokens")?));
+    }
+    if !log.contains(&token) || log.contains(&password) {
+        problems.push(format!("the first run prints the token, never the password:\n{log}"));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for name in files {
+        let mode = std::fs::metadata(scratch.join(name))?.permissions().mode() & 0o777;
+        if mode != 0o400 {
+            problems.push(format!("{name}: mode {mode:o}, not 400"));
+        }
+    }
+    let first: Vec<String> = files.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
+    let log = run()?;
+    let second: Vec<String> = files.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
+    if first != second {
+        problems.push("a second run changed the secrets".into());
+    }
+    if log.contains(&token) || !log.contains("docker compose run") {
+        problems.push(format!("a second run must say how to see the token, not show it:\n{log}"));
+    }
+    report("secrets-init", problems)
 }
 
 /// Removes a directory (and what is in it) on drop.

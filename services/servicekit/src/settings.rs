@@ -22,6 +22,10 @@ pub struct Postgres {
     pub url: String,
     /// `PG_POOL_MAX`: connections at most (default 10).
     pub pool_max: u32,
+    /// `PGPASSFILE`: the password file (libpq's format, `host:port:database:user:password`)
+    /// sqlx reads when the URL has no password, so no URL needs to carry one (compose sets it).
+    /// sqlx reads the variable itself; it is named here so `--help` lists it.
+    pub pgpass_file: Option<String>,
 }
 
 impl FromEnv for Postgres {
@@ -29,6 +33,7 @@ impl FromEnv for Postgres {
         Ok(Postgres {
             url: s.url("DATABASE_URL", DEFAULT_DATABASE_URL, POSTGRES_SCHEMES)?,
             pool_max: s.positive("PG_POOL_MAX", 10)?,
+            pgpass_file: s.get("PGPASSFILE"),
         })
     }
 }
@@ -40,7 +45,10 @@ mod tests {
     #[test]
     fn postgres_defaults_to_the_native_stack_and_refuses_other_schemes() {
         let pg = Postgres::from_lookup(|_| None).unwrap();
-        assert_eq!(pg, Postgres { url: DEFAULT_DATABASE_URL.into(), pool_max: 10 });
+        assert_eq!(
+            pg,
+            Postgres { url: DEFAULT_DATABASE_URL.into(), pool_max: 10, pgpass_file: None }
+        );
         let err = Postgres::from_lookup(|k| (k == "DATABASE_URL").then(|| "mysql://x".into()));
         assert_eq!(err.unwrap_err().variable, "DATABASE_URL");
         let pg = Postgres::from_lookup(|k| (k == "DATABASE_URL").then(|| "postgresql://db".into()));

@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Graph statistics: node and edge counts, density, degree summary.
 #[utoipa::path(get, path = "/api/graph/stats", tag = "graph",
-    responses((status = 200, body = GraphStats), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = GraphStats)))]
 async fn stats(State(state): State<AppState>) -> Result<axum::Json<GraphStats>, ApiError> {
     let stats = state.stats.get(&state.db).await?;
     Ok(axum::Json((*stats).clone()))
@@ -50,7 +50,7 @@ struct PageParams {
 
 /// A page of employees, by id.
 #[utoipa::path(get, path = "/api/graph/nodes", tag = "graph", params(PageParams),
-    responses((status = 200, body = EmployeePage), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = EmployeePage)))]
 async fn list_nodes(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
@@ -71,7 +71,7 @@ async fn list_nodes(
 /// One employee.
 #[utoipa::path(get, path = "/api/graph/nodes/{id}", tag = "graph",
     params(("id" = i64, Path, description = "Employee id")),
-    responses((status = 200, body = Employee), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Employee)))]
 async fn get_node(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -86,7 +86,7 @@ async fn get_node(
 
 /// Adds an employee.
 #[utoipa::path(post, path = "/api/graph/nodes", tag = "graph", request_body = NewEmployee,
-    responses((status = 201, body = Employee), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = Employee)))]
 async fn add_node(
     State(state): State<AppState>,
     Json(new): Json<NewEmployee>,
@@ -104,7 +104,7 @@ async fn add_node(
 /// Removes an employee and its relations.
 #[utoipa::path(delete, path = "/api/graph/nodes/{id}", tag = "graph",
     params(("id" = i64, Path, description = "Employee id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204, description = "Removed, with its relations")))]
 async fn delete_node(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -121,8 +121,8 @@ async fn delete_node(
 
 /// Adds a relation between two employees.
 #[utoipa::path(post, path = "/api/graph/edges", tag = "graph", request_body = NewRelation,
-    responses((status = 201, body = Relation), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = Relation),
+        (status = 409, description = "The relation exists already, or would close a reporting loop")))]
 async fn add_edge(
     State(state): State<AppState>,
     Json(new): Json<NewRelation>,
@@ -159,7 +159,7 @@ async fn add_edge(
 /// Removes a relation.
 #[utoipa::path(delete, path = "/api/graph/edges/{id}", tag = "graph",
     params(("id" = i64, Path, description = "Relation id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204, description = "Removed")))]
 async fn delete_edge(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -176,7 +176,7 @@ async fn delete_edge(
 
 /// Replaces the graph with a generated one (deterministic for a seed).
 #[utoipa::path(post, path = "/api/graph/seed", tag = "graph", request_body = SeedRequest,
-    responses((status = 201, body = SeedResult), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = SeedResult)))]
 async fn seed_graph(
     State(state): State<AppState>,
     Json(request): Json<SeedRequest>,

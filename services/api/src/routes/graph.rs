@@ -43,8 +43,10 @@ async fn stats(State(state): State<AppState>) -> Result<axum::Json<GraphStats>, 
 #[into_params(parameter_in = Query)]
 struct PageParams {
     /// Employees per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only employees with a larger id (default 0: from the start).
+    #[param(minimum = 0)]
     after: Option<i64>,
 }
 

@@ -37,7 +37,17 @@ pub struct Health {
 struct LiveQuery {
     /// `json` (the default) or `prometheus`: an empty document in the Prometheus text format, for
     /// Prometheus' own liveness probe (`up` of the scrape job is the answer).
+    #[param(inline, value_type = Option<ProbeFormat>)]
     format: Option<String>,
+}
+
+/// The values of `format` (the handler reads a string: servicekit's probe parses it).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "only its schema is used: the handler reads a string")]
+enum ProbeFormat {
+    Json,
+    Prometheus,
 }
 
 /// The process is up.

@@ -32,9 +32,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AnalysisRequest {
     /// PageRank iterations, 1 to 200 (default 30).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 200)]
     pub iterations: Option<u32>,
     /// Source nodes sampled for betweenness, 1 to 2000 (default 64).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2000)]
     pub samples: Option<u32>,
 }
 

@@ -1,8 +1,8 @@
 //! `cargo xtask`: the project's own tooling, in Rust so it runs wherever `cargo` does.
 //!
 //! * `tools`: builds the pinned native tools (collector, Prometheus, promtool, Alertmanager,
-//!   amtool, actionlint) into the cache outside the clone and checks the OS packages (Postgres,
-//!   Redis).
+//!   amtool, actionlint) and schemathesis (pip, into a venv) into the cache outside the clone and
+//!   checks the OS packages (Postgres, Redis).
 //! * `stack`: runs Postgres, Redis, the collector, Alertmanager, Prometheus, the API and the
 //!   worker natively on the compose ports, on 127.0.0.1.
 //! * `load`: drives a mix of requests against the API (replaces locust) and reports counts and
@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build (once) and check the native tools: collector, Prometheus, promtool, Alertmanager,
-    /// amtool, actionlint, Postgres, Redis.
+    /// amtool, actionlint, schemathesis, Postgres, Redis.
     Tools {
         /// After ensuring every tool, print `name=/absolute/path` lines (only those on stdout).
         #[arg(long)]

@@ -50,6 +50,12 @@ async fn health_and_the_openapi_document() {
         );
     }
     assert!(doc.body["components"]["schemas"]["Problem"].is_object());
+    // The served document is the completed one (routes/openapi.rs): security and problems.
+    assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let seed = &paths["/api/graph/seed"]["post"];
+    assert_eq!(seed["security"], json!([{"bearer": ["admin"]}]));
+    let problem = &seed["responses"]["415"]["content"]["application/problem+json"]["schema"];
+    assert_eq!(problem["$ref"], "#/components/schemas/Problem");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Where the project's native tools are: the collector, Prometheus, promtool, Alertmanager, amtool,
 //! the collector builder and actionlint live in a cache outside the clone, in directories named
-//! after the versions pinned in `.env`; Postgres and Redis come from the OS packages. `cargo xtask tools`
+//! after the versions pinned in `.env`, and so does a Python venv holding schemathesis (the API's
+//! fuzzer) at its pinned version; Postgres and Redis come from the OS packages. `cargo xtask tools`
 //! builds into exactly these paths, and tests only ever look here.
 
 mod system;
@@ -11,6 +12,7 @@ pub use versions::{Versions, parse_env_file, versions};
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Environment variable that moves the tool cache.
 pub const CACHE_DIR_ENV: &str = "ORGRAPH_CACHE_DIR";
@@ -89,6 +91,74 @@ pub fn actionlint_path() -> anyhow::Result<PathBuf> {
     Ok(actionlint_dir()?.join("actionlint"))
 }
 
+/// The Python venv of the Python tools (schemathesis): one venv, whatever the versions; `cargo
+/// xtask tools` installs the pinned version into it with pip.
+pub fn python_dir() -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join("python"))
+}
+
+/// The schemathesis command of the venv.
+pub fn schemathesis_path() -> anyhow::Result<PathBuf> {
+    Ok(python_dir()?.join("bin").join("schemathesis"))
+}
+
+/// The venv's Python (it tells the versions of the installed packages).
+pub fn venv_python_path() -> anyhow::Result<PathBuf> {
+    Ok(python_dir()?.join("bin").join("python"))
+}
+
+/// The Python packages of the venv at their pinned versions: `name==version` each, what
+/// `pip install` takes and what [`python_packages_installed`] compares with.
+pub fn python_packages() -> anyhow::Result<Vec<String>> {
+    let v = versions()?;
+    Ok(vec![format!("schemathesis=={}", v.schemathesis), format!("hypothesis=={}", v.hypothesis)])
+}
+
+/// Prints `name==version` (or `name missing`) for each package named in its arguments.
+const VERSIONS_SCRIPT: &str = "import importlib.metadata as m, sys
+for n in sys.argv[1:]:
+    try:
+        print(n + '==' + m.version(n))
+    except m.PackageNotFoundError:
+        print(n + ' missing')
+";
+
+/// Whether the venv holds exactly the pinned [`python_packages`]; `Err` says what differs and how
+/// to install them (`cargo xtask tools`, or the pip commands).
+pub fn python_packages_installed() -> anyhow::Result<()> {
+    let wanted = python_packages()?;
+    let python = venv_python_path()?;
+    let venv = python_dir()?;
+    let found = if python.is_file() {
+        let mut command = std::process::Command::new(&python);
+        command.args(["-c", VERSIONS_SCRIPT]);
+        command.args(wanted.iter().filter_map(|p| p.split_once("==")).map(|(name, _)| name));
+        crate::process::output("the venv's python", &mut command, Duration::from_secs(60))
+            .map(|out| out.lines().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|e| vec![format!("{e:#}")])
+    } else {
+        vec![format!("no venv at {}", venv.display())]
+    };
+    anyhow::ensure!(
+        found == wanted,
+        "the Python tools are not at their pinned versions (.env): want {}, found {}; run `cargo \
+         xtask tools`, or by hand:\n  {}",
+        wanted.join(" "),
+        found.join(", "),
+        pip_install_commands(&venv, &wanted),
+    );
+    Ok(())
+}
+
+/// The shell commands that make the venv and install `packages` into it.
+pub fn pip_install_commands(venv: &Path, packages: &[String]) -> String {
+    format!(
+        "python3 -m venv {venv} && {venv}/bin/pip install {}",
+        packages.join(" "),
+        venv = venv.display()
+    )
+}
+
 /// `path` if it is a file, else an error telling how to get it.
 pub fn require(path: &Path, name: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
@@ -131,6 +201,21 @@ mod tests {
         assert!(builder_path()?.ends_with(format!("bin/builder-{}/builder", v.otelcol)));
         let actionlint = format!("actionlint-{}/actionlint", v.actionlint);
         assert!(actionlint_path()?.ends_with(actionlint));
+        assert!(schemathesis_path()?.ends_with("python/bin/schemathesis"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_python_tools_are_pinned_and_their_install_spelled_out() -> anyhow::Result<()> {
+        let v = versions()?;
+        let packages = python_packages()?;
+        let want =
+            [format!("schemathesis=={}", v.schemathesis), format!("hypothesis=={}", v.hypothesis)];
+        assert_eq!(packages, want);
+        assert_eq!(
+            pip_install_commands(Path::new("/c/python"), &packages),
+            format!("python3 -m venv /c/python && /c/python/bin/pip install {}", want.join(" "))
+        );
         Ok(())
     }
 }

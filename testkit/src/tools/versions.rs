@@ -15,6 +15,10 @@ pub struct Versions {
     pub alertmanager: String,
     /// `ACTIONLINT_VERSION`, e.g. `1.7.12`: the linter of `.github/workflows`.
     pub actionlint: String,
+    /// `SCHEMATHESIS_VERSION`, e.g. `4.32.5`: the API's OpenAPI-driven fuzzer (from PyPI).
+    pub schemathesis: String,
+    /// `HYPOTHESIS_VERSION`, e.g. `6.170.17`: the example generator schemathesis drives.
+    pub hypothesis: String,
 }
 
 /// Reads `<repo>/.env`.
@@ -40,6 +44,8 @@ impl Versions {
             prometheus: get("PROMETHEUS_VERSION")?,
             alertmanager: get("ALERTMANAGER_VERSION")?,
             actionlint: get("ACTIONLINT_VERSION")?,
+            schemathesis: get("SCHEMATHESIS_VERSION")?,
+            hypothesis: get("HYPOTHESIS_VERSION")?,
         })
     }
 }
@@ -73,13 +79,16 @@ mod tests {
     #[test]
     fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
         let text = "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\n\
-                    ALERTMANAGER_VERSION='0.31.1'\nACTIONLINT_VERSION=1.7.12\nX='y'\n";
+                    ALERTMANAGER_VERSION='0.31.1'\nACTIONLINT_VERSION=1.7.12\n\
+                    SCHEMATHESIS_VERSION=4.32.5\nHYPOTHESIS_VERSION=6.170.17\nX='y'\n";
         let v = Versions::from_env_file(text)?;
         let want = Versions {
             otelcol: "0.161.0".into(),
             prometheus: "3.16.0".into(),
             alertmanager: "0.31.1".into(),
             actionlint: "1.7.12".into(),
+            schemathesis: "4.32.5".into(),
+            hypothesis: "6.170.17".into(),
         };
         assert_eq!(v, want);
         assert_eq!(parse_env_file(text)?.get("X").map(String::as_str), Some("y"));
@@ -105,6 +114,8 @@ mod tests {
         assert!(v.prometheus.starts_with("3."), "{v:?}");
         assert!(v.alertmanager.starts_with("0."), "{v:?}");
         assert!(v.actionlint.starts_with("1."), "{v:?}");
+        assert!(v.schemathesis.starts_with("4."), "{v:?}");
+        assert!(v.hypothesis.starts_with("6."), "{v:?}");
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
 //! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool,
 //! actionlint) go to the cache outside the clone at the versions of `.env`, at exactly the paths
-//! `testkit::tools` looks at; Postgres and Redis come from the OS packages.
+//! `testkit::tools` looks at, and so does schemathesis (the API's fuzzer, a Python package: pip
+//! into a venv there); Postgres and Redis come from the OS packages.
 
 mod actionlint;
 mod alertmanager;
@@ -9,6 +10,7 @@ mod collector;
 mod go;
 mod manifest;
 mod prometheus;
+mod schemathesis;
 mod system;
 
 use std::path::PathBuf;
@@ -26,6 +28,8 @@ pub struct ToolSet {
     pub builder: PathBuf,
     /// actionlint, the linter of `.github/workflows`.
     pub actionlint: PathBuf,
+    /// schemathesis, the API's OpenAPI-driven fuzzer (in the cache's Python venv).
+    pub schemathesis: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
     pub pg_ctl: PathBuf,
     pub redis_server: PathBuf,
@@ -51,6 +55,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
     let (prometheus, promtool) = prometheus::ensure(&versions.prometheus)?;
     let (alertmanager, amtool) = alertmanager::ensure(&versions.alertmanager)?;
     let actionlint = actionlint::ensure(&versions.actionlint)?;
+    let schemathesis = schemathesis::ensure(&versions.schemathesis)?;
     let system = system::ensure()?;
     Ok(ToolSet {
         otelcol,
@@ -60,6 +65,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
         amtool,
         builder,
         actionlint,
+        schemathesis,
         pg_ctl: system.pg_ctl,
         redis_server: system.redis_server,
     })
@@ -67,7 +73,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
 
 impl ToolSet {
     /// `(name, path)` in the order `--print` prints them.
-    pub fn lines(&self) -> [(&'static str, &PathBuf); 9] {
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 10] {
         [
             ("otelcol", &self.otelcol),
             ("prometheus", &self.prometheus),
@@ -76,6 +82,7 @@ impl ToolSet {
             ("amtool", &self.amtool),
             ("builder", &self.builder),
             ("actionlint", &self.actionlint),
+            ("schemathesis", &self.schemathesis),
             ("pg_ctl", &self.pg_ctl),
             ("redis-server", &self.redis_server),
         ]

@@ -21,11 +21,14 @@ pub struct Employee {
 #[serde(deny_unknown_fields)]
 pub struct NewEmployee {
     /// Full name, 1 to 200 characters, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Team, 1 to 100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub team: String,
     /// Job title, up to 100 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub title: String,
 }
 
@@ -79,6 +82,7 @@ pub struct NewRelation {
     pub kind: RelationKind,
     /// Strength, above 0 and at most 100 (default 1).
     #[serde(default = "default_weight")]
+    #[schema(exclusive_minimum = 0, maximum = 100, default = 1.0)]
     pub weight: f64,
 }
 
@@ -128,10 +132,13 @@ pub struct GraphStats {
 #[serde(deny_unknown_fields)]
 pub struct SeedRequest {
     /// Employees to generate, 1 to 20,000.
+    #[schema(minimum = 1, maximum = 20_000)]
     pub employees: u32,
     /// Average direct reports of a manager, 1 to 20.
+    #[schema(minimum = 1, maximum = 20)]
     pub avg_reports: u32,
     /// The random seed: the same seed gives the same graph.
+    #[schema(format = "uint64", maximum = 18_446_744_073_709_551_615_u64)]
     pub seed: u64,
 }
 

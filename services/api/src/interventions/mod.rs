@@ -27,6 +27,7 @@ pub struct Proposal {
     /// Their new manager (not themselves).
     pub new_manager_id: i64,
     /// Why, 1 to 1000 characters; no control characters but line feeds and tabs.
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
 }
 

@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Graph statistics: node and edge counts, density, degree summary.
 #[utoipa::path(get, path = "/api/graph/stats", tag = "graph",
-    responses((status = 200, body = GraphStats), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = GraphStats)))]
 async fn stats(State(state): State<AppState>) -> Result<axum::Json<GraphStats>, ApiError> {
     let stats = state.stats.get(&state.db).await?;
     Ok(axum::Json((*stats).clone()))
@@ -44,14 +44,16 @@ async fn stats(State(state): State<AppState>) -> Result<axum::Json<GraphStats>, 
 #[into_params(parameter_in = Query)]
 struct PageParams {
     /// Employees per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only employees with a larger id (default 0: from the start).
+    #[param(minimum = 0)]
     after: Option<i64>,
 }
 
 /// A page of employees, by id.
 #[utoipa::path(get, path = "/api/graph/nodes", tag = "graph", params(PageParams),
-    responses((status = 200, body = EmployeePage), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = EmployeePage)))]
 async fn list_nodes(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
@@ -72,7 +74,7 @@ async fn list_nodes(
 /// One employee.
 #[utoipa::path(get, path = "/api/graph/nodes/{id}", tag = "graph",
     params(("id" = i64, Path, description = "Employee id")),
-    responses((status = 200, body = Employee), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Employee)))]
 async fn get_node(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -87,7 +89,7 @@ async fn get_node(
 
 /// Adds an employee.
 #[utoipa::path(post, path = "/api/graph/nodes", tag = "graph", request_body = NewEmployee,
-    responses((status = 201, body = Employee), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = Employee)))]
 async fn add_node(
     State(state): State<AppState>,
     Json(new): Json<NewEmployee>,
@@ -105,7 +107,7 @@ async fn add_node(
 /// Removes an employee and its relations.
 #[utoipa::path(delete, path = "/api/graph/nodes/{id}", tag = "graph",
     params(("id" = i64, Path, description = "Employee id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204, description = "Removed, with its relations")))]
 async fn delete_node(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -122,8 +124,8 @@ async fn delete_node(
 
 /// Adds a relation between two employees.
 #[utoipa::path(post, path = "/api/graph/edges", tag = "graph", request_body = NewRelation,
-    responses((status = 201, body = Relation), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = Relation),
+        (status = 409, description = "The relation exists already, or would close a reporting loop")))]
 async fn add_edge(
     State(state): State<AppState>,
     Json(new): Json<NewRelation>,
@@ -160,7 +162,7 @@ async fn add_edge(
 /// Removes a relation.
 #[utoipa::path(delete, path = "/api/graph/edges/{id}", tag = "graph",
     params(("id" = i64, Path, description = "Relation id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204, description = "Removed")))]
 async fn delete_edge(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -177,7 +179,7 @@ async fn delete_edge(
 
 /// Replaces the graph with a generated one (deterministic for a seed).
 #[utoipa::path(post, path = "/api/graph/seed", tag = "graph", request_body = SeedRequest,
-    responses((status = 201, body = SeedResult), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = SeedResult)))]
 async fn seed_graph(
     State(state): State<AppState>,
     Json(request): Json<SeedRequest>,

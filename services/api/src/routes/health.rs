@@ -37,15 +37,24 @@ pub struct Health {
 struct LiveQuery {
     /// `json` (the default) or `prometheus`: an empty document in the Prometheus text format, for
     /// Prometheus' own liveness probe (`up` of the scrape job is the answer).
+    #[param(inline, value_type = Option<ProbeFormat>)]
     format: Option<String>,
+}
+
+/// The values of `format` (the handler reads a string: servicekit's probe parses it).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "only its schema is used: the handler reads a string")]
+enum ProbeFormat {
+    Json,
+    Prometheus,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health", params(LiveQuery),
     responses(
         (status = 200, description = "JSON, or with `?format=prometheus` an empty Prometheus text document",
-            content((Health = "application/json"), (String = "text/plain"))),
-        (status = 400, body = crate::error::Problem)))]
+            content((Health = "application/json"), (String = "text/plain")))))]
 async fn live(Query(query): Query<LiveQuery>) -> Response {
     match servicekit::probe::format(query.format.as_deref()) {
         Ok(servicekit::probe::Format::Json) => {
@@ -65,7 +74,7 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Postgres and Redis answer and no breaker is open.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
-    responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = Health)))]
 async fn ready(State(state): State<AppState>) -> Response {
     let postgres = async {
         if !state.db.migrated() {

@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Proposes an intervention.
 #[utoipa::path(post, path = "/api/interventions", tag = "interventions", request_body = Proposal,
-    responses((status = 201, body = Intervention), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = Intervention)))]
 async fn propose(
     State(state): State<AppState>,
     Json(p): Json<Proposal>,
@@ -60,7 +60,7 @@ async fn propose(
 /// One intervention.
 #[utoipa::path(get, path = "/api/interventions/{id}", tag = "interventions",
     params(("id" = Uuid, Path, description = "Intervention id")),
-    responses((status = 200, body = Intervention), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Intervention)))]
 async fn get_intervention(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -76,8 +76,8 @@ async fn get_intervention(
 /// Queues the execution of a proposed (or rolled-back) intervention.
 #[utoipa::path(post, path = "/api/interventions/{id}/execute", tag = "interventions",
     params(("id" = Uuid, Path, description = "Intervention id")),
-    responses((status = 202, body = crate::jobs::Accepted), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem)))]
+    responses((status = 202, body = crate::jobs::Accepted),
+        (status = 409, description = "The intervention is not proposed or rolled back, or has a job queued")))]
 async fn execute(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -88,8 +88,8 @@ async fn execute(
 /// Queues the rollback of an executed intervention.
 #[utoipa::path(post, path = "/api/interventions/{id}/rollback", tag = "interventions",
     params(("id" = Uuid, Path, description = "Intervention id")),
-    responses((status = 202, body = crate::jobs::Accepted), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem)))]
+    responses((status = 202, body = crate::jobs::Accepted),
+        (status = 409, description = "The intervention is not executed, or has a job queued")))]
 async fn rollback(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,

@@ -32,16 +32,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AnalysisRequest {
     /// PageRank iterations, 1 to 200 (default 30).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 200)]
     pub iterations: Option<u32>,
     /// Source nodes sampled for betweenness, 1 to 2000 (default 64).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2000)]
     pub samples: Option<u32>,
 }
 
 /// Starts a causal analysis of the graph: influence scores and the estimated effect of each open
 /// intervention.
 #[utoipa::path(post, path = "/api/analysis", tag = "jobs", request_body = AnalysisRequest,
-    responses((status = 202, body = Accepted), (status = 422, body = crate::error::Problem)))]
+    responses((status = 202, body = Accepted)))]
 async fn start_analysis(
     State(state): State<AppState>,
     Json(request): Json<AnalysisRequest>,
@@ -61,7 +63,7 @@ async fn start_analysis(
 /// An analysis job and, once done, its result.
 #[utoipa::path(get, path = "/api/analysis/{id}", tag = "jobs",
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = JobView)))]
 async fn get_analysis(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -99,7 +101,7 @@ pub enum ExportKindParam {
 
 /// Starts an export of employee metrics.
 #[utoipa::path(post, path = "/api/exports", tag = "jobs", request_body = ExportRequest,
-    responses((status = 202, body = Accepted), (status = 422, body = crate::error::Problem)))]
+    responses((status = 202, body = Accepted)))]
 async fn start_export(
     State(state): State<AppState>,
     Json(request): Json<ExportRequest>,
@@ -116,7 +118,7 @@ async fn start_export(
 /// An export job and, once done, where its file is and how big.
 #[utoipa::path(get, path = "/api/exports/{id}", tag = "jobs",
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = JobView)))]
 async fn get_export(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -127,7 +129,7 @@ async fn get_export(
 /// Any job, e.g. an intervention's execution or rollback.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = JobView)))]
 async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,

@@ -170,16 +170,42 @@ pub async fn stats(conn: &mut PgConnection) -> Result<GraphStats, sqlx::Error> {
     })
 }
 
+/// How often [`replace_graph`] tries when Postgres picks it as a deadlock's victim.
+const SEED_ATTEMPTS: u32 = 3;
+
 /// Replaces the whole graph (and everything that hangs off it) with `graph`, in one transaction;
-/// employee ids become 1..=n in generation order.
+/// employee ids become 1..=n in generation order. The truncation takes every table's exclusive
+/// lock, so a query holding one of them while waiting for another (the node/edge counts read
+/// employees then relations; adding a relation locks relations then employees) can deadlock
+/// with it. The tables are truncated in the readers' order, which makes that rare, and Postgres
+/// breaks a deadlock by failing one side: when the seed is that side (SQLSTATE 40P01), it tries
+/// again, up to [`SEED_ATTEMPTS`] times, since nothing of the failed attempt was kept.
 pub async fn replace_graph(
+    conn: &mut PgConnection,
+    graph: &SeedGraph,
+) -> Result<(i64, i64), sqlx::Error> {
+    let mut attempt = 1;
+    loop {
+        match replace_graph_once(&mut *conn, graph).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("40P01") && attempt < SEED_ATTEMPTS =>
+            {
+                tracing::warn!(attempt, "seeding the graph was a deadlock's victim; trying again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn replace_graph_once(
     conn: &mut PgConnection,
     graph: &SeedGraph,
 ) -> Result<(i64, i64), sqlx::Error> {
     let mut tx = conn.begin().await?;
     let conn = &mut *tx;
     sqlx::query(
-        "TRUNCATE influence_scores, interventions, relations, employees RESTART IDENTITY CASCADE",
+        "TRUNCATE employees, relations, interventions, influence_scores RESTART IDENTITY CASCADE",
     )
     .execute(&mut *conn)
     .await?;

@@ -28,7 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Proposes an intervention.
 #[utoipa::path(post, path = "/api/interventions", tag = "interventions", request_body = Proposal,
-    responses((status = 201, body = Intervention)))]
+    responses((status = 201, body = Intervention),
+        (status = 409, description = "Too many open proposals (API_MAX_OPEN_PROPOSALS)")))]
 async fn propose(
     State(state): State<AppState>,
     Json(p): Json<Proposal>,

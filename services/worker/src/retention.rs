@@ -32,6 +32,7 @@ use crate::context::Ctx;
 use otel::catalogue::{Label, RetentionOutcome, RetentionReason};
 use otel::metrics::RetentionMetrics;
 use sqlx::PgPool;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -146,12 +147,14 @@ impl ExportRetention {
 
         let max_age = self.settings.max_age.as_secs_f64();
         let max_files = self.settings.max_files as usize;
-        let mut due: Vec<(Uuid, RetentionReason)> = Vec::new();
-        for (kept, (id, age)) in finished.into_iter().enumerate() {
+        // `rank` 0 is the newest. Exports past the age are the oldest, so every export before
+        // them is within the age, and the first `max_files` of those are kept.
+        let mut due: HashMap<Uuid, RetentionReason> = HashMap::new();
+        for (rank, (id, age)) in finished.into_iter().enumerate() {
             if age > max_age {
-                due.push((id, RetentionReason::Age));
-            } else if kept >= max_files {
-                due.push((id, RetentionReason::Count));
+                due.insert(id, RetentionReason::Age);
+            } else if rank >= max_files {
+                due.insert(id, RetentionReason::Count);
             }
         }
         if due.is_empty() {
@@ -159,7 +162,7 @@ impl ExportRetention {
         }
         for reason in RetentionReason::ALL {
             let ids: Vec<Uuid> =
-                due.iter().filter(|(_, r)| r == reason).map(|(id, _)| *id).collect();
+                due.iter().filter(|(_, r)| *r == reason).map(|(id, _)| *id).collect();
             if !ids.is_empty() {
                 self.mark_expired(&ids, *reason).await?;
             }
@@ -167,7 +170,7 @@ impl ExportRetention {
 
         let doomed: Vec<(PathBuf, RetentionReason)> = files
             .into_iter()
-            .filter_map(|f| due.iter().find(|(id, _)| *id == f.job).map(|(_, r)| (f.path, *r)))
+            .filter_map(|f| due.get(&f.job).map(|reason| (f.path, *reason)))
             .collect();
         let (removed, failures) = tokio::task::spawn_blocking(move || remove(doomed)).await?;
         if removed.age > 0 {

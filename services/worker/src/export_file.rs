@@ -322,7 +322,7 @@ fn finite(score: Option<f64>) -> Option<f64> {
 
 /// The first characters that make a spreadsheet read a cell as a formula (OWASP's list: `=`,
 /// `+`, `-`, `@`, tab, carriage return), and the full-width forms of the first four.
-const FORMULA_STARTS: [char; 10] =
+pub const FORMULA_STARTS: [char; 10] =
     ['=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}'];
 
 /// `text` as a CSV text cell a spreadsheet will not evaluate: with a `'` in front if it starts

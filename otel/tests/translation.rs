@@ -221,6 +221,10 @@ fn record_every_instrument(meter: &Meter) -> Vec<Box<dyn Any>> {
     exports.timed_out(ExportKind::EmployeeMetrics, ExportFormat::Jsonl, Duration::from_secs(600));
     exports.set_slow_threshold(Duration::from_secs(300));
 
+    let retention = RetentionMetrics::new(meter);
+    retention.removed(RetentionReason::Age, 2);
+    retention.pass_finished(RetentionOutcome::Success, Duration::from_millis(12));
+
     let interventions = InterventionMetrics::new(meter);
     interventions.proposed(InterventionKind::Reassign);
     interventions.executed(InterventionKind::Reassign, InterventionOutcome::Success);

@@ -31,3 +31,7 @@ pub const GRAPH_UPDATE_BUCKETS: &[f64] =
 /// Background tasks and exports (s), 10 ms to 10 min.
 pub const TASK_DURATION_BUCKETS: &[f64] =
     &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// Maintenance passes (s), 1 ms to 60 s: listing a directory, one query, a few removals.
+pub const MAINTENANCE_DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];

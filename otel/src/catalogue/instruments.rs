@@ -283,6 +283,31 @@ pub const EXPORT_SLOW_THRESHOLD: Instrument = instrument(
     &[],
 );
 
+/// Export files removed by the worker's retention.
+pub const EXPORT_RETENTION_REMOVED: Instrument = instrument(
+    "orgraph.export.retention.removed",
+    Kind::Counter,
+    "{file}",
+    "Export files the worker's retention removed, by reason (age or count).",
+    &[EXPORT_RETENTION_REASON],
+);
+/// Retention passes.
+pub const EXPORT_RETENTION_RUNS: Instrument = instrument(
+    "orgraph.export.retention.runs",
+    Kind::Counter,
+    "{run}",
+    "Retention passes over the export files, by outcome.",
+    &[EXPORT_RETENTION_OUTCOME],
+);
+/// Retention pass duration.
+pub const EXPORT_RETENTION_DURATION: Instrument = histogram(
+    "orgraph.export.retention.duration",
+    "s",
+    "Duration of a retention pass over the export files, by outcome.",
+    &[EXPORT_RETENTION_OUTCOME],
+    MAINTENANCE_DURATION_BUCKETS,
+);
+
 // --- Interventions ------------------------------------------------------------------------------
 
 /// Proposed interventions.
@@ -379,6 +404,9 @@ pub const ALL: &[&Instrument] = &[
     &EXPORT_DURATION,
     &EXPORT_SIZE,
     &EXPORT_SLOW_THRESHOLD,
+    &EXPORT_RETENTION_REMOVED,
+    &EXPORT_RETENTION_RUNS,
+    &EXPORT_RETENTION_DURATION,
     &INTERVENTION_PROPOSALS,
     &INTERVENTION_EXECUTIONS,
     &INTERVENTION_ROLLBACKS,

@@ -229,6 +229,27 @@ label!(
 );
 
 label!(
+    /// `export.retention.reason`: why the worker's retention pass removed an export file.
+    EXPORT_RETENTION_REASON = "export.retention.reason" => RetentionReason {
+        /// Its export finished longer ago than `EXPORT_RETENTION_MAX_AGE_MS`.
+        Age => "age",
+        /// More than `EXPORT_RETENTION_MAX_FILES` finished exports had files; it was among the
+        /// oldest.
+        Count => "count",
+    }
+);
+label!(
+    /// `export.retention.outcome`: how one retention pass over the export files ended.
+    EXPORT_RETENTION_OUTCOME = "export.retention.outcome" => RetentionOutcome {
+        /// Every file due for removal was removed.
+        Success => "success",
+        /// The directory or the job rows could not be read, or a file could not be removed (it
+        /// is tried again by the next pass).
+        Failure => "failure",
+    }
+);
+
+label!(
     /// `intervention.kind`: the planned graph changes the platform knows.
     INTERVENTION_KIND = "intervention.kind" => InterventionKind { Reassign => "reassign" }
 );

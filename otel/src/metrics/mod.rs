@@ -15,6 +15,7 @@ mod intervention;
 mod pool;
 mod process;
 mod queue;
+mod retention;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod worker;
@@ -29,5 +30,6 @@ pub use intervention::InterventionMetrics;
 pub use pool::{PoolMetrics, PoolStats};
 pub use process::ProcessMetrics;
 pub use queue::{QueueMetrics, QueueStats};
+pub use retention::RetentionMetrics;
 pub use worker::{ActiveTask, WorkerMetrics};
 pub use zero::start_counter_at_zero;

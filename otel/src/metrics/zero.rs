@@ -15,7 +15,7 @@
 //! none today. [`start_at_zero`] checks this against the catalogue and panics on a violation, a
 //! programming error that the first test of the service catches.
 //!
-//! Series this adds: the API 18 (listed at `api::AppState::new`), the worker 33 (listed at
+//! Series this adds: the API 18 (listed at `api::AppState::new`), the worker 37 (listed at
 //! `worker::Ctx::start_counters_at_zero`); each service's `zero_start` test asserts the exact set.
 
 use crate::catalogue::{Instrument, Kind, Values};
@@ -92,6 +92,8 @@ mod tests {
         &catalogue::CIRCUIT_BREAKER_CALLS,
         &catalogue::TASK_COMPLETED,
         &catalogue::EXPORT_REQUESTS,
+        &catalogue::EXPORT_RETENTION_REMOVED,
+        &catalogue::EXPORT_RETENTION_RUNS,
         &catalogue::INTERVENTION_PROPOSALS,
         &catalogue::INTERVENTION_EXECUTIONS,
         &catalogue::INTERVENTION_ROLLBACKS,

@@ -38,6 +38,24 @@ pub struct Config {
     pub missed_heartbeats: u32,
     /// `SHUTDOWN_GRACE_MS`: how long in-flight jobs may run on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `EXPORT_RETENTION_MAX_AGE_MS`, `EXPORT_RETENTION_MAX_FILES`,
+    /// `EXPORT_RETENTION_INTERVAL_MS`: how long and how many export files are kept, and how
+    /// often the retention pass runs (see [`crate::retention`]).
+    pub retention: Retention,
+}
+
+/// The export retention settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `EXPORT_RETENTION_MAX_AGE_MS`: an export's file is removed this long after its job
+    /// finished (default 7 days).
+    pub max_age: Duration,
+    /// `EXPORT_RETENTION_MAX_FILES`: at most this many files of finished exports are kept; the
+    /// oldest beyond it are removed (default 1000).
+    pub max_files: u32,
+    /// `EXPORT_RETENTION_INTERVAL_MS`: the time between two passes (default 10 min); the first
+    /// runs at start-up.
+    pub interval: Duration,
 }
 
 /// A malformed setting.
@@ -68,6 +86,11 @@ impl FromEnv for Config {
             heartbeat: s.millis("HEARTBEAT_MS", 2_000)?,
             missed_heartbeats: s.positive("MISSED_HEARTBEATS", 3)?,
             shutdown_grace: s.millis("SHUTDOWN_GRACE_MS", 25_000)?,
+            retention: Retention {
+                max_age: s.millis("EXPORT_RETENTION_MAX_AGE_MS", 7 * 24 * 3_600_000)?,
+                max_files: s.positive("EXPORT_RETENTION_MAX_FILES", 1_000)?,
+                interval: s.millis("EXPORT_RETENTION_INTERVAL_MS", 600_000)?,
+            },
         };
         config.check_export_timeout()?;
         Ok(config)
@@ -133,6 +156,34 @@ mod tests {
         {
             let err = Config::from_lookup(|k| (k == var).then(|| value.to_string())).unwrap_err();
             assert_eq!(err.variable, var);
+        }
+    }
+
+    #[test]
+    fn export_retention_defaults_and_errors() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.retention.max_age, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.retention.max_files, 1000);
+        assert_eq!(c.retention.interval, Duration::from_secs(600));
+        let c = parse(&[
+            ("EXPORT_RETENTION_MAX_AGE_MS", "3600000"),
+            ("EXPORT_RETENTION_MAX_FILES", "5"),
+            ("EXPORT_RETENTION_INTERVAL_MS", "1000"),
+        ])
+        .unwrap();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(c.retention, Retention { max_age: hour, max_files: 5, interval: hour / 3600 });
+        for (var, value) in [
+            ("EXPORT_RETENTION_MAX_AGE_MS", "7d"),
+            ("EXPORT_RETENTION_MAX_AGE_MS", "0"),
+            ("EXPORT_RETENTION_MAX_FILES", "0"),
+            ("EXPORT_RETENTION_MAX_FILES", "-1"),
+            ("EXPORT_RETENTION_MAX_FILES", "many"),
+            ("EXPORT_RETENTION_INTERVAL_MS", "0"),
+        ] {
+            let err = parse(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var, "{value}");
+            assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
         }
     }
 

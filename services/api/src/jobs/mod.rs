@@ -1,7 +1,10 @@
 //! Background jobs as API resources: accepting one (a `jobs` row and its queue entry in one
 //! transaction, [`queries::enqueue`]) and reading its state. A finished job never changes, so
 //! finished jobs are served from an in-process cache (`job_status`); pending and running ones
-//! always come from Postgres.
+//! always come from Postgres. The one exception is a done export whose file is still there: the
+//! worker's export retention removes the file later and then adds `expired_at` and
+//! `expired_reason` to the job's result, so such a job is read from Postgres each time until it
+//! has expired (and is cached from then on).
 
 pub mod queries;
 
@@ -30,7 +33,10 @@ pub struct JobView {
     /// What was asked.
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
-    /// The result, once `done`.
+    /// The result, once `done`. An export's result has `path`, `bytes`, `rows` and `format`;
+    /// once the worker's retention removed its file (`EXPORT_RETENTION_MAX_AGE_MS`,
+    /// `EXPORT_RETENTION_MAX_FILES`) it also has `expired_at` (a timestamp) and `expired_reason`
+    /// (`age` or `count`), and `path` names a file that is gone.
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Why it failed, once `failed`.
@@ -91,11 +97,7 @@ impl JobCache {
             .run(async |c| queries::fetch(c, id, kinds).await)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let finished = matches!(
-            JobStatus::parse(&job.status),
-            Some(JobStatus::Done) | Some(JobStatus::Failed)
-        );
-        if finished {
+        if is_final(&job) {
             self.l1.insert(key, Arc::new(job.clone()));
         }
         Ok(job)
@@ -121,6 +123,54 @@ impl From<queries::QueueFull> for ApiError {
     }
 }
 
+/// Whether `job` will never change again: finished, and not a done export whose file the
+/// retention has yet to remove (and mark in its result).
+fn is_final(job: &JobView) -> bool {
+    match JobStatus::parse(&job.status) {
+        Some(JobStatus::Failed) => true,
+        Some(JobStatus::Done) => {
+            job.kind != JobKind::Export.as_str()
+                || job.result.as_ref().is_some_and(|r| r.get("expired_at").is_some())
+        }
+        _ => false,
+    }
+}
+
 fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("no job {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(kind: JobKind, status: &str, result: Option<serde_json::Value>) -> JobView {
+        JobView {
+            id: Uuid::nil(),
+            kind: kind.as_str().to_string(),
+            status: status.to_string(),
+            params: json!({}),
+            result,
+            error: None,
+            attempts: 1,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_done_export_is_final_only_once_its_file_expired() {
+        let file = json!({"path": "exports/x.csv", "bytes": 1, "rows": 0, "format": "csv"});
+        assert!(!is_final(&job(JobKind::Export, "done", Some(file.clone()))));
+        let mut expired = file;
+        expired["expired_at"] = json!("2026-01-01T00:00:00Z");
+        expired["expired_reason"] = json!("age");
+        assert!(is_final(&job(JobKind::Export, "done", Some(expired))));
+        assert!(is_final(&job(JobKind::Export, "failed", None)));
+        assert!(is_final(&job(JobKind::Analysis, "done", Some(json!({})))));
+        assert!(!is_final(&job(JobKind::Analysis, "running", None)));
+        assert!(!is_final(&job(JobKind::Export, "pending", None)));
+    }
 }

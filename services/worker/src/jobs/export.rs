@@ -4,7 +4,9 @@
 //! export's outcome, duration and size once, for the attempt that ends it, also when the runner
 //! cancels it at `TIMEOUT_EXPORT_MS` (as `timeout`): a slow export must show in
 //! `orgraph.export.duration` however it ends. An attempt the runner retries shows only in
-//! `orgraph.task.*` (as `retry`).
+//! `orgraph.task.*` (as `retry`). CSV text cells that a spreadsheet would run as a formula are
+//! neutralised ([`crate::export_file::neutralise_formula`]); the files are removed again by the
+//! export retention ([`crate::retention`]), which marks the job's result as expired.
 
 use crate::context::Ctx;
 use crate::export_file::{EmployeeRow, ExportFileError, Format, write_export_until};

@@ -71,6 +71,8 @@ pub struct NativeStack {
 pub enum Section {
     /// The criterion benchmark of the HTTP metrics layer.
     HttpLayer,
+    /// The criterion benchmark of the API's authentication (token check and rate limit).
+    Auth,
     /// API throughput, instrumented vs `OTEL_SDK_DISABLED`.
     Api,
     /// A flood of unique URLs against the instrumented API.
@@ -84,8 +86,9 @@ pub enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::HttpLayer,
+        Section::Auth,
         Section::Api,
         Section::Flood,
         Section::Worker,
@@ -96,6 +99,7 @@ impl Section {
     fn name(self) -> &'static str {
         match self {
             Section::HttpLayer => "http_layer",
+            Section::Auth => "auth",
             Section::Api => "api_throughput",
             Section::Flood => "flood",
             Section::Worker => "worker_throughput",
@@ -190,6 +194,11 @@ pub fn command(args: Args, stack: &NativeStack) -> anyhow::Result<()> {
     {
         fail(Section::HttpLayer, e);
     }
+    if sections.contains(&Section::Auth)
+        && let Err(e) = http_layer::auth(plan, &mut figures)
+    {
+        fail(Section::Auth, e);
+    }
     let with_services: Vec<Section> =
         sections.iter().copied().filter(|s| s.needs_services()).collect();
     if !with_services.is_empty() {
@@ -202,7 +211,7 @@ pub fn command(args: Args, stack: &NativeStack) -> anyhow::Result<()> {
                         Section::Flood => api::flood(plan, &infra, &runtime, &mut figures),
                         Section::Worker => worker::throughput(plan, &infra, &mut figures),
                         Section::Jobs => jobs::per_kind(plan, &infra, &runtime, &mut figures),
-                        Section::HttpLayer | Section::Freshness => continue,
+                        Section::HttpLayer | Section::Auth | Section::Freshness => continue,
                     };
                     if let Err(e) = result {
                         fail(section, e);

@@ -25,7 +25,7 @@ const SERIES_BUDGET: f64 = 10.0;
 const API_SERIES: &str = "count(http_server_request_duration_seconds_count{job=\"orgraph/api\"})";
 
 /// The API's 429 answers, as Prometheus counts them.
-const REFUSED_BY_RATE: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_response_status_code=\"429\"}) or vec(0)";
+const REFUSED_BY_RATE: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_response_status_code=\"429\"}) or vector(0)";
 
 pub fn hostile_flood(checks: &mut Checks, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     step("abuse: 10,000 hostile requests, then a burst above the rate limit");

@@ -677,7 +677,7 @@ fn analysis_queue_locked(
 const OVERFLOW_JOBS: u64 = 30;
 
 /// POST /api/analysis answered 429 (the queue cap), as Prometheus counts it.
-const ANALYSIS_REFUSED: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route=\"/api/analysis\",http_response_status_code=\"429\"}) or vec(0)";
+const ANALYSIS_REFUSED: &str = "sum(http_server_request_duration_seconds_count{job=\"orgraph/api\",http_route=\"/api/analysis\",http_response_status_code=\"429\"}) or vector(0)";
 
 /// [`OVERFLOW_JOBS`] more analyses to the backed-up queue: those beyond the cap are refused with
 /// 429 (none lost: each is either accepted or refused), and Prometheus counts every refusal before

@@ -37,6 +37,9 @@ async fn the_api_records_every_instrument_with_bounded_attributes() {
     .await;
     api.get("/api/graph/nodes/999999").await;
     api.get("/definitely/not/a/route").await;
+    // Deleting what does not exist changes nothing: no update timed, no cache dropped.
+    api.delete("/api/graph/edges/-5").await.assert_problem(404, "no relation -5");
+    api.delete("/api/graph/nodes/-5").await.assert_problem(404, "no employee -5");
     // Last, so the L1 entry is in place when the size gauges are read.
     api.get("/api/graph/stats").await;
 
@@ -50,7 +53,8 @@ async fn the_api_records_every_instrument_with_bounded_attributes() {
 
     // HTTP: route templates, never raw paths; no route on unknown paths; sizes recorded.
     assert!(route_count(&points, "/api/graph/stats", "200") >= 3);
-    assert_eq!(route_count(&points, "/api/graph/nodes/{id}", "404"), 1);
+    // The GET of 999999 and the DELETE of -5.
+    assert_eq!(route_count(&points, "/api/graph/nodes/{id}", "404"), 2);
     assert!(route_count(&points, "/api/graph/seed", "201") >= 1);
     let unmatched: Vec<_> = points
         .0
@@ -125,6 +129,13 @@ async fn the_api_records_every_instrument_with_bounded_attributes() {
             points.count("orgraph.graph.update.duration", &[("graph.operation", op)]),
             1,
             "{op}"
+        );
+    }
+    for op in ["delete_node", "delete_edge"] {
+        assert_eq!(
+            points.count("orgraph.graph.update.duration", &[("graph.operation", op)]),
+            0,
+            "{op} of nothing is no update"
         );
     }
     assert_eq!(

@@ -112,12 +112,12 @@ async fn delete_node(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let deleted =
-        timed(&state, GraphOperation::DeleteNode, async |c| queries::delete_employee(c, id).await)
-            .await?;
-    if deleted {
+    let started = Instant::now();
+    if state.db.run(async |c| queries::delete_employee(c, id).await).await? {
+        changed(&state, GraphOperation::DeleteNode, started).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
+        // Nothing changed: no update to time, no cached statistics to drop.
         Err(ApiError::NotFound(format!("no employee {id}")))
     }
 }
@@ -167,12 +167,12 @@ async fn delete_edge(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let deleted =
-        timed(&state, GraphOperation::DeleteEdge, async |c| queries::delete_relation(c, id).await)
-            .await?;
-    if deleted {
+    let started = Instant::now();
+    if state.db.run(async |c| queries::delete_relation(c, id).await).await? {
+        changed(&state, GraphOperation::DeleteEdge, started).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
+        // Nothing changed: no update to time, no cached statistics to drop.
         Err(ApiError::NotFound(format!("no relation {id}")))
     }
 }

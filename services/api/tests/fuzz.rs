@@ -17,10 +17,12 @@
 //!
 //! The corpus, `tests/fuzz-corpus/`, keeps what fuzzing found, in two forms:
 //! * `hypothesis/`: Hypothesis' example database (`--generation-database`). Every example that
-//!   fails a check is saved there (shrunk), under a key per operation; each run replays the saved
-//!   examples first, then generates new ones from the seed, and drops those that no longer fail.
-//!   When a run adds entries, `git status` shows them: commit them with the fix (or, while the fix
-//!   is elsewhere, so that every run replays them).
+//!   fails a check is saved there (shrunk), under a key per operation, with others Hypothesis
+//!   finds worth keeping; each run replays the saved examples first, then generates new ones from
+//!   the seed. A run works on a copy (a run rewrites hundreds of entries, which must not dirty
+//!   every checkout that runs the tests); `FUZZ_UPDATE_CORPUS=1` runs on the committed database
+//!   itself, to commit what it found with the fix (or, while the fix is elsewhere, so that every
+//!   run replays it).
 //! * `cases.json`: each failure found so far, written down as a request (from schemathesis'
 //!   "Reproduce with" line) with the answer it must get. This test replays them first, over HTTP,
 //!   whatever schemathesis and Hypothesis do: the database's entries are Hypothesis' choice
@@ -63,6 +65,7 @@ async fn schemathesis_finds_nothing_wrong() {
 
     let scratch = Scratch::new();
     let report_path = scratch.0.join("report.json");
+    let database = example_database(&corpus, &scratch);
     let started = Instant::now();
     let run = tokio::process::Command::new(&schemathesis)
         .current_dir(&scratch.0)
@@ -72,7 +75,7 @@ async fn schemathesis_finds_nothing_wrong() {
         .args(["--header", &format!("Authorization: Bearer {}", api.tokens.admin)])
         .args(["--seed", SEED, "--max-examples", MAX_EXAMPLES, "--workers", "1"])
         .arg("--generation-database")
-        .arg(corpus.join("hypothesis"))
+        .arg(&database)
         .args(["--generation-allow-x00", "true", "--request-timeout", "30"])
         .args(["--no-color", "--output-truncate", "false"])
         .args(["--report", "json", "--report-json-path"])
@@ -262,6 +265,33 @@ fn operations(doc: &Value) -> Vec<(Method, String, Vec<String>)> {
 
 /// A directory for schemathesis' report (and anything it writes to its working directory),
 /// removed afterwards.
+/// The Hypothesis database the run uses: the committed one under `FUZZ_UPDATE_CORPUS=1`, else a
+/// copy of it in `scratch`.
+fn example_database(corpus: &Path, scratch: &Scratch) -> PathBuf {
+    let committed = corpus.join("hypothesis");
+    if std::env::var("FUZZ_UPDATE_CORPUS").is_ok_and(|v| v == "1") {
+        eprintln!("FUZZ_UPDATE_CORPUS=1: the run updates {}", committed.display());
+        return committed;
+    }
+    let copy = scratch.0.join("hypothesis");
+    copy_dir(&committed, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", committed.display()));
+    copy
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 struct Scratch(PathBuf);
 
 impl Scratch {

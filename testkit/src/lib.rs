@@ -34,6 +34,7 @@ pub use http::http_get;
 pub use net::free_port;
 pub use postgres::Postgres;
 pub use redis::Redis;
+pub use scratch::ScratchDir;
 pub use wait::wait_for;
 
 use std::path::{Path, PathBuf};

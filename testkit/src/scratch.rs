@@ -1,4 +1,4 @@
-//! Scratch directories for servers started by tests: unique per start, under the system temp dir,
+//! Scratch directories for servers and tests: unique per start, under the system temp dir,
 //! removed afterwards unless the test is failing (then their logs stay for inspection).
 
 use anyhow::Context;
@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A directory that is removed on drop, except while the thread panics.
 #[derive(Debug)]
-pub(crate) struct ScratchDir {
+pub struct ScratchDir {
     path: PathBuf,
 }
 
 impl ScratchDir {
     /// Creates `<temp>/testkit-<label>-<pid>-<n>`.
-    pub(crate) fn new(label: &str) -> anyhow::Result<ScratchDir> {
+    pub fn new(label: &str) -> anyhow::Result<ScratchDir> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("testkit-{label}-{}-{n}", std::process::id()));
@@ -26,7 +26,8 @@ impl ScratchDir {
         Ok(ScratchDir { path })
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    /// The directory.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -63,12 +63,12 @@ async fn schemathesis_finds_nothing_wrong() {
     let regressions = replay_cases(&api, &doc, &corpus.join("cases.json")).await;
     seed_graph(&api).await;
 
-    let scratch = Scratch::new();
-    let report_path = scratch.0.join("report.json");
+    let scratch = testkit::ScratchDir::new("api-fuzz").expect("scratch directory");
+    let report_path = scratch.path().join("report.json");
     let database = example_database(&corpus, &scratch);
     let started = Instant::now();
     let run = tokio::process::Command::new(&schemathesis)
-        .current_dir(&scratch.0)
+        .current_dir(scratch.path())
         .arg("run")
         .arg(format!("{}/api/openapi.json", api.base))
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
@@ -267,13 +267,13 @@ fn operations(doc: &Value) -> Vec<(Method, String, Vec<String>)> {
 /// removed afterwards.
 /// The Hypothesis database the run uses: the committed one under `FUZZ_UPDATE_CORPUS=1`, else a
 /// copy of it in `scratch`.
-fn example_database(corpus: &Path, scratch: &Scratch) -> PathBuf {
+fn example_database(corpus: &Path, scratch: &testkit::ScratchDir) -> PathBuf {
     let committed = corpus.join("hypothesis");
     if std::env::var("FUZZ_UPDATE_CORPUS").is_ok_and(|v| v == "1") {
         eprintln!("FUZZ_UPDATE_CORPUS=1: the run updates {}", committed.display());
         return committed;
     }
-    let copy = scratch.0.join("hypothesis");
+    let copy = scratch.path().join("hypothesis");
     copy_dir(&committed, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", committed.display()));
     copy
 }
@@ -290,21 +290,4 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("api-fuzz-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

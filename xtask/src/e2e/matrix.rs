@@ -652,14 +652,7 @@ fn analysis_queue_locked(
     super::step("fault matrix 2/5: a lock held on influence_scores, 115 analyses requested");
     super::api_ready(Duration::from_secs(120))?;
     let lock = TableLock::take("influence_scores")?;
-    let enqueued = runtime.block_on(load::run(Options {
-        stop: Stop::Requests(BACKED_UP_JOBS),
-        rate: Some(50.0),
-        concurrency: 4,
-        seed: 14,
-        mix: load::Mix::parse("analysis=1").map_err(anyhow::Error::msg)?,
-        ..super::load_options()?
-    }))?;
+    let enqueued = request_analyses(runtime, BACKED_UP_JOBS, 14)?;
     let accepted = enqueued.by_status.get("202").copied().unwrap_or(0);
     anyhow::ensure!(
         accepted == BACKED_UP_JOBS,
@@ -671,6 +664,22 @@ fn analysis_queue_locked(
     matrix.watch("QueueDepthHigh", ANALYSIS, QUEUE_BACKED_UP, Expect::Inhibited, true);
     let overflow_accepted = queue_cap_refuses(checks, runtime)?;
     Ok((lock, accepted + overflow_accepted))
+}
+
+/// `count` analysis requests through the load generator (50/s, 4 at a time, `seed`).
+fn request_analyses(
+    runtime: &tokio::runtime::Runtime,
+    count: u64,
+    seed: u64,
+) -> anyhow::Result<load::Report> {
+    runtime.block_on(load::run(Options {
+        stop: Stop::Requests(count),
+        rate: Some(50.0),
+        concurrency: 4,
+        seed,
+        mix: load::Mix::parse("analysis=1").map_err(anyhow::Error::msg)?,
+        ..super::load_options()?
+    }))
 }
 
 /// Analyses sent to the backed-up queue beyond its cap.
@@ -687,14 +696,7 @@ fn queue_cap_refuses(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<u64> {
     let before = prom::value(ANALYSIS_REFUSED)?.unwrap_or(0.0);
-    let overflow = runtime.block_on(load::run(Options {
-        stop: Stop::Requests(OVERFLOW_JOBS),
-        rate: Some(50.0),
-        concurrency: 4,
-        seed: 15,
-        mix: load::Mix::parse("analysis=1").map_err(anyhow::Error::msg)?,
-        ..super::load_options()?
-    }))?;
+    let overflow = request_analyses(runtime, OVERFLOW_JOBS, 15)?;
     let status = |s: &str| overflow.by_status.get(s).copied().unwrap_or(0);
     let (accepted, refused) = (status("202"), status("429"));
     checks.check(

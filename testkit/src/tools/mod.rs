@@ -81,6 +81,17 @@ pub fn amtool_path() -> anyhow::Result<PathBuf> {
     Ok(alertmanager_dir()?.join("amtool"))
 }
 
+/// Directory holding `postgres_exporter` of the pinned version (and the throwaway Go module it is
+/// built in).
+pub fn postgres_exporter_dir() -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("postgres_exporter-{}", versions()?.postgres_exporter)))
+}
+
+/// The postgres_exporter binary, which the collector's `prometheus/postgres` receiver scrapes.
+pub fn postgres_exporter_path() -> anyhow::Result<PathBuf> {
+    Ok(postgres_exporter_dir()?.join("postgres_exporter"))
+}
+
 /// Directory holding `actionlint` of the pinned version.
 pub fn actionlint_dir() -> anyhow::Result<PathBuf> {
     Ok(cache_dir()?.join(format!("actionlint-{}", versions()?.actionlint)))

@@ -13,6 +13,8 @@ pub struct Versions {
     pub prometheus: String,
     /// `ALERTMANAGER_VERSION`, e.g. `0.31.1`: Alertmanager and amtool.
     pub alertmanager: String,
+    /// `POSTGRES_EXPORTER_VERSION`, e.g. `0.17.1`: what the collector reads Postgres through.
+    pub postgres_exporter: String,
     /// `ACTIONLINT_VERSION`, e.g. `1.7.12`: the linter of `.github/workflows`.
     pub actionlint: String,
     /// `SCHEMATHESIS_VERSION`, e.g. `4.32.5`: the API's OpenAPI-driven fuzzer (from PyPI).
@@ -43,6 +45,7 @@ impl Versions {
             otelcol: get("OTELCOL_VERSION")?,
             prometheus: get("PROMETHEUS_VERSION")?,
             alertmanager: get("ALERTMANAGER_VERSION")?,
+            postgres_exporter: get("POSTGRES_EXPORTER_VERSION")?,
             actionlint: get("ACTIONLINT_VERSION")?,
             schemathesis: get("SCHEMATHESIS_VERSION")?,
             hypothesis: get("HYPOTHESIS_VERSION")?,
@@ -79,13 +82,15 @@ mod tests {
     #[test]
     fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
         let text = "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\n\
-                    ALERTMANAGER_VERSION='0.31.1'\nACTIONLINT_VERSION=1.7.12\n\
+                    ALERTMANAGER_VERSION='0.31.1'\nPOSTGRES_EXPORTER_VERSION=0.17.1\n\
+                    ACTIONLINT_VERSION=1.7.12\n\
                     SCHEMATHESIS_VERSION=4.32.5\nHYPOTHESIS_VERSION=6.170.17\nX='y'\n";
         let v = Versions::from_env_file(text)?;
         let want = Versions {
             otelcol: "0.161.0".into(),
             prometheus: "3.16.0".into(),
             alertmanager: "0.31.1".into(),
+            postgres_exporter: "0.17.1".into(),
             actionlint: "1.7.12".into(),
             schemathesis: "4.32.5".into(),
             hypothesis: "6.170.17".into(),
@@ -113,6 +118,7 @@ mod tests {
         assert!(v.otelcol.starts_with("0."), "{v:?}");
         assert!(v.prometheus.starts_with("3."), "{v:?}");
         assert!(v.alertmanager.starts_with("0."), "{v:?}");
+        assert!(v.postgres_exporter.starts_with("0."), "{v:?}");
         assert!(v.actionlint.starts_with("1."), "{v:?}");
         assert!(v.schemathesis.starts_with("4."), "{v:?}");
         assert!(v.hypothesis.starts_with("6."), "{v:?}");

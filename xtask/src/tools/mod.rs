@@ -1,6 +1,6 @@
 //! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
 //! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool,
-//! actionlint) go to the cache outside the clone at the versions of `.env`, at exactly the paths
+//! actionlint, postgres_exporter) go to the cache outside the clone at the versions of `.env`, at exactly the paths
 //! `testkit::tools` looks at, and so does schemathesis (the API's fuzzer, a Python package: pip
 //! into a venv there); Postgres and Redis come from the OS packages.
 
@@ -9,6 +9,7 @@ mod alertmanager;
 mod collector;
 mod go;
 mod manifest;
+mod postgres_exporter;
 mod prometheus;
 mod schemathesis;
 mod system;
@@ -28,6 +29,8 @@ pub struct ToolSet {
     pub builder: PathBuf,
     /// actionlint, the linter of `.github/workflows`.
     pub actionlint: PathBuf,
+    /// postgres_exporter, which the collector scrapes for Postgres' metrics.
+    pub postgres_exporter: PathBuf,
     /// schemathesis, the API's OpenAPI-driven fuzzer (in the cache's Python venv).
     pub schemathesis: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
@@ -54,6 +57,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
     let otelcol = collector::ensure_otelcol(&builder, &manifest)?;
     let (prometheus, promtool) = prometheus::ensure(&versions.prometheus)?;
     let (alertmanager, amtool) = alertmanager::ensure(&versions.alertmanager)?;
+    let postgres_exporter = postgres_exporter::ensure(&versions.postgres_exporter)?;
     let actionlint = actionlint::ensure(&versions.actionlint)?;
     let schemathesis = schemathesis::ensure(&versions.schemathesis)?;
     let system = system::ensure()?;
@@ -65,6 +69,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
         amtool,
         builder,
         actionlint,
+        postgres_exporter,
         schemathesis,
         pg_ctl: system.pg_ctl,
         redis_server: system.redis_server,
@@ -73,7 +78,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
 
 impl ToolSet {
     /// `(name, path)` in the order `--print` prints them.
-    pub fn lines(&self) -> [(&'static str, &PathBuf); 10] {
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 11] {
         [
             ("otelcol", &self.otelcol),
             ("prometheus", &self.prometheus),
@@ -82,6 +87,7 @@ impl ToolSet {
             ("amtool", &self.amtool),
             ("builder", &self.builder),
             ("actionlint", &self.actionlint),
+            ("postgres_exporter", &self.postgres_exporter),
             ("schemathesis", &self.schemathesis),
             ("pg_ctl", &self.pg_ctl),
             ("redis-server", &self.redis_server),

@@ -1,0 +1,17 @@
+-- The role the collector reads Postgres as (through postgres_exporter): it may log in and read the
+-- statistics and settings views (the built-in pg_monitor role), and nothing else: no table of the
+-- platform, no write. At most 3 connections, so it can never take the services' place.
+--
+-- Idempotent, run with psql on every start of the stack (native: `cargo xtask stack`; compose: the
+-- one-shot `postgres-monitor-init` service), so a database made before this file existed gets the
+-- role too and a changed password is applied:
+--   psql -v monitor_password="$(cat <password file>)" -f postgres/monitoring-role.sql
+-- The password comes from a file outside the repo (native: target/stack/postgres-monitor-password;
+-- compose: the orgraph-secrets volume); it is never written here.
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+SELECT 'CREATE ROLE orgraph_monitor'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orgraph_monitor')\gexec
+ALTER ROLE orgraph_monitor WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+    CONNECTION LIMIT 3 PASSWORD :'monitor_password';
+GRANT pg_monitor TO orgraph_monitor;

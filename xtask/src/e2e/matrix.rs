@@ -5,6 +5,7 @@
 //! same time. It ends with a table: alert, fault, time to pending, to firing, notified, resolved.
 
 use super::faults::{LockBursts, PrometheusConfig, TableLock};
+use super::platform_faults::{ConnectionHog, RedisFill};
 use super::sink::Sink;
 use super::{Stack, prom};
 use load::{Options, Stop};
@@ -382,10 +383,14 @@ fn faults(
     let accepted =
         alertmanager_unreachable_exports_locked_api_slowed(matrix, stack, sink, runtime, lock)?;
     collector_refusing_then_down(matrix, stack, sink)?;
+    platform_faulted(matrix, checks, stack, sink)?;
     Ok(backed_up + accepted)
 }
 
 const POSTGRES_HUNG: &str = "Postgres hung (SIGSTOP) under load";
+/// The same hang, as the collector's scrapes of Postgres see it: a fault of its own in the table,
+/// because its alert is about Postgres (`service` postgres), not the API's incident.
+const POSTGRES_UNREACHABLE: &str = "Postgres hung: the collector's scrapes time out";
 const WORKER_KILLED: &str = "worker killed (SIGKILL)";
 const EMPLOYEES_LOCKED: &str =
     "employees locked by a stuck transaction under load (the pool jammed)";
@@ -422,7 +427,7 @@ fn database_outage_and_worker_killed(
     config: &PrometheusConfig,
 ) -> anyhow::Result<()> {
     super::step(
-        "fault matrix 1/5: employees locked under load, the worker killed; the receiver failing, \
+        "fault matrix 1/6: employees locked under load, the worker killed; the receiver failing, \
          Prometheus' rules and config broken; then Postgres hung",
     );
     alerting_path_faulted(matrix, sink, config)?;
@@ -568,11 +573,20 @@ fn postgres_hung(
     );
     matrix.watch("ApiHighErrorRate", &[], POSTGRES_HUNG, Expect::Observed, false);
     matrix.watch("ApiAvailabilitySLOFastBurn", &[], POSTGRES_HUNG, Expect::Observed, false);
+    matrix.watch(
+        "PostgresUnreachable",
+        &[("job", "orgraph/postgres")],
+        POSTGRES_UNREACHABLE,
+        Expect::Notified("/alerts"),
+        true,
+    );
     matrix.wait(sink, POSTGRES_HUNG, Duration::from_secs(300), |w| {
         w.expect == Expect::Observed || w.settled()
     });
+    matrix.wait(sink, POSTGRES_UNREACHABLE, Duration::from_secs(240), Watch::settled);
     stack.run(&["resume", "postgres"])?;
     matrix.end(POSTGRES_HUNG);
+    matrix.end(POSTGRES_UNREACHABLE);
     match super::record::write("postgres_hung", recording_from) {
         Ok(path) => println!("    recorded the API's request counters to {}", path.display()),
         Err(e) => checks.fail("recording the API's request counters", &format!("{e:#}")),
@@ -649,7 +663,7 @@ fn analysis_queue_locked(
     checks: &mut super::Checks,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(TableLock, u64)> {
-    super::step("fault matrix 2/5: a lock held on influence_scores, 115 analyses requested");
+    super::step("fault matrix 2/6: a lock held on influence_scores, 115 analyses requested");
     super::api_ready(Duration::from_secs(120))?;
     let lock = TableLock::take("influence_scores")?;
     let enqueued = request_analyses(runtime, BACKED_UP_JOBS, 14)?;
@@ -729,7 +743,7 @@ fn api_killed_then_crash_looping(
     stack: &Stack,
     sink: &Sink,
 ) -> anyhow::Result<()> {
-    super::step("fault matrix 3/5: the API killed, then crash-looping");
+    super::step("fault matrix 3/6: the API killed, then crash-looping");
     stack.run(&["kill", "api"])?;
     matrix.watch("ApiDown", &[], API_KILLED, Expect::Notified("/alerts"), true);
     matrix.wait(sink, API_KILLED, Duration::from_secs(150), Watch::settled);
@@ -773,7 +787,7 @@ fn alertmanager_unreachable_exports_locked_api_slowed(
     lock: TableLock,
 ) -> anyhow::Result<u64> {
     super::step(
-        "fault matrix 4/5: Alertmanager unreachable; exports behind the lock; the API slowed by \
+        "fault matrix 4/6: Alertmanager unreachable; exports behind the lock; the API slowed by \
          lock bursts",
     );
     // One job every 13 s until the worker's alerts are known: exports keep timing out for the
@@ -849,7 +863,7 @@ fn collector_refusing_then_down(
     stack: &Stack,
     sink: &Sink,
 ) -> anyhow::Result<()> {
-    super::step("fault matrix 5/5: the collector refusing data, then stopped");
+    super::step("fault matrix 5/6: the collector refusing data, then stopped");
     stack.run(&["stop", "collector"])?;
     let starved = [("COLLECTOR_MEMORY_LIMIT_MIB", "2"), ("COLLECTOR_MEMORY_SPIKE_LIMIT_MIB", "1")];
     stack.run_with(&["start", "collector"], &starved)?;
@@ -870,5 +884,76 @@ fn collector_refusing_then_down(
     let resolved = |w: &Watch| w.resolved.is_some();
     matrix.wait(sink, COLLECTOR_REFUSING, Duration::from_secs(150), resolved);
     matrix.wait(sink, COLLECTOR_DOWN, Duration::from_secs(150), resolved);
+    Ok(())
+}
+
+const CONNECTIONS_FILLED: &str = "Postgres' connection slots 90% used by idle sessions";
+const REDIS_EVICTING: &str = "Redis at a 1 MiB margin of maxmemory, 100 writes/s";
+const REDIS_STOPPED: &str = "Redis stopped";
+
+/// What the infrastructure alerts' promtool tests are fed: the series their rules read, recorded
+/// through this phase.
+const RECORDED: &[&str] = &[
+    r#"pg_stat_activity_count{job="orgraph/postgres", datname="orgraph"}"#,
+    r#"pg_settings_max_connections{job="orgraph/postgres"}"#,
+    r#"pg_settings_superuser_reserved_connections{job="orgraph/postgres"}"#,
+    r#"redis_keys_evicted_total{job="orgraph/redis"}"#,
+    r#"otelcol_scraper_scraped_metric_points{receiver="redis"}"#,
+];
+
+/// The platform under the services, faulted: Postgres' connection slots filled by idle sessions
+/// while Redis, given a `maxmemory` just above what it holds, evicts under writes; then Redis
+/// stopped. Postgres' own outage (unreachable) was proven with its hang in phase 1.
+fn platform_faulted(
+    matrix: &mut Matrix,
+    checks: &mut super::Checks,
+    stack: &Stack,
+    sink: &Sink,
+) -> anyhow::Result<()> {
+    super::step("fault matrix 6/6: Postgres' connections filled; Redis evicting, then stopped");
+    let recording_from = super::record::now() - 60.0;
+    let hog = ConnectionHog::fill(0.9)?;
+    matrix.watch(
+        "PostgresConnectionsNearLimit",
+        &[("job", "orgraph/postgres")],
+        CONNECTIONS_FILLED,
+        Expect::Notified("/alerts"),
+        true,
+    );
+    let fill = RedisFill::start()?;
+    matrix.watch(
+        "RedisEvicting",
+        &[("job", "orgraph/redis")],
+        REDIS_EVICTING,
+        Expect::Notified("/alerts"),
+        true,
+    );
+    matrix.wait(sink, CONNECTIONS_FILLED, Duration::from_secs(300), Watch::settled);
+    hog.release()?;
+    matrix.end(CONNECTIONS_FILLED);
+    matrix.wait(sink, REDIS_EVICTING, Duration::from_secs(360), Watch::settled);
+    let (written, evicted) = fill.stop()?;
+    matrix.end(REDIS_EVICTING);
+    checks.check(
+        &format!("Redis evicted under the writes ({evicted} of {written} keys)"),
+        evicted > 0,
+        || "INFO stats says evicted_keys:0".to_string(),
+    );
+    // Redis stopped: the collector's scrapes of it fail; its evictions' rate falls to 0 meanwhile.
+    stack.run(&["stop", "redis"])?;
+    matrix.watch("RedisUnreachable", &[], REDIS_STOPPED, Expect::Notified("/alerts"), true);
+    matrix.wait(sink, REDIS_STOPPED, Duration::from_secs(240), Watch::settled);
+    stack.run(&["start", "redis"])?;
+    matrix.end(REDIS_STOPPED);
+    let resolved = |w: &Watch| w.resolved.is_some();
+    for fault in [CONNECTIONS_FILLED, REDIS_EVICTING, REDIS_STOPPED] {
+        matrix.wait(sink, fault, Duration::from_secs(240), resolved);
+    }
+    match super::record::write_series("platform_faults", recording_from, RECORDED) {
+        Ok(path) => {
+            println!("    recorded the infrastructure alerts' series to {}", path.display())
+        }
+        Err(e) => checks.fail("recording the infrastructure alerts' series", &format!("{e:#}")),
+    }
     Ok(())
 }

@@ -8,7 +8,8 @@
 //! ([`abuse`]); every rule loaded with health `ok`; no alert fires under healthy load; the fault
 //! matrix ([`matrix`]: Postgres hung, tables
 //! locked, the worker and the API killed, a crash loop, a queue backed up to its cap, Alertmanager and its
-//! receiver unreachable, the collector refusing and stopped, Prometheus' rules and config broken)
+//! receiver unreachable, the collector refusing and stopped, Prometheus' rules and config broken,
+//! Postgres' connection slots filled, Redis evicting and stopped)
 //! fires the alerts that name them, to their receivers or held back by inhibition, and they
 //! resolve; and every query of every dashboard panel and every recording rule parses and returns
 //! data, except the ones named in [`exempt`] with the reason they may be empty.
@@ -18,6 +19,7 @@ mod abuse;
 mod checks;
 mod faults;
 mod matrix;
+mod platform_faults;
 mod prom;
 mod record;
 mod sink;

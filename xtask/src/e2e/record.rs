@@ -64,3 +64,53 @@ pub fn write(name: &str, start: f64) -> anyhow::Result<std::path::PathBuf> {
 
 /// How long before a fault the recording starts: the healthy traffic it interrupts.
 pub const BEFORE: Duration = Duration::from_secs(120);
+
+/// Writes the series `selectors` select, from `start` (Unix seconds) to now, 15 s apart and with
+/// every label, as promtool `input_series` into `target/e2e/recorded/<name>.yaml`; returns the
+/// path. The infrastructure alerts' promtool tests (prometheus/tests/infrastructure_recorded_test.yaml)
+/// are fed from such a file, recorded while the matrix filled Postgres' connections and made
+/// Redis evict. A missing sample repeats the last one (a gap would read as a restart).
+pub fn write_series(
+    name: &str,
+    start: f64,
+    selectors: &[&str],
+) -> anyhow::Result<std::path::PathBuf> {
+    let end = now();
+    let mut out = format!(
+        "# Recorded by `cargo xtask e2e` ({name}): {:.0} s, 15 s apart, every label as Prometheus \
+         stored it.\ninput_series:\n",
+        end - start
+    );
+    for selector in selectors {
+        for (labels, values) in prom::query_range(selector, start, end, 15)? {
+            let name = labels["__name__"].as_str().unwrap_or_default();
+            let mut pairs: Vec<String> = labels
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            let mut last = None;
+            let values: Vec<String> = values
+                .into_iter()
+                .map(|v| {
+                    last = v.or(last);
+                    last.map_or("_".to_string(), |v: f64| format!("{v}"))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  - series: '{name}{{{}}}'\n    values: '{}'",
+                pairs.join(", "),
+                values.join(" ")
+            );
+        }
+    }
+    let dir = testkit::repo_root().join("target").join("e2e").join("recorded");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, out)?;
+    Ok(path)
+}

@@ -4,11 +4,13 @@
 //! `<repo>/target/stack/`, and `down` stops only what a pid file says this tool started. `up`
 //! first builds the API and the worker (one `cargo build` for those not running), then starts
 //! Postgres and Redis (from the OS packages; see [`service`] for their data and authentication),
+//! postgres_exporter (the collector reads Postgres through it, as the role of [`monitoring`]),
 //! the collector, Alertmanager, Prometheus (which alerts to Alertmanager), the API (it needs
 //! Postgres, Redis and the collector healthy) and the worker (it needs Postgres and the
 //! collector). `down` stops them in reverse: the worker and the API first, so they finish their
 //! jobs and requests and flush their telemetry while the collector still runs.
 
+mod monitoring;
 mod pid;
 mod service;
 pub mod tokens;

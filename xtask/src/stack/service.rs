@@ -38,6 +38,8 @@ pub enum Service {
     Postgres,
     /// The shared second-level cache.
     Redis,
+    /// postgres_exporter, through which the collector reads Postgres' statistics.
+    PostgresExporter,
     /// The OpenTelemetry Collector.
     Collector,
     /// Prometheus.
@@ -113,6 +115,7 @@ const WORKER_STOP_GRACE: Duration = Duration::from_secs(40);
 
 const POSTGRES_PORT: u16 = 5432;
 const REDIS_PORT: u16 = 6379;
+const POSTGRES_EXPORTER_PORT: u16 = 9187;
 const OTLP_GRPC_PORT: u16 = 4317;
 const OTLP_HTTP_PORT: u16 = 4318;
 const COLLECTOR_TELEMETRY_PORT: u16 = 8888;
@@ -152,9 +155,10 @@ fn path_from_env(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
 impl Service {
     /// Dependencies first, so `up` starts in this order and `down` reverses it. Alertmanager
     /// comes before Prometheus, which sends it alerts.
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 8] = [
         Service::Postgres,
         Service::Redis,
+        Service::PostgresExporter,
         Service::Collector,
         Service::Alertmanager,
         Service::Prometheus,
@@ -167,6 +171,7 @@ impl Service {
         match self {
             Service::Postgres => postgres(),
             Service::Redis => redis(),
+            Service::PostgresExporter => postgres_exporter(),
             Service::Collector => collector(),
             Service::Alertmanager => alertmanager(),
             Service::Prometheus => prometheus(),
@@ -181,6 +186,7 @@ impl Service {
         match self {
             Service::Postgres => &[(POSTGRES_PORT, "postgres")],
             Service::Redis => &[(REDIS_PORT, "redis")],
+            Service::PostgresExporter => &[(POSTGRES_EXPORTER_PORT, "postgres-exporter")],
             Service::Collector => &[
                 (OTLP_GRPC_PORT, "collector OTLP/gRPC"),
                 (OTLP_HTTP_PORT, "collector OTLP/HTTP"),
@@ -201,6 +207,7 @@ impl Service {
         match self {
             Service::Api => &[Service::Postgres, Service::Redis, Service::Collector],
             Service::Worker => &[Service::Postgres, Service::Collector],
+            Service::PostgresExporter => &[Service::Postgres],
             Service::Postgres
             | Service::Redis
             | Service::Collector
@@ -215,6 +222,7 @@ impl fmt::Display for Service {
         let name = match self {
             Service::Postgres => "postgres",
             Service::Redis => "redis",
+            Service::PostgresExporter => "postgres-exporter",
             Service::Collector => "collector",
             Service::Prometheus => "prometheus",
             Service::Alertmanager => "alertmanager",
@@ -251,8 +259,38 @@ fn redis() -> anyhow::Result<Native> {
     let dir = stack_dir().join("redis");
     let mut native = Native::new(Service::Redis, binary, Kind::Redis(REDIS_PORT))?;
     native.args = Redis::server_args(REDIS_PORT, &dir);
+    // As in compose: a bound below the memory it may use, evicting the least recently used keys.
+    native
+        .args
+        .extend(["--maxmemory", "192mb", "--maxmemory-policy", "allkeys-lru"].map(Into::into));
     native.dirs = vec![dir];
     Ok(native)
+}
+
+/// postgres_exporter on 127.0.0.1:9187, logged in to the stack's database as the monitoring role
+/// ([`super::monitoring`]), which Postgres' start made; the collector's `prometheus/postgres`
+/// receiver scrapes it.
+fn postgres_exporter() -> anyhow::Result<Native> {
+    let health = Kind::Http(format!("http://127.0.0.1:{POSTGRES_EXPORTER_PORT}/"));
+    let mut native =
+        Native::new(Service::PostgresExporter, tools::postgres_exporter_path()?, health)?;
+    native.args = vec![format!("--web.listen-address=127.0.0.1:{POSTGRES_EXPORTER_PORT}").into()];
+    native.env = vec![
+        ("DATA_SOURCE_URI", format!("127.0.0.1:{POSTGRES_PORT}/{}?sslmode=disable", pg::DATABASE)),
+        ("DATA_SOURCE_USER", super::monitoring::ROLE.to_string()),
+        ("DATA_SOURCE_PASS_FILE", utf8(super::monitoring::password_file())?),
+    ];
+    Ok(native)
+}
+
+/// What the collector's infrastructure receivers read natively: the stack's Postgres (through
+/// the exporter), Redis and this host.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// The lookup error names the OS packages to install.
@@ -273,6 +311,10 @@ fn collector() -> anyhow::Result<Native> {
         ("COLLECTOR_HEALTH_ENDPOINT", format!("127.0.0.1:{COLLECTOR_HEALTH_PORT}")),
         ("COLLECTOR_TELEMETRY_HOST", "127.0.0.1".into()),
         ("COLLECTOR_TELEMETRY_PORT", COLLECTOR_TELEMETRY_PORT.to_string()),
+        ("POSTGRES_EXPORTER_ENDPOINT", format!("127.0.0.1:{POSTGRES_EXPORTER_PORT}")),
+        ("POSTGRES_INSTANCE", format!("127.0.0.1:{POSTGRES_PORT}")),
+        ("REDIS_ENDPOINT", format!("127.0.0.1:{REDIS_PORT}")),
+        ("HOST_INSTANCE", host_name()),
     ];
     Ok(native)
 }
@@ -379,6 +421,7 @@ fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'stat
         ],
         Service::Postgres
         | Service::Redis
+        | Service::PostgresExporter
         | Service::Collector
         | Service::Prometheus
         | Service::Alertmanager => anyhow::bail!("{service} is not one of the platform's services"),
@@ -607,11 +650,10 @@ impl Native {
     pub fn after_healthy(&self) -> anyhow::Result<Option<String>> {
         match &self.kind {
             Kind::Postgres(cluster) => {
-                if cluster.has_database(pg::DATABASE)? {
-                    return Ok(None);
-                }
+                let created = !cluster.has_database(pg::DATABASE)?;
                 let url = cluster.ensure_database(pg::DATABASE)?;
-                Ok(Some(format!("created database {} ({url})", pg::DATABASE)))
+                super::monitoring::apply(cluster, pg::DATABASE)?;
+                Ok(created.then(|| format!("created database {} ({url})", pg::DATABASE)))
             }
             Kind::Http(_) | Kind::Built { .. } | Kind::Redis(_) | Kind::Missing(_) => Ok(None),
         }
@@ -683,7 +725,7 @@ mod tests {
     fn alertmanager_starts_before_prometheus_and_the_platform_last() {
         let at = |s: Service| Service::ALL.iter().position(|&x| x == s);
         assert!(at(Service::Alertmanager) < at(Service::Prometheus));
-        assert_eq!(&Service::ALL[5..], &[Service::Api, Service::Worker]);
+        assert_eq!(&Service::ALL[6..], &[Service::Api, Service::Worker]);
         for service in Service::ALL {
             for needed in service.needs() {
                 assert!(at(*needed) < at(service), "{service} needs {needed} started before it");

@@ -13,7 +13,9 @@
 //!   `collector-config.yaml` on free loopback ports.
 //! * [`Postgres`], [`Redis`]: real servers from the OS packages on free loopback ports, which fault
 //!   tests can stop and start again; [`pg`]: the Postgres cluster handling (initdb, running as the
-//!   `postgres` user when root) they share with `cargo xtask stack`.
+//!   `postgres` user when root, the monitoring role) they share with `cargo xtask stack`.
+//! * [`PostgresExporter`]: postgres_exporter reading a test's Postgres as the monitoring role, the
+//!   collector's `prometheus/postgres` target.
 //! * [`tokens::ApiTokens`]: a token per API role and the tokens file the API reads.
 
 mod collector;
@@ -22,6 +24,7 @@ mod http;
 mod net;
 pub mod pg;
 mod postgres;
+mod postgres_exporter;
 pub mod process;
 mod redis;
 mod scratch;
@@ -33,6 +36,7 @@ pub use collector::Collector;
 pub use http::http_get;
 pub use net::free_port;
 pub use postgres::Postgres;
+pub use postgres_exporter::PostgresExporter;
 pub use redis::Redis;
 pub use scratch::ScratchDir;
 pub use wait::wait_for;

@@ -23,6 +23,10 @@ pub const SUPERUSER: &str = "postgres";
 /// The database of the platform (compose creates the same one).
 pub const DATABASE: &str = "orgraph";
 
+/// The least-privileged role the collector reads Postgres as (through postgres_exporter), which
+/// `postgres/monitoring-role.sql` creates.
+pub const MONITOR_USER: &str = "orgraph_monitor";
+
 /// The OS user that runs the server binaries when this process is root. The Debian `postgresql`
 /// package creates it.
 pub const OS_USER: &str = "postgres";
@@ -180,6 +184,22 @@ impl Cluster {
             self.psql(&self.url("postgres"), &format!("create database \"{name}\""))?;
         }
         Ok(self.url(name))
+    }
+
+    /// Runs the repo's `postgres/monitoring-role.sql` with `psql` against `url` as the superuser:
+    /// creates [`MONITOR_USER`] (or updates it) with `password`. Idempotent. The password is a
+    /// `psql` variable, so it is on psql's command line while it runs, as in the file's own usage.
+    pub fn apply_monitoring_role(&self, url: &str, password: &str) -> anyhow::Result<()> {
+        let file = crate::repo_root().join("postgres").join("monitoring-role.sql");
+        let mut psql = Command::new(self.bin_dir.join("psql"));
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v"])
+            .arg(format!("monitor_password={password}"))
+            .arg("-f")
+            .arg(&file)
+            .arg(url)
+            .env("PGCONNECT_TIMEOUT", "5");
+        let what = format!("psql -f {} {url}", file.display());
+        process::output(&what, &mut psql, CLIENT_TIMEOUT).map(drop)
     }
 
     /// Whether database `name` (a plain identifier, as for [`Cluster::ensure_database`]) exists.

@@ -2,8 +2,13 @@
 //! dashboards and alerts query. `cargo xtask docs` writes it; a test fails when the checked-in
 //! file differs from what the catalogue says now.
 
+use super::infrastructure::{self, INFRA_METRICS, Source};
 use super::{ALL, Attribute, Values, prometheus};
 use std::fmt::Write;
+
+/// The heading of the infrastructure section, after the services' tables: readers of the file
+/// (the translation proofs) tell the two apart by it.
+pub const INFRASTRUCTURE_HEADING: &str = "## Infrastructure metrics";
 
 /// The whole of `docs/METRICS.md`.
 pub fn markdown() -> String {
@@ -48,7 +53,61 @@ pub fn markdown() -> String {
         let _ =
             writeln!(out, "- `{}` ({}): {}", instrument.name, instrument.unit, bounds.join(", "));
     }
+    infrastructure_section(&mut out);
     out
+}
+
+/// What the collector reads itself: the jobs with their budgets, then one row per family.
+fn infrastructure_section(out: &mut String) {
+    let _ = write!(
+        out,
+        "\n{INFRASTRUCTURE_HEADING}\n\n\
+         What the collector reads itself rather than receives from a service: Postgres (through\n\
+         postgres_exporter), Redis and the host, listed in `otel/src/catalogue/infrastructure.rs`;\n\
+         the infrastructure translation proof checks them against the real collector. Every series\n\
+         also carries `{}` and `{}`; each job also serves one `{}`.\n\n\
+         Series per job (`target_info` included), with the budget the proof holds them to:\n\n",
+        prometheus::RESOURCE_LABELS.join("`, `"),
+        prometheus::SCOPE_LABELS.join("`, `"),
+        prometheus::TARGET_INFO,
+    );
+    for job in infrastructure::JOBS {
+        let _ = writeln!(
+            out,
+            "- `{}` (receiver `{}`, `instance` from `{}`): at most {} series; {}.",
+            job.job, job.receiver, job.instance_variable, job.series_budget, job.cost
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n`{}` also serves the `prometheus` receiver's own `{}`: one series each, counted in its \
+         budget, read by nothing, and impossible to switch off in the receiver.\n",
+        infrastructure::POSTGRES.job,
+        infrastructure::UNUSED_SCRAPE_FAMILIES.join("`, `"),
+    );
+    out.push_str("| Prometheus family | Type | Labels | Job | Receiver | Source | Description |\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for metric in INFRA_METRICS {
+        let labels = metric.labels.iter().map(describe).collect::<Vec<_>>();
+        let scraper = metric.scraper.map(|s| format!(" ({s})")).unwrap_or_default();
+        let source = match metric.source {
+            Source::Exporter(name) => format!("`{name}` (postgres_exporter)"),
+            Source::Scrape(name) => format!("`{name}` (the receiver's own)"),
+            Source::Otel { name, unit, kind } => {
+                format!("`{name}` ({}, `{unit}`)", kind.otel_name())
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | `{}` | `{}`{scraper} | {source} | {} |",
+            metric.family,
+            metric.metric_type.as_str(),
+            if labels.is_empty() { "—".to_string() } else { labels.join("<br>") },
+            metric.job.job,
+            metric.job.receiver,
+            metric.description,
+        );
+    }
 }
 
 fn describe(attribute: &Attribute) -> String {
@@ -74,6 +133,18 @@ mod tests {
             on_disk == markdown(),
             "docs/METRICS.md is stale: run `cargo xtask docs` and commit the result"
         );
+    }
+
+    #[test]
+    fn every_infrastructure_family_and_job_is_listed_after_the_heading() {
+        let doc = markdown();
+        let (_, section) = doc.split_once(INFRASTRUCTURE_HEADING).expect("the heading");
+        for metric in INFRA_METRICS {
+            assert!(section.contains(&format!("| `{}` |", metric.family)), "{}", metric.family);
+        }
+        for job in infrastructure::JOBS {
+            assert!(section.contains(&format!("at most {} series", job.series_budget)));
+        }
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! here. From the same constants [`prometheus`] derives the series the collector will emit and
 //! [`docs`] renders `docs/METRICS.md`, so the names in code, docs, dashboards and alerts cannot
 //! drift apart without a test noticing.
+//!
+//! [`infrastructure`] is the sibling table for what the collector reads itself (Postgres, Redis,
+//! the host): series no service records, which the dashboards and rules read all the same.
 
 mod attributes;
 mod buckets;
 mod build;
 pub mod docs;
+pub mod infrastructure;
 mod instruments;
 mod labels;
 pub mod prometheus;

@@ -110,13 +110,19 @@ pub fn families() -> Vec<Family> {
 pub enum Appears {
     /// From start-up.
     Always,
-    /// Once the OTLP receiver got a request, at 0 until something happens (the receiver records
-    /// accepted, refused and failed points of every request, whatever the outcome).
+    /// For a receiver, once it got data: the OTLP receiver's series once it got a request, at 0
+    /// until something happens (it records accepted, refused and failed points of every request,
+    /// whatever the outcome); the infrastructure receivers' from their first scrape.
     OnData,
-    /// Once data went all the way through to the `prometheus` exporter.
+    /// Once data went all the way through to the `prometheus` exporter: the first OTLP request,
+    /// or the first scrape of an infrastructure receiver, whichever comes first.
     OnExport,
     /// Only after the memory limiter refused data (created by the first refusal).
     OnRefusal,
+    /// Once a scraping receiver (`redis`, `host_metrics`: those built on the collector's scraper
+    /// helper; `prometheus/postgres` is not) ran its first scrape, about a second after start-up,
+    /// whether the scrape worked or not. From then on every scrape adds to it.
+    OnScrape,
     /// Never with this config, for the reason given: the name is real (collector 0.161 declares
     /// it), but nothing in this pipeline can record it.
     Never(&'static str),
@@ -132,39 +138,63 @@ pub struct CollectorMetric {
     pub metric_type: MetricType,
     /// When it exists.
     pub appears: Appears,
+    /// Its label keys, sorted (the rules select and aggregate by them).
+    pub labels: &'static [&'static str],
 }
 
 const fn collector_metric(
     name: &'static str,
     metric_type: MetricType,
     appears: Appears,
+    labels: &'static [&'static str],
 ) -> CollectorMetric {
-    CollectorMetric { name, metric_type, appears }
+    CollectorMetric { name, metric_type, appears, labels }
 }
+
+/// The labels of a receiver's counts of points.
+const RECEIVER: &[&str] = &["receiver", "transport"];
+/// The labels of an exporter's counts of points.
+const EXPORTER: &[&str] = &["exporter"];
+/// The labels of a scraper's counts of points: the receiver and which of its scrapers.
+const SCRAPER: &[&str] = &["receiver", "scraper"];
 
 /// The collector's own metrics the alert and recording rules, their promtool tests, the runbooks
 /// and the Infrastructure dashboard read, with the exact names and types collector 0.161 serves
 /// with `collector-config.yaml` (which pins the naming). `otel/tests/collector_telemetry.rs`
 /// starts the real collector, pushes data, provokes a memory-limiter refusal and checks every
-/// entry: present with this `# TYPE` when it should be, absent when it cannot be.
+/// entry: present with this `# TYPE` and these labels when it should be, absent when it cannot
+/// be; `otel/tests/infrastructure.rs` checks the scrapers' against a real Redis.
 pub const COLLECTOR_SELF_METRICS: &[CollectorMetric] = &[
     collector_metric(
         "otelcol_receiver_accepted_metric_points",
         MetricType::Counter,
         Appears::OnData,
+        RECEIVER,
     ),
     collector_metric(
         "otelcol_receiver_refused_metric_points",
         MetricType::Counter,
         Appears::OnData,
+        RECEIVER,
     ),
-    collector_metric("otelcol_receiver_failed_metric_points", MetricType::Counter, Appears::OnData),
+    collector_metric(
+        "otelcol_receiver_failed_metric_points",
+        MetricType::Counter,
+        Appears::OnData,
+        RECEIVER,
+    ),
     collector_metric(
         "otelcol_processor_memory_limiter_refused_metric_points",
         MetricType::Counter,
         Appears::OnRefusal,
+        &["processor"],
     ),
-    collector_metric("otelcol_exporter_sent_metric_points", MetricType::Counter, Appears::OnExport),
+    collector_metric(
+        "otelcol_exporter_sent_metric_points",
+        MetricType::Counter,
+        Appears::OnExport,
+        EXPORTER,
+    ),
     collector_metric(
         "otelcol_exporter_send_failed_metric_points",
         MetricType::Counter,
@@ -172,6 +202,7 @@ pub const COLLECTOR_SELF_METRICS: &[CollectorMetric] = &[
             "the prometheus exporter only stores points for the next scrape; its ConsumeMetrics \
              never returns an error, and the exporter helper records send failures only for errors",
         ),
+        EXPORTER,
     ),
     collector_metric(
         "otelcol_exporter_enqueue_failed_metric_points",
@@ -180,8 +211,24 @@ pub const COLLECTOR_SELF_METRICS: &[CollectorMetric] = &[
             "the prometheus exporter has no sending_queue in collector-config.yaml, and the \
              instrument exists only on an exporter with a queue",
         ),
+        EXPORTER,
     ),
-    collector_metric("otelcol_process_memory_rss", MetricType::Gauge, Appears::Always),
+    collector_metric("otelcol_process_memory_rss", MetricType::Gauge, Appears::Always, &[]),
+    // "Redis unreachable from the collector": the redis scraper's scraped points stop growing.
+    // Its errored points stay at 0 then: a failed scrape counts as neither, only a partial one
+    // counts errored points (the scraper helper of 0.161; otel/tests/infrastructure.rs shows it).
+    collector_metric(
+        "otelcol_scraper_scraped_metric_points",
+        MetricType::Counter,
+        Appears::OnScrape,
+        SCRAPER,
+    ),
+    collector_metric(
+        "otelcol_scraper_errored_metric_points",
+        MetricType::Counter,
+        Appears::OnScrape,
+        SCRAPER,
+    ),
 ];
 
 fn is_metric_char(c: char) -> bool {
@@ -345,6 +392,7 @@ mod tests {
             assert!(seen.insert(m.name), "{} listed twice", m.name);
             assert!(m.name.starts_with("otelcol_"), "{}", m.name);
             assert!(!m.name.ends_with("_total"), "{}: the collector adds no _total", m.name);
+            assert!(m.labels.windows(2).all(|w| w[0] < w[1]), "{}: labels unsorted", m.name);
         }
     }
 

@@ -6,7 +6,7 @@
 //! the series of the metric catalogue ([`contract`]) and the recording rules of
 //! `prometheus/rules/recording.yaml` ([`recording_rules`]).
 
-use otel::catalogue::prometheus;
+use otel::catalogue::{infrastructure, prometheus};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -165,17 +165,37 @@ pub fn queries() -> Vec<(String, String, String)> {
 /// Every Prometheus series the catalogue's instruments become after the collector's translation
 /// (the `series` of [`prometheus::families`]: `_bucket`, `_sum` and `_count` for a histogram),
 /// with the label keys a fully attributed sample of it carries: the instrument's attributes, the
-/// resource and scope labels, and `le` on buckets.
+/// resource and scope labels, and `le` on buckets. And the infrastructure series the collector's
+/// own receivers serve ([`infrastructure::INFRA_METRICS`]), with their labels, `job`, `instance`
+/// and the scope labels.
 pub fn contract() -> BTreeMap<String, BTreeSet<String>> {
-    prometheus::families()
+    let services = prometheus::families().into_iter().flat_map(|family| {
+        family
+            .series
+            .iter()
+            .map(|series| (series.clone(), family.all_labels(series).into_iter().collect()))
+            .collect::<Vec<_>>()
+    });
+    // `up` is Prometheus' own name too (every scrape job has one): the dashboards' rules treat
+    // it on its own, so the receiver's `up{job="orgraph/postgres"}` is not part of the contract.
+    let platform = infrastructure::INFRA_METRICS
         .iter()
-        .flat_map(|family| {
-            family
-                .series
+        .filter(|metric| !matches!(metric.source, infrastructure::Source::Scrape(_)))
+        .map(|metric| {
+            let labels = metric
+                .labels
                 .iter()
-                .map(|series| (series.clone(), family.all_labels(series).into_iter().collect()))
-        })
-        .collect()
+                .map(|a| prometheus::label_name(a.key))
+                .chain(
+                    prometheus::RESOURCE_LABELS
+                        .iter()
+                        .chain(prometheus::SCOPE_LABELS)
+                        .map(|l| l.to_string()),
+                )
+                .collect();
+            (metric.family.to_string(), labels)
+        });
+    services.chain(platform).collect()
 }
 
 /// One recording rule of `prometheus/rules/recording.yaml`.

@@ -281,7 +281,33 @@ fn every_query_returns_data(
         "job:slo_latency_slow:ratio_rate5m stayed NaN or absent for 150 s".to_string()
     });
     run_every_query(checks, rules);
+    infrastructure_series(checks);
     Ok(())
+}
+
+/// The series the collector's infrastructure receivers add, per job and per family, as Prometheus
+/// holds them now (after every fault): each job within the budget the catalogue documents.
+fn infrastructure_series(checks: &mut Checks) {
+    for job in otel::catalogue::infrastructure::JOBS {
+        let count = prom::value(&format!("count({{job=\"{}\"}})", job.job));
+        let families = prom::query(&format!("count by (__name__) ({{job=\"{}\"}})", job.job))
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                let name = s["metric"]["__name__"].as_str().unwrap_or_default();
+                format!("{name} {}", s["value"][1].as_str().unwrap_or_default())
+            })
+            .collect::<Vec<_>>();
+        println!("    {}: {}", job.job, families.join(", "));
+        checks.check(
+            &format!(
+                "{} adds {count:?} series, within its budget of {}",
+                job.job, job.series_budget
+            ),
+            matches!(count, Ok(Some(n)) if n >= 1.0 && n <= job.series_budget as f64),
+            || format!("{count:?}"),
+        );
+    }
 }
 
 /// Every job that got a 202 (`accepted` of them, in every run) is recorded and finished: none was

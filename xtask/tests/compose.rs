@@ -1057,9 +1057,11 @@ fn grafana_init_writes_the_admin_password_only_once() -> anyhow::Result<()> {
 
 /// secrets-init's script, run by `sh` outside its container (the volume a scratch directory,
 /// `chown` stubbed out): the first run writes Postgres' password, the services' pgpass file with
-/// it, the API token and its hash in the API's tokens-file format (checked against
-/// `testkit::tokens`, an independent SHA-256), prints the token, and leaves every file 0400; a
-/// second run changes nothing and prints how to see the token instead of the token.
+/// it, the monitoring role's own password, the API token and its hash in the API's tokens-file
+/// format (checked against `testkit::tokens`, an independent SHA-256), prints the token and never
+/// a password, and leaves every file 0400; a second run changes nothing and prints how to see the
+/// token instead of the token. A volume made before the monitoring role existed gets its password
+/// on the next run, and keeps everything else.
 #[test]
 fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::Result<()> {
     let project = project()?;
@@ -1085,13 +1087,24 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
     let read = |name: &str| {
         std::fs::read_to_string(scratch.join(name)).with_context(|| format!("reading {name}"))
     };
-    let files = ["postgres-password", "pgpass", "api-token", "api-tokens"];
+    let files =
+        ["postgres-password", "postgres-monitor-password", "pgpass", "api-token", "api-tokens"];
     let mut problems = Vec::new();
 
     let log = run()?;
     let password = read("postgres-password")?;
-    if password.len() != 32 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
-        problems.push(format!("the password `{password}` is not 32 letters and digits"));
+    let monitor_password = read("postgres-monitor-password")?;
+    for (what, password) in [("Postgres'", &password), ("the monitoring role's", &monitor_password)]
+    {
+        if password.len() != 32 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
+            problems.push(format!("{what} password `{password}` is not 32 letters and digits"));
+        }
+        if log.contains(password.as_str()) {
+            problems.push(format!("{what} password is printed:\n{log}"));
+        }
+    }
+    if monitor_password == password {
+        problems.push("the monitoring role's password is Postgres' password".into());
     }
     if read("pgpass")? != format!("*:*:*:postgres:{password}\n") {
         problems.push(format!("pgpass does not hold the password: {:?}", read("pgpass")?));
@@ -1104,8 +1117,8 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
     if !read("api-tokens")?.lines().any(|l| l == line) {
         problems.push(format!("api-tokens lacks `{line}`:\n{}", read("api-tokens")?));
     }
-    if !log.contains(&token) || log.contains(&password) {
-        problems.push(format!("the first run prints the token, never the password:\n{log}"));
+    if !log.contains(&token) {
+        problems.push(format!("the first run does not print the token:\n{log}"));
     }
     use std::os::unix::fs::PermissionsExt;
     for name in files {
@@ -1122,6 +1135,17 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
     }
     if log.contains(&token) || !log.contains("docker compose run") {
         problems.push(format!("a second run must say how to see the token, not show it:\n{log}"));
+    }
+    // A volume from before the monitoring role: only its password is added.
+    std::fs::remove_file(scratch.join("postgres-monitor-password"))?;
+    run()?;
+    let third: Vec<String> = files.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
+    let added = read("postgres-monitor-password")?;
+    if added.len() != 32 || added == monitor_password {
+        problems.push(format!("a volume without the monitoring role's password got `{added}`"));
+    }
+    if third.iter().zip(&second).filter(|(a, b)| a != b).count() != 1 {
+        problems.push("adding the monitoring role's password changed other secrets".into());
     }
     report("secrets-init", problems)
 }

@@ -21,7 +21,10 @@
 //!   password only when there is none, and says how to change it when GRAFANA_ADMIN_PASSWORD
 //!   differs; `secrets-init` writes Postgres' password and the API's token once, which Postgres,
 //!   the API and the worker read from its volume; Grafana finds every provisioning directory it
-//!   reads.
+//!   reads;
+//! * postgres-exporter logs in as the role postgres/monitoring-role.sql makes, with the password
+//!   postgres-monitor-init sets on it from the secrets volume (never on a command line); the
+//!   hardened services run read-only, without capabilities, with `no-new-privileges`.
 //!
 //! The Go program is built once per version of its sources into the tool cache
 //! (`<cache>/compose-check-<hash>/compose-check`, see `xtask::go_program`), from the Go
@@ -40,6 +43,16 @@ use std::time::Duration;
 
 /// The services built from the Dockerfile: the platform's two, and the alert log.
 const OWN_SERVICES: [&str; 3] = ["api", "worker", "alert-log"];
+
+/// Services with a read-only root filesystem, no capability (but those they add, each checked
+/// here) and `no-new-privileges`: our own images, and the third-party ones that need nothing
+/// more.
+const HARDENED: [&str; 5] =
+    ["api", "worker", "alert-log", "postgres-exporter", "postgres-monitor-init"];
+
+/// The capabilities a hardened service adds back, and why: postgres-monitor-init runs as root only
+/// to read the two secrets it needs, which secrets-init handed to other users.
+const ADDED_CAPABILITIES: [(&str, &str); 1] = [("postgres-monitor-init", "DAC_OVERRIDE")];
 
 /// Services without a health check, and why: the contrib collector image is distroless (no shell,
 /// no HTTP client) and its binary has no probe subcommand.
@@ -685,6 +698,8 @@ fn health_checks_and_depends_on_conditions_fit_together() -> anyhow::Result<()> 
         ("worker", &["postgres", "otel-collector"][..]),
         ("alert-log", &["alertmanager"][..]),
         ("grafana", &["prometheus", "alertmanager"][..]),
+        ("postgres-monitor-init", &["secrets-init", "postgres"][..]),
+        ("postgres-exporter", &["postgres-monitor-init"][..]),
     ] {
         for need in needs {
             if service(project, name)?.get("depends_on").and_then(|d| d.get(*need)).is_none() {
@@ -932,8 +947,10 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
 }
 
 /// Postgres' password and the API's tokens: files on the volume `secrets-init` writes, read by
-/// Postgres (`POSTGRES_PASSWORD_FILE`, no `trust`), the API and the worker (`PGPASSFILE`, a URL
-/// without a password) and the API (`API_TOKENS_FILE`); Postgres starts only after secrets-init.
+/// Postgres (`POSTGRES_PASSWORD_FILE`, no `trust`), the API, the worker and postgres-monitor-init
+/// (`PGPASSFILE`, a URL without a password) and the API (`API_TOKENS_FILE`); the monitoring
+/// role's password, read by postgres-monitor-init and postgres-exporter; Postgres starts only
+/// after secrets-init.
 fn generated_secrets_are_read_from_their_volume(project: &Value) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let init = service(project, "secrets-init")?;
@@ -958,6 +975,9 @@ fn generated_secrets_are_read_from_their_volume(project: &Value) -> anyhow::Resu
     on_volume("api", "PGPASSFILE")?;
     on_volume("worker", "PGPASSFILE")?;
     on_volume("api", "API_TOKENS_FILE")?;
+    on_volume("postgres-monitor-init", "PGPASSFILE")?;
+    on_volume("postgres-monitor-init", "MONITOR_PASSWORD_FILE")?;
+    on_volume("postgres-exporter", "DATA_SOURCE_PASS_FILE")?;
     let postgres = service(project, "postgres")?;
     if env_of(postgres).get("POSTGRES_HOST_AUTH_METHOD").is_some_and(|m| m == "trust") {
         problems.push("postgres: trust authentication".into());
@@ -1148,6 +1168,180 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
         problems.push("adding the monitoring role's password changed other secrets".into());
     }
     report("secrets-init", problems)
+}
+
+/// The hardened services: read-only root filesystem, every capability dropped (but those of
+/// ADDED_CAPABILITIES), `no-new-privileges`.
+#[test]
+fn hardened_services_run_read_only_without_capabilities() -> anyhow::Result<()> {
+    let project = project()?;
+    let mut problems = Vec::new();
+    for name in HARDENED {
+        let service = service(project, name)?;
+        if service.get("read_only").and_then(Value::as_bool) != Some(true) {
+            problems.push(format!("{name}: the root filesystem is not read-only"));
+        }
+        if strings_at(service, &["cap_drop"]) != ["ALL"] {
+            problems.push(format!("{name}: cap_drop is not [ALL]"));
+        }
+        let added = strings_at(service, &["cap_add"]);
+        let allowed: Vec<&str> =
+            ADDED_CAPABILITIES.iter().filter(|(s, _)| *s == name).map(|(_, c)| *c).collect();
+        if added.iter().any(|c| !allowed.contains(&c.as_str())) {
+            problems.push(format!("{name}: adds capabilities {added:?}, allowed {allowed:?}"));
+        }
+        if !strings_at(service, &["security_opt"]).iter().any(|o| o == "no-new-privileges:true") {
+            problems.push(format!("{name}: no `no-new-privileges:true`"));
+        }
+    }
+    report("hardening", problems)
+}
+
+/// The collector reads Postgres through postgres_exporter, which logs in as the role
+/// postgres/monitoring-role.sql makes, with the password postgres-monitor-init sets on it.
+/// postgres-monitor-init's script runs by `sh` outside its container, with a stand-in `psql` on
+/// PATH that records its arguments and environment: the password comes from the very file the
+/// exporter reads, in the environment (`\getenv`), never on the command line; the SQL run is the
+/// repo's file, mounted; an empty or missing password file stops it before psql.
+#[test]
+fn postgres_exporter_logs_in_as_the_role_postgres_monitor_init_makes() -> anyhow::Result<()> {
+    let project = project()?;
+    let init = service(project, "postgres-monitor-init")?;
+    let exporter = service(project, "postgres-exporter")?;
+    let init_env = env_of(init);
+    let exporter_env = env_of(exporter);
+    let mut problems = Vec::new();
+
+    // One password file on both sides, owned by the exporter's user.
+    let password_file = exporter_env.get("DATA_SOURCE_PASS_FILE").cloned().unwrap_or_default();
+    if init_env.get("MONITOR_PASSWORD_FILE") != Some(&password_file) {
+        problems.push(format!(
+            "postgres-monitor-init sets the role's password from {:?}, the exporter logs in with \
+             {password_file}",
+            init_env.get("MONITOR_PASSWORD_FILE")
+        ));
+    }
+    let uid = str_at(exporter, &["user"]).unwrap_or_default();
+    let uid = uid.split(':').next().unwrap_or_default();
+    let file_name = password_file.rsplit('/').next().unwrap_or_default();
+    let secrets_script = strings_at(service(project, "secrets-init")?, &["command"]).join("\n");
+    let handed = secrets_script.lines().any(|l| {
+        l.trim().starts_with(&format!("chown {uid}:")) && l.contains(&format!("/{file_name}\""))
+    });
+    if uid.is_empty() || !handed {
+        problems.push(format!(
+            "postgres-exporter runs as `{uid}`, but secrets-init does not chown {file_name} to it"
+        ));
+    }
+    // The role the exporter logs in as is the one the SQL file makes, in the database Postgres
+    // creates, on the postgres service.
+    let sql_path = root().join("postgres").join("monitoring-role.sql");
+    let sql = std::fs::read_to_string(&sql_path)?;
+    let user = exporter_env.get("DATA_SOURCE_USER").cloned().unwrap_or_default();
+    if user.is_empty() || !sql.contains(&format!("CREATE ROLE {user}")) {
+        problems.push(format!(
+            "postgres-exporter logs in as `{user}`, which {} does not create",
+            sql_path.display()
+        ));
+    }
+    if !sql.contains(":'monitor_password'") {
+        problems.push(format!(
+            "{} does not take the psql variable monitor_password",
+            sql_path.display()
+        ));
+    }
+    let database = env_of(service(project, "postgres")?).remove("POSTGRES_DB").unwrap_or_default();
+    let uri = exporter_env.get("DATA_SOURCE_URI").cloned().unwrap_or_default();
+    if uri.split('?').next() != Some(&format!("postgres:5432/{database}")) {
+        problems.push(format!(
+            "postgres-exporter: DATA_SOURCE_URI `{uri}` is not postgres:5432/{database}"
+        ));
+    }
+    if init_env.get("PGHOST").map(String::as_str) != Some("postgres")
+        || init_env.get("PGDATABASE") != Some(&database)
+    {
+        problems
+            .push(format!("postgres-monitor-init: PGHOST/PGDATABASE are not postgres/{database}"));
+    }
+    let postgres_networks = networks_of(service(project, "postgres")?);
+    for (name, service) in [("postgres-monitor-init", init), ("postgres-exporter", exporter)] {
+        if networks_of(service).is_disjoint(&postgres_networks) {
+            problems.push(format!("{name}: on no network of Postgres' {postgres_networks:?}"));
+        }
+    }
+    let mounted = mounts(init)?
+        .into_iter()
+        .find(|m| m.kind == "bind" && m.source == sql_path && m.read_only)
+        .map(|m| m.target);
+    let Some(mounted) = mounted else {
+        problems.push(format!(
+            "postgres-monitor-init: {} is not mounted read-only",
+            sql_path.display()
+        ));
+        return report("monitoring role", problems);
+    };
+
+    // Its script, with a stand-in psql.
+    let command = strings_at(init, &["command"]);
+    anyhow::ensure!(
+        strings_at(init, &["entrypoint"]) == ["/bin/sh", "-c"] && command.len() == 1,
+        "postgres-monitor-init: expected entrypoint [/bin/sh, -c] and one script"
+    );
+    let scratch =
+        std::env::temp_dir().join(format!("compose-test-monitor-init-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(scratch.clone());
+    std::fs::create_dir_all(&scratch)?;
+    let record = scratch.join("psql-call");
+    let psql = scratch.join("psql");
+    std::fs::write(
+        &psql,
+        format!(
+            "#!/bin/sh\n{{ for a in \"$@\"; do printf 'arg %s\\n' \"$a\"; done; \
+             printf 'env %s\\n' \"$MONITOR_PASSWORD\"; }} > '{}'\n",
+            record.display()
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&psql, std::fs::Permissions::from_mode(0o755))?;
+    let path = format!("{}:{}", scratch.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |file: &Path| -> anyhow::Result<bool> {
+        let _ = std::fs::remove_file(&record);
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(&command[0]).env("PATH", &path).env("MONITOR_PASSWORD_FILE", file);
+        sh.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        Ok(sh.status()?.success())
+    };
+    let secret = "Zq8monitorPassword0123456789abcd";
+    let file = scratch.join("postgres-monitor-password");
+    std::fs::write(&file, secret)?;
+    if !run(&file)? {
+        problems.push("postgres-monitor-init's script fails with a password file".into());
+    }
+    let call = std::fs::read_to_string(&record).unwrap_or_default();
+    let args: Vec<&str> = call.lines().filter_map(|l| l.strip_prefix("arg ")).collect();
+    if !call.lines().any(|l| l == format!("env {secret}")) {
+        problems.push(format!("psql does not get the password in MONITOR_PASSWORD:\n{call}"));
+    }
+    if args.iter().any(|a| a.contains(secret)) {
+        problems.push(format!("the password is on psql's command line: {args:?}"));
+    }
+    for want in [
+        "--set=ON_ERROR_STOP=on".to_string(),
+        "--command=\\getenv monitor_password MONITOR_PASSWORD".to_string(),
+        format!("--file={mounted}"),
+    ] {
+        if !args.contains(&want.as_str()) {
+            problems.push(format!("psql is not run with `{want}`: {args:?}"));
+        }
+    }
+    let empty = scratch.join("empty");
+    std::fs::write(&empty, "")?;
+    for (what, file) in [("an empty", empty), ("a missing", scratch.join("missing"))] {
+        if run(&file)? || record.exists() {
+            problems.push(format!("{what} password file: the script runs psql or succeeds"));
+        }
+    }
+    report("monitoring role", problems)
 }
 
 /// Removes a directory (and what is in it) on drop.

@@ -72,6 +72,13 @@ const PUBLISHED: [(&str, u16); 9] = [
     ("grafana", 3000),
 ];
 
+/// The one bind mount from outside the repo: (service, host path, container path). The host's
+/// root, for the collector's host_metrics receiver (its `root_path`, HOSTMETRICS_ROOT_PATH).
+/// Read-only; never relabelled (`z` on / is refused by the engine, and would relabel the whole
+/// host); no `rslave`/`rshared` propagation, which the engine refuses where / is not a shared
+/// mount (Docker Desktop, Windows, hosts without systemd) and the collector would not start.
+const HOST_MOUNTS: [(&str, &str, &str); 1] = [("otel-collector", "/", "/hostfs")];
+
 /// The provisioning directories Grafana reads on every start (`/etc/grafana/provisioning/<dir>`).
 const GRAFANA_PROVISIONING: [&str; 4] = ["datasources", "dashboards", "plugins", "alerting"];
 
@@ -402,13 +409,31 @@ fn prometheus_is_the_tested_major_version_with_retention_and_rules_and_no_http_c
 /// Every bind mount is of a repo file or directory that exists, read-only, and relabelled `z`:
 /// on an SELinux-enforcing host (Fedora's engine) a container cannot read an unlabelled bind
 /// mount; `z` is the label shared by all containers (`Z`, private to one, would lock any other
-/// container that mounts the checkout out of it).
+/// container that mounts the checkout out of it). The exceptions, the host's paths of
+/// HOST_MOUNTS, are read-only and neither relabelled nor propagated.
 #[test]
 fn every_mounted_repo_file_exists_is_read_only_and_relabelled_for_selinux() -> anyhow::Result<()> {
     let root = root();
     let mut problems = Vec::new();
     for (name, service) in services(project()?)? {
         for m in mounts(service)?.into_iter().filter(|m| m.kind == "bind") {
+            let host = HOST_MOUNTS.iter().any(|(s, source, target)| {
+                *s == name && m.source == Path::new(source) && m.target == *target
+            });
+            if host {
+                if !m.read_only || !m.selinux.is_empty() || !m.propagation.is_empty() {
+                    problems.push(format!(
+                        "{name}: the host's {} at {} must be read-only, without relabelling or \
+                         propagation (read-only {}, selinux `{}`, propagation `{}`)",
+                        m.source.display(),
+                        m.target,
+                        m.read_only,
+                        m.selinux,
+                        m.propagation
+                    ));
+                }
+                continue;
+            }
             if !m.source.starts_with(&root) {
                 problems
                     .push(format!("{name}: mounts {} from outside the repo", m.source.display()));
@@ -700,11 +725,26 @@ fn health_checks_and_depends_on_conditions_fit_together() -> anyhow::Result<()> 
         ("grafana", &["prometheus", "alertmanager"][..]),
         ("postgres-monitor-init", &["secrets-init", "postgres"][..]),
         ("postgres-exporter", &["postgres-monitor-init"][..]),
+        ("otel-collector", &["postgres-exporter", "redis"][..]),
     ] {
         for need in needs {
             if service(project, name)?.get("depends_on").and_then(|d| d.get(*need)).is_none() {
                 problems.push(format!("{name}: does not depend on {need}"));
             }
+        }
+    }
+    // The services' metrics never wait on the infrastructure's: whatever the collector waits for,
+    // compose starts it anyway (with a warning) when that fails.
+    let collector = service(project, "otel-collector")?;
+    for (dependency, spec) in
+        collector.get("depends_on").and_then(Value::as_mapping).into_iter().flatten()
+    {
+        if spec.get("required").and_then(Value::as_bool) != Some(false) {
+            problems.push(format!(
+                "otel-collector: depends on {} with `required: true`: if it fails, the collector \
+                 never starts, and neither do the services that wait for it",
+                dependency.as_str().unwrap_or_default()
+            ));
         }
     }
     report("health checks", problems)
@@ -873,6 +913,62 @@ fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
         ));
     }
     report("service environment", problems)
+}
+
+/// The collector in compose: every variable compose gives it is one collector-config.yaml reads;
+/// host_metrics' root is where the host's root is mounted; and every target its receivers scrape
+/// (the `${env:*_ENDPOINT}`s that are not its own listen addresses) is a service on one of its
+/// networks, listening on that port.
+#[test]
+fn the_collectors_receivers_reach_their_targets() -> anyhow::Result<()> {
+    let project = project()?;
+    let collector = service(project, "otel-collector")?;
+    let env = env_of(collector);
+    let variables = collector_variables()?;
+    let mut problems = Vec::new();
+    for key in env.keys().filter(|k| !variables.contains(k)) {
+        problems.push(format!(
+            "otel-collector: compose sets {key}, which collector-config.yaml does not read"
+        ));
+    }
+    let root_path = collector_value(&env, "HOSTMETRICS_ROOT_PATH")?;
+    let host_root = mounts(collector)?
+        .into_iter()
+        .find(|m| m.kind == "bind" && m.source == Path::new("/"))
+        .map(|m| m.target);
+    if host_root.as_deref() != Some(root_path.as_str()) {
+        problems.push(format!(
+            "otel-collector: host_metrics reads the host at HOSTMETRICS_ROOT_PATH={root_path}, \
+             the host's / is mounted at {host_root:?}"
+        ));
+    }
+    let networks = networks_of(collector);
+    let targets: Vec<&String> = variables
+        .iter()
+        .filter(|v| v.ends_with("_ENDPOINT") && !v.starts_with("COLLECTOR_"))
+        .collect();
+    if targets.is_empty() {
+        problems.push("collector-config.yaml scrapes no `${env:*_ENDPOINT}` target".into());
+    }
+    for var in targets {
+        let value = collector_value(&env, var)?;
+        let Some((host, port)) =
+            value.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?)))
+        else {
+            problems.push(format!("otel-collector: {var}=`{value}` is not host:port"));
+            continue;
+        };
+        match serving(project, host, &networks)? {
+            Some(server) if server == host && listens_on(project, &server, port)? => {}
+            Some(server) => {
+                problems.push(format!("{var}={value}: {server} does not listen on {port}"))
+            }
+            None => problems.push(format!(
+                "{var}={value}: `{host}` is no service on the collector's networks {networks:?}"
+            )),
+        }
+    }
+    report("collector's receivers", problems)
 }
 
 #[test]
@@ -1707,6 +1803,8 @@ struct Mount {
     read_only: bool,
     /// A bind mount's SELinux relabelling: `z` (shared), `Z` (private), or empty (none).
     selinux: String,
+    /// A bind mount's propagation (`rslave`, ...), or empty (the engine's default, `rprivate`).
+    propagation: String,
 }
 
 fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
@@ -1722,6 +1820,7 @@ fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
                 target: str_at(v, &["target"]).context("a mount without a target")?.to_string(),
                 read_only: v.get("read_only").and_then(Value::as_bool).unwrap_or(false),
                 selinux: str_at(v, &["bind", "selinux"]).unwrap_or_default().to_string(),
+                propagation: str_at(v, &["bind", "propagation"]).unwrap_or_default().to_string(),
             })
         })
         .collect()
@@ -1796,24 +1895,51 @@ fn listeners(project: &Value, name: &str) -> anyhow::Result<Vec<(String, u16)>> 
         let addr = alert_log_default();
         out.push((addr.ip().to_string(), addr.port()));
     }
-    // The collector: its config's listen addresses (`${env:NAME:-default}`, unless compose sets
-    // NAME).
+    // An exporter's `--web.listen-address=[host]:port` (Prometheus' flag, postgres_exporter's).
+    let command = strings_at(service, &["command"]);
+    for flag in command.iter().filter_map(|c| c.strip_prefix("--web.listen-address=")) {
+        if let Some((host, port)) = flag.rsplit_once(':') {
+            let host = if host.is_empty() { "0.0.0.0" } else { host };
+            out.push((host.to_string(), port.parse()?));
+        }
+    }
+    // Redis: `--port`, else its default, on every interface (the image turns protected mode off).
+    if str_at(service, &["image"]).is_some_and(|i| i.starts_with("redis:")) {
+        let port = command.iter().position(|c| c == "--port").and_then(|i| command.get(i + 1));
+        out.push(("0.0.0.0".to_string(), port.map_or(Ok(6379), |p| p.parse())?));
+    }
+    // The collector: its config's listen addresses (`${env:COLLECTOR_*:-default}`, unless compose
+    // sets the variable). Its other `*_ENDPOINT`s are what it scrapes, not where it listens.
     if name == "otel-collector" {
-        let value = |var: &str| -> anyhow::Result<String> {
-            env.get(var).cloned().map_or_else(|| collector_default(var), Ok)
-        };
-        let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
-        for var in text.split("${env:").skip(1).filter_map(|rest| rest.split(':').next()) {
+        for var in collector_variables()?.iter().filter(|v| v.starts_with("COLLECTOR_")) {
             if var.ends_with("_ENDPOINT")
-                && let Some((host, port)) = value(var)?.rsplit_once(':')
+                && let Some((host, port)) = collector_value(&env, var)?.rsplit_once(':')
             {
                 out.push((host.to_string(), port.parse()?));
             }
         }
-        let host = value("COLLECTOR_TELEMETRY_HOST")?;
-        out.push((host, value("COLLECTOR_TELEMETRY_PORT")?.parse()?));
+        let host = collector_value(&env, "COLLECTOR_TELEMETRY_HOST")?;
+        out.push((host, collector_value(&env, "COLLECTOR_TELEMETRY_PORT")?.parse()?));
     }
     Ok(out)
+}
+
+/// The variables collector-config.yaml reads (`${env:NAME:-default}`), in order, once each.
+fn collector_variables() -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+    let mut out: Vec<String> = Vec::new();
+    for var in text.split("${env:").skip(1).filter_map(|rest| rest.split([':', '}']).next()) {
+        if !out.iter().any(|v| v == var) {
+            out.push(var.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A variable of collector-config.yaml as the collector in compose sees it: compose's value if
+/// it sets one, else the config's default.
+fn collector_value(env: &BTreeMap<String, String>, var: &str) -> anyhow::Result<String> {
+    env.get(var).cloned().map_or_else(|| collector_default(var), Ok)
 }
 
 /// alert-log's listen address in compose: its `ALERT_LOG_ADDR`, else the binary's default.

@@ -24,7 +24,11 @@
 //!   reads;
 //! * postgres-exporter logs in as the role postgres/monitoring-role.sql makes, with the password
 //!   postgres-monitor-init sets on it from the secrets volume (never on a command line); the
-//!   hardened services run read-only, without capabilities, with `no-new-privileges`.
+//!   hardened services run read-only, without capabilities, with `no-new-privileges`;
+//! * the collector: every target its receivers scrape (Redis, postgres-exporter) is a service on
+//!   one of its networks, listening there; it waits for them with `required: false`; compose sets
+//!   only variables its config reads; the host's `/`, its one mount from outside the repo, is
+//!   read-only at HOSTMETRICS_ROOT_PATH, neither relabelled nor propagated.
 //!
 //! The Go program is built once per version of its sources into the tool cache
 //! (`<cache>/compose-check-<hash>/compose-check`, see `xtask::go_program`), from the Go

@@ -21,7 +21,14 @@
 //!   password only when there is none, and says how to change it when GRAFANA_ADMIN_PASSWORD
 //!   differs; `secrets-init` writes Postgres' password and the API's token once, which Postgres,
 //!   the API and the worker read from its volume; Grafana finds every provisioning directory it
-//!   reads.
+//!   reads;
+//! * postgres-exporter logs in as the role postgres/monitoring-role.sql makes, with the password
+//!   postgres-monitor-init sets on it from the secrets volume (never on a command line); the
+//!   hardened services run read-only, without capabilities, with `no-new-privileges`;
+//! * the collector: every target its receivers scrape (Redis, postgres-exporter) is a service on
+//!   one of its networks, listening there; it waits for them with `required: false`; compose sets
+//!   only variables its config reads; the host's `/`, its one mount from outside the repo, is
+//!   read-only at HOSTMETRICS_ROOT_PATH, neither relabelled nor propagated.
 //!
 //! The Go program is built once per version of its sources into the tool cache
 //! (`<cache>/compose-check-<hash>/compose-check`, see `xtask::go_program`), from the Go
@@ -41,6 +48,16 @@ use std::time::Duration;
 /// The services built from the Dockerfile: the platform's two, and the alert log.
 const OWN_SERVICES: [&str; 3] = ["api", "worker", "alert-log"];
 
+/// Services with a read-only root filesystem, no capability (but those they add, each checked
+/// here) and `no-new-privileges`: our own images, and the third-party ones that need nothing
+/// more.
+const HARDENED: [&str; 5] =
+    ["api", "worker", "alert-log", "postgres-exporter", "postgres-monitor-init"];
+
+/// The capabilities a hardened service adds back, and why: postgres-monitor-init runs as root only
+/// to read the two secrets it needs, which secrets-init handed to other users.
+const ADDED_CAPABILITIES: [(&str, &str); 1] = [("postgres-monitor-init", "DAC_OVERRIDE")];
+
 /// Services without a health check, and why: the contrib collector image is distroless (no shell,
 /// no HTTP client) and its binary has no probe subcommand.
 const NO_HEALTHCHECK: [&str; 1] = ["otel-collector"];
@@ -58,6 +75,13 @@ const PUBLISHED: [(&str, u16); 9] = [
     ("alertmanager", 9093),
     ("grafana", 3000),
 ];
+
+/// The one bind mount from outside the repo: (service, host path, container path). The host's
+/// root, for the collector's host_metrics receiver (its `root_path`, HOSTMETRICS_ROOT_PATH).
+/// Read-only; never relabelled (`z` on / is refused by the engine, and would relabel the whole
+/// host); no `rslave`/`rshared` propagation, which the engine refuses where / is not a shared
+/// mount (Docker Desktop, Windows, hosts without systemd) and the collector would not start.
+const HOST_MOUNTS: [(&str, &str, &str); 1] = [("otel-collector", "/", "/hostfs")];
 
 /// The provisioning directories Grafana reads on every start (`/etc/grafana/provisioning/<dir>`).
 const GRAFANA_PROVISIONING: [&str; 4] = ["datasources", "dashboards", "plugins", "alerting"];
@@ -389,13 +413,31 @@ fn prometheus_is_the_tested_major_version_with_retention_and_rules_and_no_http_c
 /// Every bind mount is of a repo file or directory that exists, read-only, and relabelled `z`:
 /// on an SELinux-enforcing host (Fedora's engine) a container cannot read an unlabelled bind
 /// mount; `z` is the label shared by all containers (`Z`, private to one, would lock any other
-/// container that mounts the checkout out of it).
+/// container that mounts the checkout out of it). The exceptions, the host's paths of
+/// HOST_MOUNTS, are read-only and neither relabelled nor propagated.
 #[test]
 fn every_mounted_repo_file_exists_is_read_only_and_relabelled_for_selinux() -> anyhow::Result<()> {
     let root = root();
     let mut problems = Vec::new();
     for (name, service) in services(project()?)? {
         for m in mounts(service)?.into_iter().filter(|m| m.kind == "bind") {
+            let host = HOST_MOUNTS.iter().any(|(s, source, target)| {
+                *s == name && m.source == Path::new(source) && m.target == *target
+            });
+            if host {
+                if !m.read_only || !m.selinux.is_empty() || !m.propagation.is_empty() {
+                    problems.push(format!(
+                        "{name}: the host's {} at {} must be read-only, without relabelling or \
+                         propagation (read-only {}, selinux `{}`, propagation `{}`)",
+                        m.source.display(),
+                        m.target,
+                        m.read_only,
+                        m.selinux,
+                        m.propagation
+                    ));
+                }
+                continue;
+            }
             if !m.source.starts_with(&root) {
                 problems
                     .push(format!("{name}: mounts {} from outside the repo", m.source.display()));
@@ -685,11 +727,28 @@ fn health_checks_and_depends_on_conditions_fit_together() -> anyhow::Result<()> 
         ("worker", &["postgres", "otel-collector"][..]),
         ("alert-log", &["alertmanager"][..]),
         ("grafana", &["prometheus", "alertmanager"][..]),
+        ("postgres-monitor-init", &["secrets-init", "postgres"][..]),
+        ("postgres-exporter", &["postgres-monitor-init"][..]),
+        ("otel-collector", &["postgres-exporter", "redis"][..]),
     ] {
         for need in needs {
             if service(project, name)?.get("depends_on").and_then(|d| d.get(*need)).is_none() {
                 problems.push(format!("{name}: does not depend on {need}"));
             }
+        }
+    }
+    // The services' metrics never wait on the infrastructure's: whatever the collector waits for,
+    // compose starts it anyway (with a warning) when that fails.
+    let collector = service(project, "otel-collector")?;
+    for (dependency, spec) in
+        collector.get("depends_on").and_then(Value::as_mapping).into_iter().flatten()
+    {
+        if spec.get("required").and_then(Value::as_bool) != Some(false) {
+            problems.push(format!(
+                "otel-collector: depends on {} with `required: true`: if it fails, the collector \
+                 never starts, and neither do the services that wait for it",
+                dependency.as_str().unwrap_or_default()
+            ));
         }
     }
     report("health checks", problems)
@@ -860,6 +919,62 @@ fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
     report("service environment", problems)
 }
 
+/// The collector in compose: every variable compose gives it is one collector-config.yaml reads;
+/// host_metrics' root is where the host's root is mounted; and every target its receivers scrape
+/// (the `${env:*_ENDPOINT}`s that are not its own listen addresses) is a service on one of its
+/// networks, listening on that port.
+#[test]
+fn the_collectors_receivers_reach_their_targets() -> anyhow::Result<()> {
+    let project = project()?;
+    let collector = service(project, "otel-collector")?;
+    let env = env_of(collector);
+    let variables = collector_variables()?;
+    let mut problems = Vec::new();
+    for key in env.keys().filter(|k| !variables.contains(k)) {
+        problems.push(format!(
+            "otel-collector: compose sets {key}, which collector-config.yaml does not read"
+        ));
+    }
+    let root_path = collector_value(&env, "HOSTMETRICS_ROOT_PATH")?;
+    let host_root = mounts(collector)?
+        .into_iter()
+        .find(|m| m.kind == "bind" && m.source == Path::new("/"))
+        .map(|m| m.target);
+    if host_root.as_deref() != Some(root_path.as_str()) {
+        problems.push(format!(
+            "otel-collector: host_metrics reads the host at HOSTMETRICS_ROOT_PATH={root_path}, \
+             the host's / is mounted at {host_root:?}"
+        ));
+    }
+    let networks = networks_of(collector);
+    let targets: Vec<&String> = variables
+        .iter()
+        .filter(|v| v.ends_with("_ENDPOINT") && !v.starts_with("COLLECTOR_"))
+        .collect();
+    if targets.is_empty() {
+        problems.push("collector-config.yaml scrapes no `${env:*_ENDPOINT}` target".into());
+    }
+    for var in targets {
+        let value = collector_value(&env, var)?;
+        let Some((host, port)) =
+            value.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?)))
+        else {
+            problems.push(format!("otel-collector: {var}=`{value}` is not host:port"));
+            continue;
+        };
+        match serving(project, host, &networks)? {
+            Some(server) if server == host && listens_on(project, &server, port)? => {}
+            Some(server) => {
+                problems.push(format!("{var}={value}: {server} does not listen on {port}"))
+            }
+            None => problems.push(format!(
+                "{var}={value}: `{host}` is no service on the collector's networks {networks:?}"
+            )),
+        }
+    }
+    report("collector's receivers", problems)
+}
+
 #[test]
 fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
     let project = project()?;
@@ -932,8 +1047,10 @@ fn no_credential_lives_in_the_repo() -> anyhow::Result<()> {
 }
 
 /// Postgres' password and the API's tokens: files on the volume `secrets-init` writes, read by
-/// Postgres (`POSTGRES_PASSWORD_FILE`, no `trust`), the API and the worker (`PGPASSFILE`, a URL
-/// without a password) and the API (`API_TOKENS_FILE`); Postgres starts only after secrets-init.
+/// Postgres (`POSTGRES_PASSWORD_FILE`, no `trust`), the API, the worker and postgres-monitor-init
+/// (`PGPASSFILE`, a URL without a password) and the API (`API_TOKENS_FILE`); the monitoring
+/// role's password, read by postgres-monitor-init and postgres-exporter; Postgres starts only
+/// after secrets-init.
 fn generated_secrets_are_read_from_their_volume(project: &Value) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let init = service(project, "secrets-init")?;
@@ -958,6 +1075,9 @@ fn generated_secrets_are_read_from_their_volume(project: &Value) -> anyhow::Resu
     on_volume("api", "PGPASSFILE")?;
     on_volume("worker", "PGPASSFILE")?;
     on_volume("api", "API_TOKENS_FILE")?;
+    on_volume("postgres-monitor-init", "PGPASSFILE")?;
+    on_volume("postgres-monitor-init", "MONITOR_PASSWORD_FILE")?;
+    on_volume("postgres-exporter", "DATA_SOURCE_PASS_FILE")?;
     let postgres = service(project, "postgres")?;
     if env_of(postgres).get("POSTGRES_HOST_AUTH_METHOD").is_some_and(|m| m == "trust") {
         problems.push("postgres: trust authentication".into());
@@ -1057,9 +1177,11 @@ fn grafana_init_writes_the_admin_password_only_once() -> anyhow::Result<()> {
 
 /// secrets-init's script, run by `sh` outside its container (the volume a scratch directory,
 /// `chown` stubbed out): the first run writes Postgres' password, the services' pgpass file with
-/// it, the API token and its hash in the API's tokens-file format (checked against
-/// `testkit::tokens`, an independent SHA-256), prints the token, and leaves every file 0400; a
-/// second run changes nothing and prints how to see the token instead of the token.
+/// it, the monitoring role's own password, the API token and its hash in the API's tokens-file
+/// format (checked against `testkit::tokens`, an independent SHA-256), prints the token and never
+/// a password, and leaves every file 0400; a second run changes nothing and prints how to see the
+/// token instead of the token. A volume made before the monitoring role existed gets its password
+/// on the next run, and keeps everything else.
 #[test]
 fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::Result<()> {
     let project = project()?;
@@ -1085,13 +1207,24 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
     let read = |name: &str| {
         std::fs::read_to_string(scratch.join(name)).with_context(|| format!("reading {name}"))
     };
-    let files = ["postgres-password", "pgpass", "api-token", "api-tokens"];
+    let files =
+        ["postgres-password", "postgres-monitor-password", "pgpass", "api-token", "api-tokens"];
     let mut problems = Vec::new();
 
     let log = run()?;
     let password = read("postgres-password")?;
-    if password.len() != 32 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
-        problems.push(format!("the password `{password}` is not 32 letters and digits"));
+    let monitor_password = read("postgres-monitor-password")?;
+    for (what, password) in [("Postgres'", &password), ("the monitoring role's", &monitor_password)]
+    {
+        if password.len() != 32 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
+            problems.push(format!("{what} password `{password}` is not 32 letters and digits"));
+        }
+        if log.contains(password.as_str()) {
+            problems.push(format!("{what} password is printed:\n{log}"));
+        }
+    }
+    if monitor_password == password {
+        problems.push("the monitoring role's password is Postgres' password".into());
     }
     if read("pgpass")? != format!("*:*:*:postgres:{password}\n") {
         problems.push(format!("pgpass does not hold the password: {:?}", read("pgpass")?));
@@ -1104,8 +1237,8 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
     if !read("api-tokens")?.lines().any(|l| l == line) {
         problems.push(format!("api-tokens lacks `{line}`:\n{}", read("api-tokens")?));
     }
-    if !log.contains(&token) || log.contains(&password) {
-        problems.push(format!("the first run prints the token, never the password:\n{log}"));
+    if !log.contains(&token) {
+        problems.push(format!("the first run does not print the token:\n{log}"));
     }
     use std::os::unix::fs::PermissionsExt;
     for name in files {
@@ -1123,7 +1256,192 @@ fn secrets_init_makes_the_database_password_and_the_api_token_once() -> anyhow::
     if log.contains(&token) || !log.contains("docker compose run") {
         problems.push(format!("a second run must say how to see the token, not show it:\n{log}"));
     }
+    // A volume from before the monitoring role: only its password is added.
+    std::fs::remove_file(scratch.join("postgres-monitor-password"))?;
+    run()?;
+    let third: Vec<String> = files.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
+    let added = read("postgres-monitor-password")?;
+    if added.len() != 32 || added == monitor_password {
+        problems.push(format!("a volume without the monitoring role's password got `{added}`"));
+    }
+    if third.iter().zip(&second).filter(|(a, b)| a != b).count() != 1 {
+        problems.push("adding the monitoring role's password changed other secrets".into());
+    }
     report("secrets-init", problems)
+}
+
+/// The hardened services: read-only root filesystem, every capability dropped (but those of
+/// ADDED_CAPABILITIES), `no-new-privileges`.
+#[test]
+fn hardened_services_run_read_only_without_capabilities() -> anyhow::Result<()> {
+    let project = project()?;
+    let mut problems = Vec::new();
+    for name in HARDENED {
+        let service = service(project, name)?;
+        if service.get("read_only").and_then(Value::as_bool) != Some(true) {
+            problems.push(format!("{name}: the root filesystem is not read-only"));
+        }
+        if strings_at(service, &["cap_drop"]) != ["ALL"] {
+            problems.push(format!("{name}: cap_drop is not [ALL]"));
+        }
+        let added = strings_at(service, &["cap_add"]);
+        let allowed: Vec<&str> =
+            ADDED_CAPABILITIES.iter().filter(|(s, _)| *s == name).map(|(_, c)| *c).collect();
+        if added.iter().any(|c| !allowed.contains(&c.as_str())) {
+            problems.push(format!("{name}: adds capabilities {added:?}, allowed {allowed:?}"));
+        }
+        if !strings_at(service, &["security_opt"]).iter().any(|o| o == "no-new-privileges:true") {
+            problems.push(format!("{name}: no `no-new-privileges:true`"));
+        }
+    }
+    report("hardening", problems)
+}
+
+/// The collector reads Postgres through postgres_exporter, which logs in as the role
+/// postgres/monitoring-role.sql makes, with the password postgres-monitor-init sets on it.
+/// postgres-monitor-init's script runs by `sh` outside its container, with a stand-in `psql` on
+/// PATH that records its arguments and environment: the password comes from the very file the
+/// exporter reads, in the environment (`\getenv`), never on the command line; the SQL run is the
+/// repo's file, mounted; an empty or missing password file stops it before psql.
+#[test]
+fn postgres_exporter_logs_in_as_the_role_postgres_monitor_init_makes() -> anyhow::Result<()> {
+    let project = project()?;
+    let init = service(project, "postgres-monitor-init")?;
+    let exporter = service(project, "postgres-exporter")?;
+    let init_env = env_of(init);
+    let exporter_env = env_of(exporter);
+    let mut problems = Vec::new();
+
+    // One password file on both sides, owned by the exporter's user.
+    let password_file = exporter_env.get("DATA_SOURCE_PASS_FILE").cloned().unwrap_or_default();
+    if init_env.get("MONITOR_PASSWORD_FILE") != Some(&password_file) {
+        problems.push(format!(
+            "postgres-monitor-init sets the role's password from {:?}, the exporter logs in with \
+             {password_file}",
+            init_env.get("MONITOR_PASSWORD_FILE")
+        ));
+    }
+    let uid = str_at(exporter, &["user"]).unwrap_or_default();
+    let uid = uid.split(':').next().unwrap_or_default();
+    let file_name = password_file.rsplit('/').next().unwrap_or_default();
+    let secrets_script = strings_at(service(project, "secrets-init")?, &["command"]).join("\n");
+    let handed = secrets_script.lines().any(|l| {
+        l.trim().starts_with(&format!("chown {uid}:")) && l.contains(&format!("/{file_name}\""))
+    });
+    if uid.is_empty() || !handed {
+        problems.push(format!(
+            "postgres-exporter runs as `{uid}`, but secrets-init does not chown {file_name} to it"
+        ));
+    }
+    // The role the exporter logs in as is the one the SQL file makes, in the database Postgres
+    // creates, on the postgres service.
+    let sql_path = root().join("postgres").join("monitoring-role.sql");
+    let sql = std::fs::read_to_string(&sql_path)?;
+    let user = exporter_env.get("DATA_SOURCE_USER").cloned().unwrap_or_default();
+    if user.is_empty() || !sql.contains(&format!("CREATE ROLE {user}")) {
+        problems.push(format!(
+            "postgres-exporter logs in as `{user}`, which {} does not create",
+            sql_path.display()
+        ));
+    }
+    if !sql.contains(":'monitor_password'") {
+        problems.push(format!(
+            "{} does not take the psql variable monitor_password",
+            sql_path.display()
+        ));
+    }
+    let database = env_of(service(project, "postgres")?).remove("POSTGRES_DB").unwrap_or_default();
+    let uri = exporter_env.get("DATA_SOURCE_URI").cloned().unwrap_or_default();
+    if uri.split('?').next() != Some(&format!("postgres:5432/{database}")) {
+        problems.push(format!(
+            "postgres-exporter: DATA_SOURCE_URI `{uri}` is not postgres:5432/{database}"
+        ));
+    }
+    if init_env.get("PGHOST").map(String::as_str) != Some("postgres")
+        || init_env.get("PGDATABASE") != Some(&database)
+    {
+        problems
+            .push(format!("postgres-monitor-init: PGHOST/PGDATABASE are not postgres/{database}"));
+    }
+    let postgres_networks = networks_of(service(project, "postgres")?);
+    for (name, service) in [("postgres-monitor-init", init), ("postgres-exporter", exporter)] {
+        if networks_of(service).is_disjoint(&postgres_networks) {
+            problems.push(format!("{name}: on no network of Postgres' {postgres_networks:?}"));
+        }
+    }
+    let mounted = mounts(init)?
+        .into_iter()
+        .find(|m| m.kind == "bind" && m.source == sql_path && m.read_only)
+        .map(|m| m.target);
+    let Some(mounted) = mounted else {
+        problems.push(format!(
+            "postgres-monitor-init: {} is not mounted read-only",
+            sql_path.display()
+        ));
+        return report("monitoring role", problems);
+    };
+
+    // Its script, with a stand-in psql.
+    let command = strings_at(init, &["command"]);
+    anyhow::ensure!(
+        strings_at(init, &["entrypoint"]) == ["/bin/sh", "-c"] && command.len() == 1,
+        "postgres-monitor-init: expected entrypoint [/bin/sh, -c] and one script"
+    );
+    let scratch =
+        std::env::temp_dir().join(format!("compose-test-monitor-init-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(scratch.clone());
+    std::fs::create_dir_all(&scratch)?;
+    let record = scratch.join("psql-call");
+    let psql = scratch.join("psql");
+    std::fs::write(
+        &psql,
+        format!(
+            "#!/bin/sh\n{{ for a in \"$@\"; do printf 'arg %s\\n' \"$a\"; done; \
+             printf 'env %s\\n' \"$MONITOR_PASSWORD\"; }} > '{}'\n",
+            record.display()
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&psql, std::fs::Permissions::from_mode(0o755))?;
+    let path = format!("{}:{}", scratch.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |file: &Path| -> anyhow::Result<bool> {
+        let _ = std::fs::remove_file(&record);
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(&command[0]).env("PATH", &path).env("MONITOR_PASSWORD_FILE", file);
+        sh.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        Ok(sh.status()?.success())
+    };
+    let secret = "Zq8monitorPassword0123456789abcd";
+    let file = scratch.join("postgres-monitor-password");
+    std::fs::write(&file, secret)?;
+    if !run(&file)? {
+        problems.push("postgres-monitor-init's script fails with a password file".into());
+    }
+    let call = std::fs::read_to_string(&record).unwrap_or_default();
+    let args: Vec<&str> = call.lines().filter_map(|l| l.strip_prefix("arg ")).collect();
+    if !call.lines().any(|l| l == format!("env {secret}")) {
+        problems.push(format!("psql does not get the password in MONITOR_PASSWORD:\n{call}"));
+    }
+    if args.iter().any(|a| a.contains(secret)) {
+        problems.push(format!("the password is on psql's command line: {args:?}"));
+    }
+    for want in [
+        "--set=ON_ERROR_STOP=on".to_string(),
+        "--command=\\getenv monitor_password MONITOR_PASSWORD".to_string(),
+        format!("--file={mounted}"),
+    ] {
+        if !args.contains(&want.as_str()) {
+            problems.push(format!("psql is not run with `{want}`: {args:?}"));
+        }
+    }
+    let empty = scratch.join("empty");
+    std::fs::write(&empty, "")?;
+    for (what, file) in [("an empty", empty), ("a missing", scratch.join("missing"))] {
+        if run(&file)? || record.exists() {
+            problems.push(format!("{what} password file: the script runs psql or succeeds"));
+        }
+    }
+    report("monitoring role", problems)
 }
 
 /// Removes a directory (and what is in it) on drop.
@@ -1489,6 +1807,8 @@ struct Mount {
     read_only: bool,
     /// A bind mount's SELinux relabelling: `z` (shared), `Z` (private), or empty (none).
     selinux: String,
+    /// A bind mount's propagation (`rslave`, ...), or empty (the engine's default, `rprivate`).
+    propagation: String,
 }
 
 fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
@@ -1504,6 +1824,7 @@ fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
                 target: str_at(v, &["target"]).context("a mount without a target")?.to_string(),
                 read_only: v.get("read_only").and_then(Value::as_bool).unwrap_or(false),
                 selinux: str_at(v, &["bind", "selinux"]).unwrap_or_default().to_string(),
+                propagation: str_at(v, &["bind", "propagation"]).unwrap_or_default().to_string(),
             })
         })
         .collect()
@@ -1578,24 +1899,51 @@ fn listeners(project: &Value, name: &str) -> anyhow::Result<Vec<(String, u16)>> 
         let addr = alert_log_default();
         out.push((addr.ip().to_string(), addr.port()));
     }
-    // The collector: its config's listen addresses (`${env:NAME:-default}`, unless compose sets
-    // NAME).
+    // An exporter's `--web.listen-address=[host]:port` (Prometheus' flag, postgres_exporter's).
+    let command = strings_at(service, &["command"]);
+    for flag in command.iter().filter_map(|c| c.strip_prefix("--web.listen-address=")) {
+        if let Some((host, port)) = flag.rsplit_once(':') {
+            let host = if host.is_empty() { "0.0.0.0" } else { host };
+            out.push((host.to_string(), port.parse()?));
+        }
+    }
+    // Redis: `--port`, else its default, on every interface (the image turns protected mode off).
+    if str_at(service, &["image"]).is_some_and(|i| i.starts_with("redis:")) {
+        let port = command.iter().position(|c| c == "--port").and_then(|i| command.get(i + 1));
+        out.push(("0.0.0.0".to_string(), port.map_or(Ok(6379), |p| p.parse())?));
+    }
+    // The collector: its config's listen addresses (`${env:COLLECTOR_*:-default}`, unless compose
+    // sets the variable). Its other `*_ENDPOINT`s are what it scrapes, not where it listens.
     if name == "otel-collector" {
-        let value = |var: &str| -> anyhow::Result<String> {
-            env.get(var).cloned().map_or_else(|| collector_default(var), Ok)
-        };
-        let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
-        for var in text.split("${env:").skip(1).filter_map(|rest| rest.split(':').next()) {
+        for var in collector_variables()?.iter().filter(|v| v.starts_with("COLLECTOR_")) {
             if var.ends_with("_ENDPOINT")
-                && let Some((host, port)) = value(var)?.rsplit_once(':')
+                && let Some((host, port)) = collector_value(&env, var)?.rsplit_once(':')
             {
                 out.push((host.to_string(), port.parse()?));
             }
         }
-        let host = value("COLLECTOR_TELEMETRY_HOST")?;
-        out.push((host, value("COLLECTOR_TELEMETRY_PORT")?.parse()?));
+        let host = collector_value(&env, "COLLECTOR_TELEMETRY_HOST")?;
+        out.push((host, collector_value(&env, "COLLECTOR_TELEMETRY_PORT")?.parse()?));
     }
     Ok(out)
+}
+
+/// The variables collector-config.yaml reads (`${env:NAME:-default}`), in order, once each.
+fn collector_variables() -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+    let mut out: Vec<String> = Vec::new();
+    for var in text.split("${env:").skip(1).filter_map(|rest| rest.split([':', '}']).next()) {
+        if !out.iter().any(|v| v == var) {
+            out.push(var.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A variable of collector-config.yaml as the collector in compose sees it: compose's value if
+/// it sets one, else the config's default.
+fn collector_value(env: &BTreeMap<String, String>, var: &str) -> anyhow::Result<String> {
+    env.get(var).cloned().map_or_else(|| collector_default(var), Ok)
 }
 
 /// alert-log's listen address in compose: its `ALERT_LOG_ADDR`, else the binary's default.

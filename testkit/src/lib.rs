@@ -24,7 +24,7 @@ mod http;
 mod net;
 pub mod pg;
 mod postgres;
-mod postgres_exporter;
+pub mod postgres_exporter;
 pub mod process;
 mod redis;
 mod scratch;

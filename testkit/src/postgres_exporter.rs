@@ -9,6 +9,17 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// The flags every way of running the exporter passes (the native stack uses this function;
+/// compose spells the same two, with the file mounted): the built-in connection query off, ours
+/// (`postgres/exporter-queries.yaml`: by database and state only, no client-set label) on.
+pub fn args() -> Vec<String> {
+    let queries = crate::repo_root().join("postgres").join("exporter-queries.yaml");
+    vec![
+        "--disable-default-metrics".to_string(),
+        format!("--extend.query-path={}", queries.display()),
+    ]
+}
+
 /// How long the exporter may take to answer on `/metrics`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,6 +46,7 @@ impl PostgresExporter {
         let mut command = Command::new(binary);
         command
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args())
             .env(
                 "DATA_SOURCE_URI",
                 format!("127.0.0.1:{postgres_port}/{}?sslmode=disable", pg::DATABASE),

@@ -19,12 +19,12 @@ use super::prometheus::MetricType;
 use super::{Attribute, Kind};
 
 /// Most series `orgraph/postgres` may serve: 11 fixed (`pg_up`, the two settings, replication lag,
-/// WAL size, `up`, the 4 `scrape_*`, `target_info`), 10 per database (6 `pg_stat_activity_count`
-/// states, 3 `pg_stat_database_*`, 1 size; a cluster has 4: `orgraph`, `postgres`, `template0`,
-/// `template1`), 1 per user table of `orgraph` (the schema's 5, `_sqlx_migrations`, apalis' few),
-/// and 1 more per extra kind of connection (role, application, backend type, wait event) in a
-/// state. Measured by the proof: 56 (4 databases, the 5 tables, the exporter's own connection);
-/// the stack adds the services' connections and a few tables, about 65. 120 leaves room for a
+/// WAL size, `up`, the 4 `scrape_*`, `target_info`), 4 per database (3 `pg_stat_database_*`, 1
+/// size; a cluster has at least `postgres`, `template0`, `template1` besides `orgraph`), 6 more per
+/// database that is not a template (the connection states of `postgres/exporter-queries.yaml`,
+/// which labels connections by database and state only: the exporter's built-in query would add
+/// the client-set `application_name`, an unbounded label), and 1 per user table of `orgraph` (the
+/// schema's 5, `_sqlx_migrations`, apalis' few). About 50 on the platform; 120 leaves room for a
 /// few more databases or tables; a budget blown means someone enabled a per-query or per-index
 /// collector.
 pub const POSTGRES_SERIES_BUDGET: usize = 120;
@@ -64,7 +64,7 @@ pub const POSTGRES: Job = Job {
     receiver: "prometheus/postgres",
     instance_variable: "POSTGRES_INSTANCE",
     series_budget: POSTGRES_SERIES_BUDGET,
-    cost: "11 + 10 per database + 1 per user table of `orgraph` + 1 per extra kind of connection",
+    cost: "11 + 4 per database + 6 per database that is not a template + 1 per user table of `orgraph`",
 };
 
 /// Redis, read by the `redis` receiver.

@@ -275,6 +275,7 @@ fn postgres_exporter() -> anyhow::Result<Native> {
     let mut native =
         Native::new(Service::PostgresExporter, tools::postgres_exporter_path()?, health)?;
     native.args = vec![format!("--web.listen-address=127.0.0.1:{POSTGRES_EXPORTER_PORT}").into()];
+    native.args.extend(testkit::postgres_exporter::args().into_iter().map(Into::into));
     native.env = vec![
         ("DATA_SOURCE_URI", format!("127.0.0.1:{POSTGRES_PORT}/{}?sslmode=disable", pg::DATABASE)),
         ("DATA_SOURCE_USER", super::monitoring::ROLE.to_string()),

@@ -12,8 +12,9 @@ const DATNAME: Attribute = Attribute::bounded_by("datname", "the databases of th
 /// `datid`, the database's OID, beside its name.
 const DATID: Attribute = Attribute::bounded_by("datid", "the databases' OIDs");
 
-/// The connection states postgres_exporter's activity query lists (its `VALUES`), every one
-/// reported for every database, at 0 when no connection is in it.
+/// The connection states our activity query (`postgres/exporter-queries.yaml`, which replaces the
+/// exporter's built-in one) lists in its `VALUES`, every one reported for every database that is
+/// not a template, at 0 when no connection is in it.
 const STATE: Attribute = Attribute::one_of(
     "state",
     &[
@@ -26,13 +27,9 @@ const STATE: Attribute = Attribute::one_of(
     ],
 );
 
-/// When the activity query's connection columns are set (the exporter drops empty label values).
-const WITH_CONNECTIONS: &str =
-    "connections are in that state: one series per kind of them replaces the one at 0";
-
-const fn connection(key: &'static str, bound: &'static str) -> Attribute {
-    Attribute::bounded_by(key, bound).only_when(WITH_CONNECTIONS)
-}
+/// `datname` of the activity query: the databases one can connect to.
+const CONNECTABLE_DATNAME: Attribute =
+    Attribute::bounded_by("datname", "the cluster's databases but the templates");
 
 const fn metric(
     source: Source,
@@ -97,17 +94,8 @@ pub(super) const ACTIVITY_COUNT: InfraMetric = metric(
     Source::Exporter("pg_stat_activity_count"),
     "pg_stat_activity_count",
     MetricType::Gauge,
-    &[
-        DATNAME,
-        STATE,
-        SERVER,
-        connection("usename", "the roles that connect"),
-        connection("application_name", "the clients' `application_name`s"),
-        connection("backend_type", "Postgres' backend types"),
-        connection("wait_event_type", "Postgres' wait event types"),
-        connection("wait_event", "Postgres' wait events"),
-    ],
-    "number of connections in this state",
+    &[CONNECTABLE_DATNAME, STATE, SERVER],
+    "Client connections to this database in this state",
     "Client connections by database and state (`sum by (state)` over the rest): connection \
      saturation, and sessions stuck idle in a transaction.",
 );

@@ -29,10 +29,10 @@ const PROMETHEUS_CONFIG: &str = "prometheus/prometheus.yml";
 /// from a test group's `external_labels`), followed by `/<AlertName>.md`.
 const RUNBOOK_BASE: &str = "{{ $externalLabels.runbook_base_url }}";
 
-/// Alerts whose value is a constant (the Watchdog's 1, a state alert's 0): a description showing
-/// it would say nothing, so theirs need not.
+/// Alerts whose value is a constant (the Watchdog's 1, a state alert's 0, RedisUnreachable's
+/// rate of 0): a description showing it would say nothing, so theirs need not.
 const CONSTANT_VALUE_ALERTS: &[&str] =
-    &["Watchdog", "CircuitBreakerOpen", "AlertingConfigReloadFailed"];
+    &["Watchdog", "CircuitBreakerOpen", "AlertingConfigReloadFailed", "RedisUnreachable"];
 
 /// The Alertmanager configuration, and its routing cases (see [`check_routes`]).
 const ALERTMANAGER_CONFIG: &str = "alertmanager/alertmanager.yml";

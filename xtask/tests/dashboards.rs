@@ -1823,6 +1823,64 @@ fn the_infrastructure_dashboard_has_a_collector_row() {
     assert_eq!(memory["fieldConfig"]["defaults"]["unit"], "bytes");
 }
 
+/// The rows of the platform under the services, in this order after the collector row, and the
+/// series families of the job each one shows (`otel::catalogue::infrastructure`).
+const PLATFORM_ROWS: [(&str, &str); 3] =
+    [("Postgres", "orgraph/postgres"), ("Redis", "orgraph/redis"), ("Host", "orgraph/host")];
+
+#[test]
+fn the_infrastructure_dashboard_shows_the_platform_under_the_services() {
+    use otel::catalogue::infrastructure::{self, Source};
+    let dashboards = load_all();
+    let d =
+        dashboards.iter().find(|d| d.uid() == "orgraph-infrastructure").expect("infrastructure");
+    let top: Vec<&Value> = d.json["panels"].as_array().into_iter().flatten().collect();
+    let rows: Vec<(usize, &str)> =
+        top.iter().enumerate().filter(|(_, p)| is_row(p)).map(|(i, p)| (i, title(p))).collect();
+    let after_collector: Vec<&str> = rows
+        .iter()
+        .skip_while(|(_, t)| !t.contains("Collector"))
+        .skip(1)
+        .take(PLATFORM_ROWS.len())
+        .map(|(_, t)| *t)
+        .collect();
+    let expected: Vec<&str> = PLATFORM_ROWS.iter().map(|(row, _)| *row).collect();
+    let starts: Vec<bool> =
+        after_collector.iter().zip(&expected).map(|(t, e)| t.starts_with(e)).collect();
+    assert!(
+        starts.len() == expected.len() && starts.iter().all(|s| *s),
+        "the rows after the collector row are {after_collector:?}, expected {expected:?}"
+    );
+    // What a recording rule reads, by name: a panel reading the rule reads those series too.
+    let rules: BTreeMap<String, Vec<String>> = dashboards::recording_rules()
+        .into_iter()
+        .map(|rule| {
+            (rule.name, parse(&rule.expr).selectors.into_iter().map(|s| s.metric).collect())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (row, job) in PLATFORM_ROWS {
+        let (start, _) = rows.iter().find(|(_, t)| t.starts_with(row)).expect("the row");
+        let panels: Vec<&Value> =
+            top[start + 1..].iter().take_while(|p| !is_row(p)).copied().collect();
+        let mut read = BTreeSet::new();
+        for target in panels.iter().flat_map(|p| targets(p)) {
+            for s in parse(expr(target)).selectors {
+                read.extend(rules.get(&s.metric).cloned().unwrap_or_default());
+                read.insert(s.metric);
+            }
+        }
+        // The collector keeps only what a panel or a rule reads (collector-config.yaml): each
+        // family of the job is shown. The receiver's `up` is the PostgresUnreachable alert's.
+        for metric in infrastructure::metrics_of(job) {
+            if !matches!(metric.source, Source::Scrape(_)) && !read.contains(metric.family) {
+                problems.push(format!("the {row} row does not show {}", metric.family));
+            }
+        }
+    }
+    report(problems);
+}
+
 #[test]
 fn substituted_queries_have_no_variables_left() {
     let queries = dashboards::queries();

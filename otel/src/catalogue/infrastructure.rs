@@ -94,6 +94,15 @@ pub fn is_infrastructure_job(job: &str) -> bool {
     JOBS.iter().any(|j| j.job == job)
 }
 
+/// The `# TYPE` the exporter writes for a receiver's OpenTelemetry metric: monotonic sums are
+/// counters, everything these receivers emit besides is a gauge (no histogram among them).
+const fn otel_metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::UpDownCounter | Kind::Gauge | Kind::Histogram => MetricType::Gauge,
+    }
+}
+
 /// What a receiver calls the metric before the collector's `prometheus` exporter names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

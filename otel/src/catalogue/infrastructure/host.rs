@@ -2,7 +2,6 @@
 //! by scraper (cpu, load, memory, filesystem, network).
 
 use super::{HOST, InfraMetric, Source};
-use crate::catalogue::prometheus::MetricType;
 use crate::catalogue::{Attribute, Kind};
 
 const fn metric(
@@ -13,10 +12,7 @@ const fn metric(
     help: &'static str,
     description: &'static str,
 ) -> InfraMetric {
-    let metric_type = match kind {
-        Kind::Counter => MetricType::Counter,
-        _ => MetricType::Gauge,
-    };
+    let metric_type = super::otel_metric_type(kind);
     InfraMetric {
         job: HOST,
         scraper: Some(scraper),

@@ -3,7 +3,6 @@
 
 use super::{InfraMetric, REDIS, Source};
 use crate::catalogue::Kind;
-use crate::catalogue::prometheus::MetricType;
 
 const fn metric(
     name: &'static str,
@@ -13,10 +12,7 @@ const fn metric(
     help: &'static str,
     description: &'static str,
 ) -> InfraMetric {
-    let metric_type = match kind {
-        Kind::Counter => MetricType::Counter,
-        _ => MetricType::Gauge,
-    };
+    let metric_type = super::otel_metric_type(kind);
     InfraMetric {
         job: REDIS,
         scraper: None,

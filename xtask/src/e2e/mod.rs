@@ -159,7 +159,9 @@ fn rules_healthy(checks: &mut Checks) -> anyhow::Result<Vec<prom::Rule>> {
     );
     let firing: Vec<String> = prom::alerts()?
         .into_iter()
-        .filter(|(name, state, _)| state == "firing" && name != "Watchdog")
+        .filter(|(name, state, labels)| {
+            state == "firing" && name != "Watchdog" && !about_this_machine(labels)
+        })
         .map(|(n, _, l)| format!("{n} {l}"))
         .collect();
     checks.check("no alert but the Watchdog fires under healthy load", firing.is_empty(), || {
@@ -289,8 +291,11 @@ fn every_query_returns_data(
 /// holds them now (after every fault): each job within the budget the catalogue documents.
 fn infrastructure_series(checks: &mut Checks) {
     for job in otel::catalogue::infrastructure::JOBS {
-        let count = prom::value(&format!("count({{job=\"{}\"}})", job.job));
-        let families = prom::query(&format!("count by (__name__) ({{job=\"{}\"}})", job.job))
+        // What the receivers serve: not the recording rules' series (`:` in their names) nor the
+        // alerts', which carry the job too.
+        let selector = format!("{{job=\"{}\", __name__!~\".*:.*|ALERTS.*\"}}", job.job);
+        let count = prom::value(&format!("count({selector})"));
+        let families = prom::query(&format!("count by (__name__) ({selector})"))
             .unwrap_or_default()
             .iter()
             .map(|s| {
@@ -363,6 +368,14 @@ fn exempt(what: &str, expr: &str) -> Option<&'static str> {
         return Some("lists alerts firing now; the faults are over and nothing fires");
     }
     None
+}
+
+/// Whether an alert is about the host the proof runs on (`service="host"`: its disk), which is the
+/// machine's state, not the platform's doing: on a CI machine whose disk is 90% full, the builds
+/// before the proof make HostDiskFillingUp's trend point to full, and it is pending (its 30
+/// minutes of `for` keep it from firing). The checks that nothing pages leave those out.
+fn about_this_machine(labels: &serde_json::Value) -> bool {
+    labels["service"].as_str() == Some("host")
 }
 
 /// One value from the stack's database (`psql -tA`), as text.

@@ -187,16 +187,18 @@ impl Cluster {
     }
 
     /// Runs the repo's `postgres/monitoring-role.sql` with `psql` against `url` as the superuser:
-    /// creates [`MONITOR_USER`] (or updates it) with `password`. Idempotent. The password is a
-    /// `psql` variable, so it is on psql's command line while it runs, as in the file's own usage.
+    /// creates [`MONITOR_USER`] (or updates it) with `password`. Idempotent. The password reaches
+    /// psql in its environment (`\getenv`, as compose's `postgres-monitor-init` does), never on a
+    /// command line, where every user of the machine could read it.
     pub fn apply_monitoring_role(&self, url: &str, password: &str) -> anyhow::Result<()> {
         let file = crate::repo_root().join("postgres").join("monitoring-role.sql");
         let mut psql = Command::new(self.bin_dir.join("psql"));
-        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v"])
-            .arg(format!("monitor_password={password}"))
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg("--command=\\getenv monitor_password MONITOR_PASSWORD")
             .arg("-f")
             .arg(&file)
             .arg(url)
+            .env("MONITOR_PASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "5");
         let what = format!("psql -f {} {url}", file.display());
         process::output(&what, &mut psql, CLIENT_TIMEOUT).map(drop)

@@ -278,7 +278,7 @@ fn postgres_exporter() -> anyhow::Result<Native> {
     native.args.extend(testkit::postgres_exporter::args().into_iter().map(Into::into));
     native.env = vec![
         ("DATA_SOURCE_URI", format!("127.0.0.1:{POSTGRES_PORT}/{}?sslmode=disable", pg::DATABASE)),
-        ("DATA_SOURCE_USER", super::monitoring::ROLE.to_string()),
+        ("DATA_SOURCE_USER", pg::MONITOR_USER.to_string()),
         ("DATA_SOURCE_PASS_FILE", utf8(super::monitoring::password_file())?),
     ];
     Ok(native)

@@ -929,7 +929,7 @@ fn platform_faulted(
         true,
     );
     matrix.wait(sink, CONNECTIONS_FILLED, Duration::from_secs(300), Watch::settled);
-    hog.release()?;
+    hog.release();
     matrix.end(CONNECTIONS_FILLED);
     matrix.wait(sink, REDIS_EVICTING, Duration::from_secs(360), Watch::settled);
     let (written, evicted) = fill.stop()?;

@@ -55,10 +55,15 @@ pub fn write(name: &str, start: f64) -> anyhow::Result<std::path::PathBuf> {
             let _ = writeln!(out, "  - series: '{selector}'\n    values: '{}'", values.join(" "));
         }
     }
+    save(name, &out)
+}
+
+/// Writes `text` to `target/e2e/recorded/<name>.yaml` and returns the path.
+fn save(name: &str, text: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = testkit::repo_root().join("target").join("e2e").join("recorded");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, out)?;
+    std::fs::write(&path, text)?;
     Ok(path)
 }
 
@@ -108,9 +113,5 @@ pub fn write_series(
             );
         }
     }
-    let dir = testkit::repo_root().join("target").join("e2e").join("recorded");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, out)?;
-    Ok(path)
+    save(name, &out)
 }

@@ -6,6 +6,7 @@
 //! refuses to start instead of silently exporting nowhere or every hour.
 
 use crate::settings::{FromEnv, SettingError, Settings};
+use crate::trace::config::{SpanBatch, TraceSampler};
 use std::time::Duration;
 
 /// Which OTLP transport the exporters use (`OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -30,7 +31,7 @@ impl Protocol {
 /// Where spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TracesExporter {
-    /// `none` (the default here): no tracer provider; `tracing` spans stay local.
+    /// `none` (the default here): no tracer provider; no span is made.
     None,
     /// `otlp`: spans are exported over the same OTLP endpoint and protocol as metrics.
     Otlp,
@@ -69,6 +70,10 @@ pub struct Config {
     pub export_timeout: Duration,
     /// `OTEL_TRACES_EXPORTER`.
     pub traces: TracesExporter,
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+    pub sampler: TraceSampler,
+    /// `OTEL_BSP_*`: the bounded queue of finished spans.
+    pub span_batch: SpanBatch,
     /// `RUST_LOG`: the `tracing` filter directives.
     pub log_filter: String,
     /// `LOG_FORMAT`.
@@ -127,6 +132,8 @@ impl FromEnv for Config {
                     ));
                 }
             },
+            sampler: TraceSampler::read(s)?,
+            span_batch: SpanBatch::read(s)?,
             log_filter: s
                 .get_or("RUST_LOG", DEFAULT_LOG_FILTER)
                 .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string()),

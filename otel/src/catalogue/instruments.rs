@@ -373,6 +373,25 @@ pub const PROCESS_THREAD_COUNT: Instrument = instrument(
 pub const PROCESS_UPTIME: Instrument =
     instrument(semconv::PROCESS_UPTIME, Kind::Gauge, "s", "Time since the process started.", &[]);
 
+// --- Span pipeline (semantic conventions: the SDK's self-observability) ----------------------
+
+/// Finished spans handled by the span processor.
+pub const OTEL_SDK_PROCESSOR_SPAN_PROCESSED: Instrument = instrument(
+    semconv::OTEL_SDK_PROCESSOR_SPAN_PROCESSED,
+    Kind::Counter,
+    "{span}",
+    "Finished spans the span processor handled: handed to the exporter, or dropped (error.type says why).",
+    &[SPAN_PROCESSOR_TYPE, SPAN_DROP_REASON.only_when("the span was dropped, not exported")],
+);
+/// Spans the exporter sent, delivered or lost.
+pub const OTEL_SDK_EXPORTER_SPAN_EXPORTED: Instrument = instrument(
+    semconv::OTEL_SDK_EXPORTER_SPAN_EXPORTED,
+    Kind::Counter,
+    "{span}",
+    "Spans the span exporter tried to send: delivered, or lost with a failed export (error.type says why).",
+    &[SPAN_EXPORTER_TYPE, SPAN_EXPORT_ERROR.only_when("the export failed")],
+);
+
 /// Every instrument of the catalogue, in the order the docs list them.
 pub const ALL: &[&Instrument] = &[
     &HTTP_SERVER_REQUEST_DURATION,
@@ -415,4 +434,6 @@ pub const ALL: &[&Instrument] = &[
     &PROCESS_MEMORY_VIRTUAL,
     &PROCESS_THREAD_COUNT,
     &PROCESS_UPTIME,
+    &OTEL_SDK_PROCESSOR_SPAN_PROCESSED,
+    &OTEL_SDK_EXPORTER_SPAN_EXPORTED,
 ];

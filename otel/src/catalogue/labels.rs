@@ -266,6 +266,40 @@ label!(
     CPU_MODE = semconv::CPU_MODE => CpuMode { User => "user", System => "system" }
 );
 
+label!(
+    /// `otel.component.type` of the span processor: the SDK's batching processor.
+    SPAN_PROCESSOR_TYPE = semconv::OTEL_COMPONENT_TYPE => SpanProcessorType {
+        Batching => "batching_span_processor",
+    }
+);
+label!(
+    /// `error.type` of a finished span the processor dropped instead of queueing it for export.
+    SPAN_DROP_REASON = semconv::ERROR_TYPE => SpanDropReason {
+        /// The export queue (`OTEL_BSP_MAX_QUEUE_SIZE`) was full.
+        QueueFull => "queue_full",
+        /// The tracer provider had been shut down.
+        AlreadyShutdown => "already_shutdown",
+    }
+);
+label!(
+    /// `otel.component.type` of the span exporter: OTLP over the configured protocol.
+    SPAN_EXPORTER_TYPE = semconv::OTEL_COMPONENT_TYPE => SpanExporterType {
+        OtlpGrpc => "otlp_grpc_span_exporter",
+        OtlpHttp => "otlp_http_span_exporter",
+    }
+);
+label!(
+    /// `error.type` of spans lost with a failed export.
+    SPAN_EXPORT_ERROR = semconv::ERROR_TYPE => SpanExportError {
+        /// The export did not finish within its timeout.
+        Timeout => "timeout",
+        /// The exporter had been shut down.
+        AlreadyShutdown => "already_shutdown",
+        /// Any other failure (collector unreachable, request rejected).
+        Other => "_OTHER",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,28 @@
 //! The one call a service makes at start-up: [`init`] installs the meter provider (OTLP,
-//! cumulative, periodic), the `tracing` subscriber (logs, and spans when traces are switched on)
-//! and the process metrics, and hands back a [`Telemetry`] guard that flushes on shutdown.
+//! cumulative, periodic), the W3C trace-context propagator, the tracer provider when traces are
+//! switched on (sampler and bounded span queue from the environment, see [`crate::trace`]), the
+//! `tracing` subscriber (logs, see [`crate::subscriber`]) and the process metrics, and hands back
+//! a [`Telemetry`] guard that flushes on shutdown.
 //!
 //! The global providers are set before `init` returns, so every meter taken afterwards is real;
 //! a meter taken before stays a no-op forever (the SDK caches nothing for it to upgrade).
 
-use crate::config::{Config, ConfigError, LogFormat, Protocol, TracesExporter};
+use crate::catalogue::SpanExporterType;
+use crate::config::{Config, ConfigError, Protocol, TracesExporter};
 use crate::metrics::ProcessMetrics;
+use crate::metrics::SpanPipelineMetrics;
 use crate::resource::{ServiceInfo, build_resource};
 use crate::settings::FromEnv;
-use opentelemetry::trace::TracerProvider as _;
+use crate::trace::pipeline::CountingProcessor;
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::mpsc;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Why telemetry could not be set up. The service should print it and exit non-zero.
@@ -88,19 +93,8 @@ pub fn init_with(config: Config, service: ServiceInfo) -> Result<Telemetry, Init
     })?;
     // Globals are installed only once the subscriber is: a failed init leaves no trace behind.
     let mut telemetry = Telemetry::build(&config, service)?;
-    let otel_layer = telemetry
-        .tracer_provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(crate::METER_NAME)));
-    let (json, pretty) = match config.log_format {
-        LogFormat::Json => (Some(tracing_subscriber::fmt::layer().json()), None),
-        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer().pretty())),
-    };
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(json)
-        .with(pretty)
-        .with(otel_layer)
+    let sql_spans = telemetry.tracer_provider.is_some();
+    crate::subscriber::build(filter, config.log_format, sql_spans, std::io::stdout)
         .try_init()
         .map_err(|e| InitError::Subscriber(e.to_string()))?;
     telemetry.install_globals();
@@ -109,6 +103,7 @@ pub fn init_with(config: Config, service: ServiceInfo) -> Result<Telemetry, Init
         version = service.version,
         metrics = telemetry.meter_provider.is_some(),
         traces = telemetry.tracer_provider.is_some(),
+        sampler = ?config.sampler,
         endpoint = %crate::config::without_credentials(&config.endpoint),
         protocol = ?config.protocol,
         export_interval_ms = config.export_interval.as_millis() as u64,
@@ -152,30 +147,46 @@ pub fn meter_provider(config: &Config, resource: Resource) -> Result<SdkMeterPro
     Ok(SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build())
 }
 
-fn tracer_provider(config: &Config, resource: Resource) -> Result<SdkTracerProvider, InitError> {
+/// The tracer provider: the configured sampler, and an OTLP exporter behind the bounded,
+/// counting batch processor ([`CountingProcessor`]) whose lost spans are counted on `meter`.
+fn tracer_provider(
+    config: &Config,
+    resource: Resource,
+    meter: &opentelemetry::metrics::Meter,
+) -> Result<SdkTracerProvider, InitError> {
     let endpoint = config.signal_endpoint("/v1/traces");
-    let exporter = match config.protocol {
+    let timeout = config.otlp_timeout.min(config.span_batch.export_timeout);
+    let (exporter, kind) = match config.protocol {
         Protocol::Grpc => {
             ensure_runtime()?;
-            SpanExporter::builder()
+            let exporter = SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(&endpoint)
-                .with_timeout(config.otlp_timeout)
-                .build()
+                .with_timeout(timeout)
+                .build();
+            (exporter, SpanExporterType::OtlpGrpc)
         }
-        Protocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(&endpoint)
-            .with_timeout(config.otlp_timeout)
-            .build(),
-    }
-    .map_err(|e| InitError::Exporter {
+        Protocol::HttpProtobuf => {
+            let exporter = SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(&endpoint)
+                .with_timeout(timeout)
+                .build();
+            (exporter, SpanExporterType::OtlpHttp)
+        }
+    };
+    let exporter = exporter.map_err(|e| InitError::Exporter {
         signal: "traces",
         endpoint: crate::config::without_credentials(&endpoint),
         reason: e.to_string(),
     })?;
-    Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
+    let metrics = SpanPipelineMetrics::new(meter, kind);
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(config.sampler.sdk())
+        .with_span_processor(CountingProcessor::new(exporter, &config.span_batch, metrics))
+        .build())
 }
 
 fn ensure_runtime() -> Result<(), InitError> {
@@ -198,9 +209,12 @@ impl Telemetry {
         let resource = build_resource(config, &service);
         let meter_provider =
             enabled.then(|| meter_provider(config, resource.clone())).transpose()?;
-        let tracer_provider = (enabled && config.traces == TracesExporter::Otlp)
-            .then(|| tracer_provider(config, resource))
-            .transpose()?;
+        let tracer_provider = match &meter_provider {
+            Some(meters) if config.traces == TracesExporter::Otlp => {
+                Some(tracer_provider(config, resource, &meters.meter_with_scope(crate::scope()))?)
+            }
+            _ => None,
+        };
         Ok(Telemetry {
             meter_provider,
             tracer_provider,
@@ -209,10 +223,14 @@ impl Telemetry {
         })
     }
 
-    /// Makes the providers global and starts the process metrics on the global meter.
+    /// Makes the propagator and the providers global, switches span making on when traces are,
+    /// and starts the process metrics on the global meter.
     fn install_globals(&mut self) {
+        // Always, traces on or off: code that reads or writes `traceparent` never has to ask.
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         if let Some(provider) = &self.tracer_provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
+            crate::trace::set_enabled(true);
         }
         if let Some(provider) = &self.meter_provider {
             opentelemetry::global::set_meter_provider(provider.clone());
@@ -255,6 +273,9 @@ impl Telemetry {
     fn shutdown_now(&mut self) -> Result<(), ShutdownError> {
         let meters = self.meter_provider.take();
         let tracers = self.tracer_provider.take();
+        if tracers.is_some() {
+            crate::trace::set_enabled(false);
+        }
         if meters.is_none() && tracers.is_none() {
             return Ok(());
         }

@@ -3,13 +3,18 @@
 //!
 //! * [`init`] reads the standard `OTEL_*` variables ([`config`], through [`settings`], the one
 //!   environment reader of every service), builds the resource, the meter provider with its OTLP
-//!   exporter and the `tracing` subscriber, and installs them globally. It returns a
+//!   exporter, the tracer provider when traces are on, the propagator and the `tracing`
+//!   subscriber, and installs them globally. It returns a
 //!   [`Telemetry`] guard whose shutdown flushes within a bounded time.
 //! * [`catalogue`] declares every instrument once: name, kind, unit, description, attributes and
 //!   bucket boundaries, and derives from it the exact Prometheus series the collector will emit.
 //! * [`metrics`] holds the typed recording helpers services use; they build their instruments
 //!   only from the catalogue, so no name or unit is ever written twice.
-//! * [`layers`] holds the tower layer that records an axum router's HTTP server metrics.
+//! * [`layers`] holds the tower layer that records an axum router's HTTP server metrics and
+//!   makes its server spans.
+//! * [`trace`] makes the spans (with the OpenTelemetry API; `tracing` is for logs): the tracer,
+//!   the on/off switch, the sampler and the bounded span queue, W3C propagation, the Postgres
+//!   client spans of sqlx statements and the trace ids on log lines.
 
 pub mod catalogue;
 pub mod config;
@@ -18,6 +23,8 @@ pub mod layers;
 pub mod metrics;
 mod resource;
 pub mod settings;
+mod subscriber;
+pub mod trace;
 
 pub use config::{Config, ConfigError, LogFormat, Protocol, TracesExporter};
 pub use init::{InitError, ShutdownError, Telemetry, init, init_with, meter_provider};

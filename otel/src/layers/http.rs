@@ -1,15 +1,24 @@
-//! The HTTP server metrics layer. It exists so that no service builds an HTTP attribute itself:
-//! every request is recorded through [`HttpServerMetrics`] with the attributes the semantic
-//! conventions and our cardinality rules allow: the method (unknown ones as `_OTHER`), the route
-//! *template* axum matched (never the raw path, absent when no route matched), the scheme and the
-//! status code.
+//! The HTTP server layer: metrics and, when traces are on, the server span of every request. It
+//! exists so that no service builds an HTTP attribute itself: every request is recorded through
+//! [`HttpServerMetrics`] with the attributes the semantic conventions and our cardinality rules
+//! allow: the method (unknown ones as `_OTHER`), the route *template* axum matched (never the raw
+//! path, absent when no route matched), the scheme and the status code.
+//!
+//! The span (`http_span`) continues the caller's trace when the request carries a W3C
+//! `traceparent`, is named `{method} {route template}` (just the method without a route), and
+//! carries the same attributes as the metrics. The inner service runs with the span's context
+//! current (in `call` and in every poll), so the spans made while handling the request are its
+//! children. It ends where the request is recorded (below). With traces off, the layer does no
+//! span work beyond one flag check.
 //!
 //! A request counts as active from the moment it reaches the layer until its response body is
 //! complete, and its duration and response size are measured up to that moment too, not just to
 //! the response head: the response body is wrapped in [`MeteredBody`], which counts the bytes of
 //! its frames and records the request when the body ends, or when it is dropped unfinished (a
-//! client that disconnects is still recorded, and the active count always comes back down).
+//! client that disconnects is still recorded, and the active count always comes back down). The
+//! span ends at the same moment.
 
+use super::http_span;
 use crate::catalogue::Scheme;
 use crate::metrics::{HttpServerMetrics, InFlightRequest, RequestOutcome};
 use bytes::Buf;
@@ -91,14 +100,22 @@ where
         let scheme =
             if request.uri().scheme_str() == Some("https") { Scheme::Https } else { Scheme::Http };
         let in_flight = self.metrics.start(request.method().as_str(), scheme);
+        let route = route_of(&request);
+        let trace = crate::trace::enabled()
+            .then(|| http_span::start(&request, scheme, route.as_ref().map(route_str)));
         let recording = Recording {
             in_flight: Some(in_flight),
-            route: route_of(&request),
+            route,
             request_bytes: request_bytes(&request),
             status: None,
             response_bytes: 0,
+            trace,
         };
-        ResponseFuture { inner: self.inner.call(request), recording: Some(recording) }
+        let inner = {
+            let _current = recording.trace.as_ref().map(|cx| cx.clone().attach());
+            self.inner.call(request)
+        };
+        ResponseFuture { inner, recording: Some(recording) }
     }
 }
 
@@ -134,7 +151,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match ready!(this.inner.poll(cx)) {
+        let polled = {
+            let trace = this.recording.as_ref().and_then(|r| r.trace.as_ref());
+            let _current = trace.map(|trace| trace.clone().attach());
+            this.inner.poll(cx)
+        };
+        let response = match ready!(polled) {
             Ok(response) => response,
             Err(error) => {
                 // No response: dropping the recording records the request as failed.
@@ -200,17 +222,22 @@ impl<B: Body> Body for MeteredBody<B> {
 }
 
 /// What is known about a request until it ends; dropping it records the request: completed when
-/// a status is known, failed otherwise.
+/// a status is known, failed otherwise, and ends its span.
 struct Recording {
     in_flight: Option<InFlightRequest>,
     route: Option<RouteTemplate>,
     request_bytes: u64,
     status: Option<u16>,
     response_bytes: u64,
+    /// The server span's context; `None` when traces are off.
+    trace: Option<opentelemetry::Context>,
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
+        if let Some(trace) = self.trace.take() {
+            http_span::end(&trace, self.status);
+        }
         let Some(in_flight) = self.in_flight.take() else { return };
         let route = self.route.as_ref().map(route_str);
         match self.status {

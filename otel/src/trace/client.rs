@@ -1,0 +1,1 @@
+//! Placeholder; the client spans are written on another branch.

@@ -1,0 +1,1 @@
+//! Placeholder; the messaging spans are written on another branch.

@@ -22,7 +22,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::mpsc;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Why telemetry could not be set up. The service should print it and exit non-zero.
@@ -87,16 +86,15 @@ pub fn init(service: ServiceInfo) -> Result<Telemetry, InitError> {
 /// `OTEL_TRACES_EXPORTER=otlp`, and the global `tracing` subscriber. With the gRPC protocol it
 /// must run inside a Tokio runtime.
 pub fn init_with(config: Config, service: ServiceInfo) -> Result<Telemetry, InitError> {
-    let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| InitError::LogFilter {
-        value: config.log_filter.clone(),
-        reason: e.to_string(),
-    })?;
+    // Checked (RUST_LOG) before anything is built.
+    let subscriber = |sql_spans| {
+        crate::subscriber::build(&config.log_filter, config.log_format, sql_spans, std::io::stdout)
+    };
+    subscriber(false)?;
     // Globals are installed only once the subscriber is: a failed init leaves no trace behind.
     let mut telemetry = Telemetry::build(&config, service)?;
     let sql_spans = telemetry.tracer_provider.is_some();
-    crate::subscriber::build(filter, config.log_format, sql_spans, std::io::stdout)
-        .try_init()
-        .map_err(|e| InitError::Subscriber(e.to_string()))?;
+    subscriber(sql_spans)?.try_init().map_err(|e| InitError::Subscriber(e.to_string()))?;
     telemetry.install_globals();
     tracing::info!(
         service = service.name,

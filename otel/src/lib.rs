@@ -23,7 +23,7 @@ pub mod layers;
 pub mod metrics;
 mod resource;
 pub mod settings;
-mod subscriber;
+pub mod subscriber;
 pub mod trace;
 
 pub use config::{Config, ConfigError, LogFormat, Protocol, TracesExporter};

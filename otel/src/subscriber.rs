@@ -1,13 +1,14 @@
-//! The `tracing` subscriber [`crate::init`] installs, composed in one place so tests can build
-//! the very same one with a writer of their own.
+//! The `tracing` subscriber [`crate::init`] installs, composed in one place so tests (here and
+//! in other crates) can build the very same one with a writer of their own.
 //!
 //! `tracing` carries the logs, and one thing more: sqlx's per-statement events, which
-//! [`crate::trace::sql`] turns into Postgres client spans. Each of the two has its own filter
-//! (per-layer filters): the log output keeps `RUST_LOG`, exactly as before, and the statement
-//! events are enabled for the span layer only while the current trace is sampled. A global
-//! `RUST_LOG` filter would either hide those events from the span layer or put every statement
-//! in the log.
+//! [`crate::trace::sql`] turns into Postgres client spans. The log output has `RUST_LOG` as its
+//! own (per-layer) filter, so it logs exactly what it did before; the span layer, outermost,
+//! enables a statement event while the current trace is sampled or when that same `RUST_LOG`
+//! wants it. A global `RUST_LOG` filter would hide the statements from the span layer or put
+//! every statement in the log.
 
+use crate::InitError;
 use crate::config::LogFormat;
 use crate::trace::log_ids::WithTraceIds;
 use tracing::Subscriber;
@@ -15,17 +16,25 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 
-/// The subscriber: logs in `format` to `writer`, filtered by `filter` (`RUST_LOG`), plus the
-/// Postgres client span layer when `sql_spans` (traces are on).
-pub(crate) fn build<W>(
-    filter: EnvFilter,
+/// The subscriber: logs in `format` to `writer`, filtered by `log_filter` (`RUST_LOG`
+/// directives), plus the Postgres client span layer when `sql_spans` (traces are on).
+pub fn build<W>(
+    log_filter: &str,
     format: LogFormat,
     sql_spans: bool,
     writer: W,
-) -> impl Subscriber + Send + Sync + 'static
+) -> Result<impl Subscriber + Send + Sync + 'static, InitError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let parse = || {
+        EnvFilter::try_new(log_filter).map_err(|e| InitError::LogFilter {
+            value: log_filter.to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let filter = parse()?;
+    let sql = if sql_spans { Some(crate::trace::sql::layer(parse()?)) } else { None };
     let (json, pretty) = match format {
         LogFormat::Json => {
             let json = tracing_subscriber::fmt::layer()
@@ -39,10 +48,7 @@ where
             (None, Some(pretty.with_filter(filter)))
         }
     };
-    tracing_subscriber::registry()
-        .with(json)
-        .with(pretty)
-        .with(sql_spans.then(crate::trace::sql::layer))
+    Ok(tracing_subscriber::registry().with(json).with(pretty).with(sql))
 }
 
 #[cfg(test)]
@@ -81,12 +87,8 @@ mod tests {
     fn logs(rust_log: &str, sql_spans: bool, f: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = build(
-            EnvFilter::try_new(rust_log).expect("filter"),
-            LogFormat::Json,
-            sql_spans,
-            move || writer.clone(),
-        );
+        let subscriber =
+            build(rust_log, LogFormat::Json, sql_spans, move || writer.clone()).expect("filter");
         tracing::subscriber::with_default(subscriber, f);
         captured.lines()
     }
@@ -126,6 +128,9 @@ mod tests {
             tracing::warn!(target: "app", "shown");
             tracing::debug!(target: "otel::x", "debug of otel");
             tracing::debug!(target: "sqlx::query", summary = "SELECT 1", "a statement");
+            // The span layer turns on nothing else: no trace, no statement either.
+            assert!(!tracing::enabled!(target: "app", tracing::Level::INFO));
+            assert!(!tracing::enabled!(target: "sqlx::query", tracing::Level::DEBUG));
         });
         let messages: Vec<&str> =
             lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();

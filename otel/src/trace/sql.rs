@@ -7,11 +7,15 @@
 //! request's or the job's span). Its name and `db.query.summary` come from
 //! [`super::sql_summary`]: operation and table, never the statement text.
 //!
-//! The layer has its own filter: the event is enabled for it only when traces are on and the
-//! current span is sampled. sqlx asks whether the event is enabled before it formats anything,
-//! so a statement of an unsampled request costs one atomic load and a context look-up. The log
-//! output keeps its own `RUST_LOG` filter (a per-layer filter too), so sqlx's statement events
-//! reach the log exactly when they did before.
+//! Unsampled statements cost nothing: sqlx asks `tracing` whether the event is enabled before it
+//! formats anything, and this layer, the outermost of the subscriber ([`crate::subscriber`]),
+//! answers: for sqlx's statements, yes while the current span is sampled (and traces are on) or
+//! when `RUST_LOG` wants them in the log; for everything else, what `RUST_LOG` says (`logs`, the
+//! same directives as the log output's own filter). A no here is a no for the whole subscriber,
+//! so sqlx skips the event: an unsampled statement costs an atomic load and a context look-up.
+//! (A per-layer filter cannot refuse for the whole subscriber: `tracing-subscriber` 0.3 still
+//! dispatches an event every per-layer filter refused, so sqlx would format each statement; and
+//! a layer that let every other callsite through would turn on every `debug!` in the process.)
 
 use super::sql_summary::summarise;
 use opentelemetry::KeyValue;
@@ -20,26 +24,82 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use std::time::{Duration, SystemTime};
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
-use tracing::{Event, Metadata, Subscriber};
+use tracing::{Event, Metadata, Subscriber, span};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The target of sqlx's per-statement events.
 const TARGET: &str = "sqlx::query";
 
-/// The layer that makes a Postgres client span of each sqlx statement of a sampled trace.
-pub fn layer<S>() -> impl Layer<S> + Send + Sync + 'static
+/// The layer that makes a Postgres client span of each sqlx statement of a sampled trace. `logs`
+/// is the log output's filter (built from the same `RUST_LOG`): a statement it wants stays
+/// enabled in unsampled traces too, for the log.
+pub fn layer(logs: EnvFilter) -> SqlSpans {
+    SqlSpans { logs }
+}
+
+/// See [`layer`].
+pub struct SqlSpans {
+    logs: EnvFilter,
+}
+
+/// Whether a span is made for the statement being reported now.
+fn wanted() -> bool {
+    super::enabled() && super::current_is_sampled()
+}
+
+impl<S> Layer<S> for SqlSpans
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
 {
-    SqlSpans.with_filter(WhenSampled)
-}
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if metadata.target() == TARGET {
+            // Decided per event: sampling changes with the context.
+            Interest::sometimes()
+        } else {
+            <EnvFilter as Layer<S>>::register_callsite(&self.logs, metadata)
+        }
+    }
 
-struct SqlSpans;
+    fn enabled(&self, metadata: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        (metadata.target() == TARGET && wanted())
+            || <EnvFilter as Layer<S>>::enabled(&self.logs, metadata, ctx)
+    }
 
-impl<S: Subscriber> Layer<S> for SqlSpans {
+    // `RUST_LOG` directives on span fields (`[span{field=x}]=debug`) need the spans' comings and
+    // goings, as the log output's filter sees them.
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        <EnvFilter as Layer<S>>::on_new_span(&self.logs, attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        <EnvFilter as Layer<S>>::on_record(&self.logs, id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        <EnvFilter as Layer<S>>::on_enter(&self.logs, id, ctx);
+    }
+
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        <EnvFilter as Layer<S>>::on_exit(&self.logs, id, ctx);
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        <EnvFilter as Layer<S>>::on_close(&self.logs, id, ctx);
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        // sqlx's statement level is configurable (DEBUG by default, WARN when slow); other
+        // callsites below `RUST_LOG`'s level are refused in `register_callsite`, once.
+        Some(LevelFilter::TRACE)
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != TARGET || !wanted() {
+            return;
+        }
         let mut fields = StatementFields::default();
         event.record(&mut fields);
         let sql =
@@ -94,23 +154,4 @@ impl Visit for StatementFields {
     }
 
     fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
-}
-
-/// Enables sqlx's statement events, and nothing else, while the current span is sampled.
-struct WhenSampled;
-
-impl<S> Filter<S> for WhenSampled {
-    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        metadata.target() == TARGET && super::enabled() && super::current_is_sampled()
-    }
-
-    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
-        // Decided per event (the sampling decision changes with the context), and only for sqlx.
-        if metadata.target() == TARGET { Interest::sometimes() } else { Interest::never() }
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        // sqlx's statement level is configurable (DEBUG by default, WARN when slow).
-        Some(LevelFilter::TRACE)
-    }
 }

@@ -243,6 +243,10 @@ fn record_every_instrument(meter: &Meter) -> Vec<Box<dyn Any>> {
     interventions.executed(InterventionKind::Reassign, InterventionOutcome::Success);
     interventions.rolled_back(InterventionKind::Reassign, InterventionOutcome::Success);
 
+    let spans = SpanPipelineMetrics::new(meter, SpanExporterType::OtlpGrpc);
+    spans.dropped(SpanDropReason::QueueFull);
+    spans.export_failed(3, SpanExportError::Other);
+
     let process = ProcessMetrics::new(meter);
     vec![Box::new(pool), Box::new(queues), Box::new(running), Box::new(process)]
 }

@@ -10,6 +10,7 @@
 //! * [`metrics`] holds the typed recording helpers services use; they build their instruments
 //!   only from the catalogue, so no name or unit is ever written twice.
 //! * [`layers`] holds the tower layer that records an axum router's HTTP server metrics.
+//! * [`trace`] holds the tracer and the span helpers services use directly.
 
 pub mod catalogue;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod layers;
 pub mod metrics;
 mod resource;
 pub mod settings;
+pub mod trace;
 
 pub use config::{Config, ConfigError, LogFormat, Protocol, TracesExporter};
 pub use init::{InitError, ShutdownError, Telemetry, init, init_with, meter_provider};

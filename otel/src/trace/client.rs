@@ -39,10 +39,15 @@ impl Server {
     }
 }
 
-/// A client span around one call; ends when dropped.
+/// A client span around one call: ended by [`ClientSpan::end`] or [`ClientSpan::fail`]; one
+/// dropped before (its call timed out or was cancelled) ends failed, `error.type` `cancelled`.
 pub struct ClientSpan {
     span: opentelemetry::global::BoxedSpan,
+    ended: bool,
 }
+
+/// `error.type` of a client span whose call never finished.
+pub const CANCELLED: &str = "cancelled";
 
 impl ClientSpan {
     /// The span of Redis command `command` (upper case, e.g. `GET`; for a transaction `MULTI`),
@@ -60,7 +65,7 @@ impl ClientSpan {
         {
             span.set_attributes(server.attributes());
         }
-        ClientSpan { span }
+        ClientSpan { span, ended: false }
     }
 
     /// Whether the span records (traces on and sampled).
@@ -68,11 +73,23 @@ impl ClientSpan {
         self.span.is_recording()
     }
 
+    /// The call succeeded.
+    pub fn end(mut self) {
+        self.ended = true;
+        self.span.end();
+    }
+
     /// The call failed: status Error with `description`, and `error.type` (bounded: an error
     /// class or code, never a message).
-    pub fn fail(&mut self, error_type: impl Into<StringValue>, description: impl Display) {
+    pub fn fail(mut self, error_type: impl Into<StringValue>, description: impl Display) {
+        self.set_error(error_type.into(), description);
+        self.ended = true;
+        self.span.end();
+    }
+
+    fn set_error(&mut self, error_type: StringValue, description: impl Display) {
         if self.span.is_recording() {
-            self.span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.into()));
+            self.span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
             self.span.set_status(Status::error(description.to_string()));
         }
     }
@@ -80,7 +97,11 @@ impl ClientSpan {
 
 impl Drop for ClientSpan {
     fn drop(&mut self) {
-        self.span.end();
+        if !self.ended {
+            let why = "the call was abandoned before it finished (timed out or cancelled)";
+            self.set_error(CANCELLED.into(), why);
+            self.span.end();
+        }
     }
 }
 

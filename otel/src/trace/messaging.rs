@@ -4,13 +4,14 @@
 //! job. One trace then runs from the HTTP request to the job's last database statement.
 //!
 //! A [`JobSpan`] ends when it is dropped. Its [`JobSpan::context`] is what the work runs with
-//! (`opentelemetry::context::FutureExt::with_context`), so every client span made meanwhile (a
+//! ([`JobSpan::run`]), so every client span made meanwhile (a
 //! Postgres statement) is its child. Names come from bounded sets (the queues, the task types) and
 //! are written out, never formatted; whatever needs formatting (the job id, an error's
 //! description, the traceparent) is only done for a recording span, so with traces off (the
 //! no-op tracer) or in an unsampled trace all of this costs a few branches.
 
 use crate::catalogue::{Label, Queue, TaskType};
+use opentelemetry::context::{FutureExt, WithContext};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, global};
@@ -89,6 +90,12 @@ impl JobSpan {
     /// The context to run the span's work with: this span is its current span.
     pub fn context(&self) -> Context {
         self.cx.clone()
+    }
+
+    /// `work`, run with [`JobSpan::context`] attached on every poll: this span is current while
+    /// it runs, also across its awaits.
+    pub fn run<F: Future>(&self, work: F) -> WithContext<F> {
+        work.with_context(self.context())
     }
 
     /// Whether the span records (traces on and sampled).

@@ -141,6 +141,14 @@ impl Drop for JobSpan {
     }
 }
 
+/// `work`, with no span made for it: telemetry suppressed on every poll. For the worker's read of
+/// a job's row, which says what trace the job continues: it runs before the job's span can exist,
+/// and would otherwise be a root span (a trace of its own) for every job.
+pub fn untraced<F: Future>(work: F) -> WithContext<F> {
+    let suppressed = Context::current().with_telemetry_suppressed();
+    work.with_context(suppressed)
+}
+
 /// The attributes both ends of the queue share.
 fn operation(queue: Queue, operation: &'static str) -> Vec<KeyValue> {
     vec![

@@ -154,7 +154,9 @@ where
         let last_attempt = attempt == attempts;
         let this = JobRow { last_attempt, cancelled: cancel.0.clone(), ..row.clone() };
         let span = JobSpan::attempt(task, attempt);
-        let work = AssertUnwindSafe(span.run(execute(ctx.clone(), this))).catch_unwind();
+        // Called inside the span too: a kind's synchronous start is part of the attempt.
+        let work = span.run(async { execute(ctx.clone(), this).await });
+        let work = AssertUnwindSafe(work).catch_unwind();
         let outcome = tokio::time::timeout(timeout, work).await;
         drop(cancel);
         let took = started.elapsed();

@@ -4,7 +4,8 @@
 //! consecutive failures, refuses calls for a while (so the API can answer 503 at once), then lets
 //! a single probe through to find out whether the dependency is back. Every transition and every
 //! call is recorded through [`BreakerMetrics`], so "the breaker opened" is visible in metrics
-//! (`orgraph.circuit_breaker.state` / `.calls`), which the `CircuitBreaker*` alerts read.
+//! (`orgraph.circuit_breaker.state` / `.calls`), which the `CircuitBreaker*` alerts read. A
+//! rejection and a transition are also events on the current span (the call's), when traced.
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with tokio's paused clock.
 
@@ -192,8 +193,9 @@ impl CircuitBreaker {
         let inner = &*self.inner;
         let (permit, generation) = match inner.admit() {
             Ok(admitted) => admitted,
-            Err(retry_after) => {
+            Err((state, retry_after)) => {
                 inner.metrics.call(inner.name, BreakerOutcome::Rejected);
+                otel::trace::client::breaker_rejected(inner.name, state);
                 return Err(BreakerError::Open { name: inner.name, retry_after });
             }
         };
@@ -226,28 +228,30 @@ impl Inner {
     /// Moves to `phase`, recording the new state. Called with the lock held so the recorded
     /// states follow the transitions in order.
     fn transition(&self, state: &mut State, phase: Phase) {
+        let from = state.phase.label();
         state.phase = phase;
         state.generation = state.generation.wrapping_add(1);
         self.metrics.set_state(self.name, phase.label());
+        otel::trace::client::breaker_state_changed(self.name, from, phase.label());
     }
 
-    /// Admits a call (with its permit and the generation it was admitted in) or says how long to
-    /// wait.
-    fn admit(&self) -> Result<(Permit, u64), Duration> {
+    /// Admits a call (with its permit and the generation it was admitted in) or says which state
+    /// refused it and how long to wait.
+    fn admit(&self) -> Result<(Permit, u64), (BreakerState, Duration)> {
         let mut state = self.lock();
         match state.phase {
             Phase::Closed { .. } => Ok((Permit::Normal, state.generation)),
             Phase::Open { until } => {
                 let now = Instant::now();
                 if now < until {
-                    return Err(until.saturating_duration_since(now));
+                    return Err((BreakerState::Open, until.saturating_duration_since(now)));
                 }
                 let probing = Phase::HalfOpen { probe_in_flight: true, successes: 0 };
                 self.transition(&mut state, probing);
                 Ok((Permit::Probe, state.generation))
             }
             Phase::HalfOpen { probe_in_flight: true, .. } => {
-                Err(self.config.open_for.min(Duration::from_secs(1)))
+                Err((BreakerState::HalfOpen, self.config.open_for.min(Duration::from_secs(1))))
             }
             Phase::HalfOpen { probe_in_flight: false, successes } => {
                 state.phase = Phase::HalfOpen { probe_in_flight: true, successes };

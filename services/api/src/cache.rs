@@ -3,7 +3,7 @@
 //! Every in-process cache of the API (graph stats, finished jobs) is one of these, so each is
 //! bounded the same way and shows up the same way in metrics: memory is capped in bytes (a weigher plus `moka`'s size-aware eviction), entries
 //! expire after a time-to-live, every look-up counts as a hit or miss on layer `l1`, and the size
-//! in items and bytes is reported. Keys are the caller's strings and are never used as labels.
+//! in items and bytes is reported; a look-up is also an event on the current span (when traced). Keys are the caller's strings and are never used as labels.
 //!
 //! Size reporting: moka's counts are eventually consistent, so writes (`insert`, `invalidate`,
 //! `invalidate_all`) first run moka's pending maintenance, then report the exact size. Writes
@@ -12,7 +12,7 @@
 //! or whenever the owner calls [`L1Cache::report_size`] (e.g. from a periodic task).
 
 use moka::sync::Cache;
-use otel::catalogue::{CacheLayer, CacheName};
+use otel::catalogue::{CacheLayer, CacheName, CacheResult};
 use otel::metrics::CacheMetrics;
 use std::time::Duration;
 
@@ -61,13 +61,13 @@ impl<V: Clone + Send + Sync + 'static> L1Cache<V> {
         self.name
     }
 
-    /// The live value for `key`, if any; records a hit or a miss on layer `l1`.
+    /// The live value for `key`, if any; records a hit or a miss on layer `l1`, in the metrics
+    /// and as an event on the current span.
     pub fn get(&self, key: &str) -> Option<V> {
         let found = self.entries.get(key);
-        match found {
-            Some(_) => self.metrics.hit(CacheLayer::L1, self.name),
-            None => self.metrics.miss(CacheLayer::L1, self.name),
-        }
+        let result = if found.is_some() { CacheResult::Hit } else { CacheResult::Miss };
+        self.metrics.lookup(CacheLayer::L1, self.name, result);
+        otel::trace::client::cache_lookup(CacheLayer::L1, self.name, result);
         found
     }
 

@@ -2,14 +2,16 @@
 //! guarded by the `redis` circuit breaker. Redis is an optimisation, never a dependency of a
 //! correct answer: every failure here is logged and reported as a miss (or a skipped write), so
 //! with Redis down the API serves from L1 and Postgres. Every call is bounded by
-//! `REDIS_POOL_TIMEOUT_MS`, so a hung Redis cannot hold a request.
+//! `REDIS_POOL_TIMEOUT_MS`, so a hung Redis cannot hold a request. Every command is a client
+//! span named after it (never a key), and every L2 look-up an event on the current span.
 
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::config::Config;
 use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use otel::catalogue::{BreakerName, CacheLayer, CacheName, PoolName};
+use otel::catalogue::{BreakerName, CacheLayer, CacheName, CacheResult, PoolName};
 use otel::metrics::{BreakerMetrics, CacheMetrics, PoolMetrics, PoolStats};
+use otel::trace::client::{self, ClientSpan, Server};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,8 @@ pub struct Redis {
     pool_metrics: Arc<PoolMetrics>,
     cache_metrics: CacheMetrics,
     timeout: Duration,
+    /// Where Redis is, for the client spans (`None` if the URL does not say).
+    server: Option<Server>,
 }
 
 impl Redis {
@@ -76,7 +80,15 @@ impl Redis {
             },
             breakers.clone(),
         );
-        Ok(Redis { pool, breaker, pool_metrics: Arc::new(pool_metrics), cache_metrics, timeout })
+        let server = server(&config.redis_url);
+        Ok(Redis {
+            pool,
+            breaker,
+            pool_metrics: Arc::new(pool_metrics),
+            cache_metrics,
+            timeout,
+            server,
+        })
     }
 
     /// The breaker, for readiness.
@@ -87,17 +99,19 @@ impl Redis {
     /// Looks `key` up in cache `name`; any failure is a miss (logged, and a breaker failure).
     pub async fn get(&self, name: CacheName, key: &str) -> Option<Vec<u8>> {
         let result = self
-            .call(async |conn: &mut deadpool_redis::Connection| {
+            .call("GET", async |conn: &mut deadpool_redis::Connection| {
                 conn.get::<_, Option<Vec<u8>>>(key).await
             })
             .await;
         match result {
             Ok(Some(value)) => {
                 self.cache_metrics.hit(CacheLayer::L2, name);
+                client::cache_lookup(CacheLayer::L2, name, CacheResult::Hit);
                 Some(value)
             }
             Ok(None) => {
                 self.cache_metrics.miss(CacheLayer::L2, name);
+                client::cache_lookup(CacheLayer::L2, name, CacheResult::Miss);
                 None
             }
             Err(e) => {
@@ -110,7 +124,7 @@ impl Redis {
     /// The counter at `key` (0 if unset); `None` if Redis did not answer.
     pub async fn counter(&self, key: &str) -> Option<u64> {
         let result = self
-            .call(async |conn: &mut deadpool_redis::Connection| {
+            .call("GET", async |conn: &mut deadpool_redis::Connection| {
                 conn.get::<_, Option<u64>>(key).await
             })
             .await;
@@ -138,7 +152,7 @@ impl Redis {
              then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0";
         let seconds = ttl.as_secs().max(1);
         let result = self
-            .call(async |conn: &mut deadpool_redis::Connection| {
+            .call("EVAL", async |conn: &mut deadpool_redis::Connection| {
                 redis::cmd("EVAL")
                     .arg(SCRIPT)
                     .arg(2)
@@ -160,7 +174,8 @@ impl Redis {
     /// entry until its TTL ends (L2 TTLs are short).
     pub async fn bump_and_delete(&self, key: &str, counter: &str) {
         let result = self
-            .call(async |conn: &mut deadpool_redis::Connection| {
+            // An atomic pipeline: one MULTI ... EXEC transaction (INCR, DEL).
+            .call("MULTI", async |conn: &mut deadpool_redis::Connection| {
                 redis::pipe()
                     .atomic()
                     .incr(counter, 1)
@@ -178,7 +193,7 @@ impl Redis {
 
     /// `PING`, for readiness (through the breaker, so an open breaker reports down at once).
     pub async fn ping(&self) -> Result<(), String> {
-        self.call(async |conn: &mut deadpool_redis::Connection| {
+        self.call("PING", async |conn: &mut deadpool_redis::Connection| {
             redis::cmd("PING").query_async::<String>(conn).await.map(|_| ())
         })
         .await
@@ -187,20 +202,27 @@ impl Redis {
 
     /// Reports the L2 size (keys and used memory of the Redis database) to the cache gauges.
     pub async fn report_size(&self, name: CacheName) {
-        let result = self
-            .call(async |conn: &mut deadpool_redis::Connection| {
-                let keys: u64 = redis::cmd("DBSIZE").query_async(&mut *conn).await?;
-                let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
-                Ok((keys, used_memory(&info)))
+        let keys = self
+            .call("DBSIZE", async |conn: &mut deadpool_redis::Connection| {
+                redis::cmd("DBSIZE").query_async::<u64>(conn).await
             })
             .await;
-        if let Ok((keys, bytes)) = result {
-            self.cache_metrics.set_size(CacheLayer::L2, name, keys, bytes);
+        let Ok(keys) = keys else { return };
+        let info = self
+            .call("INFO", async |conn: &mut deadpool_redis::Connection| {
+                redis::cmd("INFO").arg("memory").query_async::<String>(conn).await
+            })
+            .await;
+        if let Ok(info) = info {
+            self.cache_metrics.set_size(CacheLayer::L2, name, keys, used_memory(&info));
         }
     }
 
+    /// Runs `f`, which sends Redis command `command` (its client span's name), on a pooled
+    /// connection, through the breaker and within the time limit.
     async fn call<T>(
         &self,
+        command: &'static str,
         f: impl AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T, redis::RedisError>,
     ) -> Result<T, RedisError> {
         let timeout = self.timeout;
@@ -221,7 +243,13 @@ impl Redis {
                             return Err(RedisError::Pool(e));
                         }
                     };
-                    f(&mut conn).await.map_err(RedisError::Command)
+                    let span = ClientSpan::redis(command, self.server.as_ref());
+                    let result = f(&mut conn).await;
+                    match &result {
+                        Ok(_) => span.end(),
+                        Err(e) => span.fail(error_type(e), e),
+                    }
+                    result.map_err(RedisError::Command)
                 };
                 tokio::time::timeout(timeout, work)
                     .await
@@ -232,6 +260,27 @@ impl Redis {
             crate::breaker::BreakerError::Open { .. } => RedisError::BreakerOpen,
             crate::breaker::BreakerError::Inner(e) => e,
         })
+    }
+}
+
+/// The server `url` names: host and port, or a socket path.
+fn server(url: &str) -> Option<Server> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url).ok()?;
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => Some(Server::new(host, Some(*port))),
+        redis::ConnectionAddr::Unix(path) => Some(Server::new(&path.display().to_string(), None)),
+        _ => None,
+    }
+}
+
+/// A failed command's `error.type`: the server's error code (`WRONGTYPE`, `NOSCRIPT`, ...), a
+/// bounded set; else `io` or `client`.
+fn error_type(error: &redis::RedisError) -> String {
+    match error.code() {
+        Some(code) => code.to_string(),
+        None if error.is_io_error() => "io".into(),
+        None => "client".into(),
     }
 }
 

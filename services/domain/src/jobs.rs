@@ -81,17 +81,30 @@ pub fn queue_name(queue: Queue) -> &'static str {
 pub const MAX_ATTEMPTS: i32 = 1;
 
 /// Records a job of `kind` with `params` and puts it on its queue, both in `conn`'s transaction.
-/// Returns the job id. Commit the transaction to make the job visible to workers.
+/// Returns the job id. Commit the transaction to make the job visible to workers. The job
+/// carries no trace; [`enqueue_traced`] is the same with one.
 pub async fn enqueue(
     conn: &mut PgConnection,
     kind: JobKind,
     params: &serde_json::Value,
 ) -> Result<Uuid, sqlx::Error> {
+    enqueue_traced(conn, kind, params, None).await
+}
+
+/// [`enqueue`], the job carrying `traceparent` (the W3C traceparent of the span that queued it,
+/// `jobs.traceparent`): the worker continues that trace.
+pub async fn enqueue_traced(
+    conn: &mut PgConnection,
+    kind: JobKind,
+    params: &serde_json::Value,
+    traceparent: Option<&str>,
+) -> Result<Uuid, sqlx::Error> {
     let job_id = Uuid::new_v4();
-    sqlx::query("INSERT INTO jobs (id, kind, params) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO jobs (id, kind, params, traceparent) VALUES ($1, $2, $3, $4)")
         .bind(job_id)
         .bind(kind.as_str())
         .bind(params)
+        .bind(traceparent)
         .execute(&mut *conn)
         .await?;
     let payload =

@@ -8,5 +8,7 @@ pub mod jobs;
 pub mod reporting;
 pub mod schema;
 
-pub use jobs::{InterventionAction, JobKind, JobPayload, JobStatus, enqueue, queue_name};
+pub use jobs::{
+    InterventionAction, JobKind, JobPayload, JobStatus, enqueue, enqueue_traced, queue_name,
+};
 pub use schema::{SchemaError, migrate};

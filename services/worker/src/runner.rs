@@ -14,18 +14,21 @@
 //! * Every attempt is recorded: `orgraph.task.completed` and `orgraph.task.duration` by task type
 //!   and status (`success`, `failure`, `retry`, `timeout`, `panic`), `orgraph.worker.active` while
 //!   it runs, `messaging.client.consumed.messages` when the job is taken.
+//! * Every job is a `process` span continuing the trace of the request that queued it, every
+//!   attempt a span under it (see [`run`]).
 
 use crate::context::Ctx;
 use domain::{JobKind, JobStatus};
 use futures_util::FutureExt;
 use otel::catalogue::{Label, TaskStatus};
+use otel::trace::messaging::{self, JobSpan};
 use serde_json::Value;
 use sqlx::Row;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
 /// How a job's attempt failed.
@@ -80,19 +83,57 @@ impl JobRow {
 
 /// Runs job `job_id` with `execute` (the kind's work), applying the retry/timeout/panic policy and
 /// recording every attempt. Returns Ok once the job is done (or had already finished).
+///
+/// The job is the consumer span `process {queue}`, continuing the trace whose traceparent the job
+/// carries (a root span without one), and each attempt a span `attempt {kind}` under it, failed
+/// with `error.type` `transient`, `invalid`, `timeout` or `panic`. Everything after reading the
+/// row runs with the process span current (the bookkeeping, the backoff waits) or the attempt's
+/// (the kind's own work), so their Postgres statements are their children.
 pub async fn run<F, Fut>(ctx: &Ctx, job_id: Uuid, execute: F) -> Result<(), JobFailed>
 where
     F: Fn(Ctx, JobRow) -> Fut,
     Fut: Future<Output = Result<Value, JobError>> + Send,
 {
-    let failed = |status: &'static str, detail: String| JobFailed { job_id, status, detail };
-    let unrecorded = |e: sqlx::Error| failed("unrecorded", e.to_string());
-    let row =
-        recorded(ctx, job_id, "read the job", || load(ctx, job_id)).await.map_err(unrecorded)?;
-    let Some((row, status)) = row else {
+    let began = SystemTime::now();
+    let read = recorded(ctx, job_id, "read the job", || load(ctx, job_id));
+    let row = messaging::untraced(read).await.map_err(|e| unrecorded(job_id, e))?;
+    let Some((row, status, traceparent)) = row else {
         tracing::warn!(%job_id, "queued job has no row; nothing to do");
         return Ok(());
     };
+    let process = JobSpan::process(row.kind.queue(), job_id, traceparent.as_deref(), began);
+    let outcome = process.run(run_row(ctx, row, status, execute, &process)).await;
+    if let Err(e) = &outcome
+        && e.status == UNRECORDED
+    {
+        process.fail(UNRECORDED, &e.detail);
+    }
+    outcome
+}
+
+/// `JobFailed::status` (and the process span's `error.type`) when the job's row could not be
+/// written.
+const UNRECORDED: &str = "unrecorded";
+
+fn unrecorded(job_id: Uuid, e: sqlx::Error) -> JobFailed {
+    JobFailed { job_id, status: UNRECORDED, detail: e.to_string() }
+}
+
+/// [`run`] once the row is read, in `process`'s context.
+async fn run_row<F, Fut>(
+    ctx: &Ctx,
+    row: JobRow,
+    status: JobStatus,
+    execute: F,
+    process: &JobSpan,
+) -> Result<(), JobFailed>
+where
+    F: Fn(Ctx, JobRow) -> Fut,
+    Fut: Future<Output = Result<Value, JobError>> + Send,
+{
+    let job_id = row.id;
+    let failed = |status: &'static str, detail: String| JobFailed { job_id, status, detail };
+    let unrecorded = |e: sqlx::Error| unrecorded(job_id, e);
     let queue = row.kind.queue();
     let _in_flight = ctx.in_flight.enter(queue);
     ctx.queues.dequeued(queue);
@@ -112,15 +153,19 @@ where
         let cancel = CancelOnDrop(Arc::default());
         let last_attempt = attempt == attempts;
         let this = JobRow { last_attempt, cancelled: cancel.0.clone(), ..row.clone() };
-        let work = AssertUnwindSafe(execute(ctx.clone(), this)).catch_unwind();
+        let span = JobSpan::attempt(task, attempt);
+        // Called inside the span too: a kind's synchronous start is part of the attempt.
+        let work = span.run(async { execute(ctx.clone(), this).await });
+        let work = AssertUnwindSafe(work).catch_unwind();
         let outcome = tokio::time::timeout(timeout, work).await;
         drop(cancel);
         let took = started.elapsed();
-        let (status, detail) = match outcome {
+        let (status, error_type, detail) = match outcome {
             // The outcome is counted once its row says so: a runner dropped before that (its
             // apalis worker lost under a database fault) leaves the job to run again, and it is
             // counted then, once. Between the write's reply and the count there is no await.
             Ok(Ok(Ok(result))) => {
+                drop(span);
                 let done = || mark(ctx, job_id, "done", Some(result.clone()), None);
                 recorded(ctx, job_id, "mark it done", done).await.map_err(unrecorded)?;
                 ctx.worker.task_finished(task, TaskStatus::Success, took);
@@ -128,19 +173,26 @@ where
             }
             // As `JobRow::retries_after` says.
             Ok(Ok(Err(JobError::Transient(e)))) if !last_attempt => {
+                let error = format!("attempt {attempt}: {e:#}");
+                span.fail(TRANSIENT, &error);
+                drop(span);
                 ctx.worker.task_finished(task, TaskStatus::Retry, took);
                 let wait = backoff(ctx.config.retry_base, attempt);
                 tracing::warn!(%job_id, attempt, error = format!("{e:#}"), ?wait, "transient failure; retrying");
-                let error = format!("attempt {attempt}: {e:#}");
                 let pending = || mark(ctx, job_id, "pending", None, Some(&error));
                 recorded(ctx, job_id, "mark it pending", pending).await.map_err(unrecorded)?;
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            Ok(Ok(Err(e))) => (TaskStatus::Failure, e.to_string()),
-            Ok(Err(panic)) => (TaskStatus::Panic, format!("panicked: {}", panic_message(&panic))),
-            Err(_) => (TaskStatus::Timeout, format!("timed out after {timeout:?}")),
+            Ok(Ok(Err(e))) => (TaskStatus::Failure, e.error_type(), e.to_string()),
+            Ok(Err(panic)) => {
+                (TaskStatus::Panic, "panic", format!("panicked: {}", panic_message(&panic)))
+            }
+            Err(_) => (TaskStatus::Timeout, "timeout", format!("timed out after {timeout:?}")),
         };
+        span.fail(error_type, &detail);
+        drop(span);
+        process.fail(error_type, &detail);
         tracing::error!(%job_id, attempt, status = ?status, detail, "job failed");
         recorded(ctx, job_id, "mark it failed", || {
             mark(ctx, job_id, "failed", None, Some(&detail))
@@ -151,6 +203,19 @@ where
         return Err(failed(status_word(status), detail));
     }
     Err(failed("failure", "no attempts configured".into()))
+}
+
+/// `error.type` of an attempt that failed transiently.
+const TRANSIENT: &str = "transient";
+
+impl JobError {
+    /// The `error.type` of an attempt (and a job) that failed with this error.
+    fn error_type(&self) -> &'static str {
+        match self {
+            JobError::Transient(_) => TRANSIENT,
+            JobError::Invalid(_) => "invalid",
+        }
+    }
 }
 
 /// Sets its flag when dropped: after an attempt ends, however it ends (a timeout, the runner's own
@@ -229,8 +294,12 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a non-string panic".into())
 }
 
-async fn load(ctx: &Ctx, id: Uuid) -> Result<Option<(JobRow, JobStatus)>, sqlx::Error> {
-    let row = sqlx::query("SELECT kind, status, params FROM jobs WHERE id = $1")
+/// The job's row, its status and the traceparent it carries.
+async fn load(
+    ctx: &Ctx,
+    id: Uuid,
+) -> Result<Option<(JobRow, JobStatus, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query("SELECT kind, status, params, traceparent FROM jobs WHERE id = $1")
         .bind(id)
         .fetch_optional(&ctx.pool)
         .await?;
@@ -246,6 +315,7 @@ async fn load(ctx: &Ctx, id: Uuid) -> Result<Option<(JobRow, JobStatus)>, sqlx::
                 cancelled: Arc::default(),
             },
             status,
+            r.get("traceparent"),
         ))
     }))
 }

@@ -7,8 +7,9 @@
 //! ([`crate::jobs::queries::make_room`]).
 
 use super::{Intervention, Proposal};
-use crate::jobs::queries::{CAP_LOCK_CLASS, QueueFull, make_room};
+use crate::jobs::queries::{CAP_LOCK_CLASS, DB_ERROR, QueueFull, make_room};
 use domain::JobKind;
+use otel::trace::messaging::JobSpan;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
@@ -81,13 +82,47 @@ pub enum Refusal {
 /// Queues a `kind` job for intervention `id` if its state is one of `allowed` and no other job of
 /// it is queued or running; the intervention row is locked meanwhile, so two requests cannot
 /// queue conflicting jobs; and if fewer than `queue_cap` jobs of `kind` are pending. Returns the
-/// job id.
+/// job id. The transaction is the producer span `send {queue}`, as for every job
+/// ([`crate::jobs::queries::enqueue`]).
 pub async fn queue(
     conn: &mut PgConnection,
     id: Uuid,
     kind: JobKind,
     allowed: &[&str],
     queue_cap: u32,
+) -> Result<Result<Uuid, Refusal>, sqlx::Error> {
+    let send = JobSpan::send(kind.queue());
+    let traceparent = send.traceparent();
+    let queued = send
+        .run(queue_in_transaction(conn, id, kind, allowed, queue_cap, traceparent.as_deref()))
+        .await;
+    match &queued {
+        Ok(Ok(job)) => send.set_message_id(job),
+        Ok(Err(refusal)) => send.fail(refusal.error_type(), refusal.error_type()),
+        Err(e) => send.fail(DB_ERROR, e),
+    }
+    queued
+}
+
+impl Refusal {
+    /// The send span's `error.type` for this refusal.
+    fn error_type(&self) -> &'static str {
+        match self {
+            Refusal::Missing => "missing",
+            Refusal::WrongState(_) => "wrong_state",
+            Refusal::Busy(_) => "busy",
+            Refusal::QueueFull(_) => "queue_full",
+        }
+    }
+}
+
+async fn queue_in_transaction(
+    conn: &mut PgConnection,
+    id: Uuid,
+    kind: JobKind,
+    allowed: &[&str],
+    queue_cap: u32,
+    traceparent: Option<&str>,
 ) -> Result<Result<Uuid, Refusal>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let row = sqlx::query("SELECT state FROM interventions WHERE id = $1 FOR UPDATE")
@@ -113,7 +148,7 @@ pub async fn queue(
         return Ok(Err(Refusal::QueueFull(full)));
     }
     let params = json!({ "intervention_id": id });
-    let job = domain::enqueue(&mut tx, kind, &params).await?;
+    let job = domain::enqueue_traced(&mut tx, kind, &params, traceparent).await?;
     tx.commit().await?;
     Ok(Ok(job))
 }

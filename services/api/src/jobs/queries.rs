@@ -11,6 +11,7 @@
 use super::JobView;
 use domain::JobKind;
 use otel::catalogue::Label;
+use otel::trace::messaging::JobSpan;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
@@ -31,18 +32,41 @@ pub struct QueueFull {
 }
 
 /// Records a job of `kind` with `params` and puts it on its queue, in one transaction, unless
-/// `cap` jobs of the kind are pending.
+/// `cap` jobs of the kind are pending. The transaction is the producer span `send {queue}` (a
+/// child of the current span, the request's), whose traceparent the job carries.
 pub async fn enqueue(
     conn: &mut PgConnection,
     kind: JobKind,
     params: &Value,
     cap: u32,
 ) -> Result<Result<Uuid, QueueFull>, sqlx::Error> {
+    let send = JobSpan::send(kind.queue());
+    let traceparent = send.traceparent();
+    let queued =
+        send.run(enqueue_in_transaction(conn, kind, params, cap, traceparent.as_deref())).await;
+    match &queued {
+        Ok(Ok(id)) => send.set_message_id(id),
+        Ok(Err(full)) => send.fail("queue_full", format_args!("{} pending", full.pending)),
+        Err(e) => send.fail(DB_ERROR, e),
+    }
+    queued
+}
+
+/// `error.type` of a send span whose transaction failed.
+pub const DB_ERROR: &str = "database";
+
+async fn enqueue_in_transaction(
+    conn: &mut PgConnection,
+    kind: JobKind,
+    params: &Value,
+    cap: u32,
+    traceparent: Option<&str>,
+) -> Result<Result<Uuid, QueueFull>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     if let Some(full) = make_room(&mut tx, kind, cap).await? {
         return Ok(Err(full));
     }
-    let id = domain::enqueue(&mut tx, kind, params).await?;
+    let id = domain::enqueue_traced(&mut tx, kind, params, traceparent).await?;
     tx.commit().await?;
     Ok(Ok(id))
 }

@@ -39,8 +39,8 @@ const EMPLOYEES: u32 = 1000;
 /// The request count of every HTTP server request (a histogram's `_count`).
 const REQUEST_COUNT: &str = "http_server_request_duration_seconds_count";
 
-/// Adds `api_rps_instrumented`, `api_rps_disabled`, `api_rps_traced`, `api_throughput_ratio`
-/// and `api_throughput_ratio_traced`.
+/// Adds `api_rps_instrumented`, `api_rps_disabled`, `api_rps_traced`, `api_throughput_ratio`,
+/// `api_throughput_ratio_traced` and `api_spans_dropped_traced` (over both traced runs).
 pub fn throughput(
     plan: Plan,
     infra: &Infra,
@@ -48,10 +48,12 @@ pub fn throughput(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let mut runs = Vec::new();
+    let mut dropped = 0;
     let total = Telemetry::ALTERNATING.len();
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
         let spans = SpanCounts::read(&infra.collector)?;
         let api = infra.start_api(telemetry)?;
+        let log = api.log_path();
         if i == 0 {
             seed(runtime, &api.base, &infra.tokens.admin)?;
         }
@@ -80,10 +82,16 @@ pub fn throughput(
             telemetry.name()
         );
         api.stop()?;
-        let exported = traces::account(&infra.collector, telemetry, &spans)
+        let run = traces::check_run(&infra.collector, telemetry, &spans, &log)
             .with_context(|| format!("api run {}/{total} ({})", i + 1, telemetry.name()))?;
         if telemetry == Telemetry::Traced {
-            eprintln!("[bench] api run {}/{total} (traced): {exported} spans exported", i + 1);
+            eprintln!(
+                "[bench] api run {}/{total} (traced): {} spans exported, {} dropped by the api",
+                i + 1,
+                run.exported,
+                run.dropped
+            );
+            dropped += run.dropped;
         }
         runs.push((telemetry, rps));
     }
@@ -96,6 +104,7 @@ pub fn throughput(
     figures.add("api_rps_traced", format!("{traced:.0}"));
     figures.add("api_throughput_ratio", format!("{:.3}", instrumented / disabled));
     figures.add("api_throughput_ratio_traced", format!("{:.3}", traced / disabled));
+    figures.add("api_spans_dropped_traced", dropped.to_string());
     Ok(())
 }
 

@@ -253,6 +253,9 @@ fn target_note(name: &str, value: &str) -> String {
     let (target, met) = match name {
         "api_throughput_ratio" | "worker_throughput_ratio" => ("≥ 0.97", v >= 0.97),
         "api_throughput_ratio_traced" | "worker_throughput_ratio_traced" => ("≥ 0.95", v >= 0.95),
+        "api_spans_dropped_traced" | "worker_spans_dropped_traced" => {
+            ("0 (every span exported)", v == 0.0)
+        }
         "freshness_s" => ("≤ 32 (export 15 s + scrape 15 s + 2 s)", v <= 32.0),
         "flood_rss_growth_ratio" => ("≈ 1 (flat; ≤ 1.10 counted as flat)", v <= 1.10),
         "flood_series_growth" => ("0", v == 0.0),
@@ -320,6 +323,8 @@ mod tests {
         assert!(target_note("worker_throughput_ratio", "0.90").ends_with("MISSED)"));
         assert!(target_note("api_throughput_ratio_traced", "0.96").ends_with("met)"));
         assert!(target_note("worker_throughput_ratio_traced", "0.94").ends_with("MISSED)"));
+        assert!(target_note("api_spans_dropped_traced", "0").ends_with("met)"));
+        assert!(target_note("worker_spans_dropped_traced", "12").ends_with("MISSED)"));
         assert!(target_note("freshness_s", "31.0").ends_with("met)"));
         assert!(target_note("flood_series_growth", "3").ends_with("MISSED)"));
         assert_eq!(target_note("api_rps_disabled", "1000"), "");

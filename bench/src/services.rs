@@ -230,6 +230,11 @@ impl Running {
         self.daemon.pid()
     }
 
+    /// Its log file (JSON lines), which outlives the process.
+    pub fn log_path(&self) -> PathBuf {
+        self.daemon.log_path().to_path_buf()
+    }
+
     /// Stops it: SIGTERM, then SIGKILL after the grace.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.daemon.terminate("TERM", STOP_GRACE).map(drop)

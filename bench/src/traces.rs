@@ -1,12 +1,16 @@
 //! What the traced throughput runs add to the instrumented ones: the trace variables
-//! ([`traced_env`]), and the proof that a traced run really exported spans while the others
-//! exported none ([`account`]). The proof reads the benchmark collector's own counters
+//! ([`traced_env`]), the proof that a traced run really exported spans while the others
+//! exported none ([`account`]), and the count of spans the service itself dropped
+//! ([`dropped_spans`]). The proof reads the benchmark collector's own counters
 //! (`otelcol_receiver_accepted_spans`, `otelcol_exporter_sent_spans`,
 //! `otelcol_exporter_send_failed_spans`), so it holds whatever exporter the collector config's
-//! `traces` pipeline names, and fails when that exporter cannot deliver.
+//! `traces` pipeline names, and fails when that exporter cannot deliver. Spans the SDK's batch
+//! processor dropped (its queue full) never reach the collector: only the service's log says so.
 
 use super::services::Telemetry;
+use anyhow::Context;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 use testkit::Collector;
 use testkit::exposition::Exposition;
@@ -162,9 +166,80 @@ pub fn account(
     })
 }
 
+/// The spans of one finished run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSpans {
+    /// Spans the collector received and passed on (0 unless traced).
+    pub exported: u64,
+    /// Spans the service dropped before export (0 unless traced).
+    pub dropped: u64,
+}
+
+/// [`account`] and, for a traced run, [`dropped_spans`] of the service's log at `log`.
+pub fn check_run(
+    collector: &Collector,
+    telemetry: Telemetry,
+    before: &SpanCounts,
+    log: &Path,
+) -> anyhow::Result<RunSpans> {
+    let exported = account(collector, telemetry, before)?;
+    let dropped = match telemetry {
+        Telemetry::Traced => {
+            let text = std::fs::read_to_string(log)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", log.display()))?;
+            dropped_spans(&text).with_context(|| log.display().to_string())?
+        }
+        Telemetry::Instrumented | Telemetry::Disabled => 0,
+    };
+    Ok(RunSpans { exported, dropped })
+}
+
+/// The SDK's warning, at shutdown, that its batch span processor dropped spans (queue full).
+const SPANS_DROPPED: &str = "BatchSpanProcessor.SpansDropped";
+/// The SDK's warning at the first dropped span.
+const DROPPING_STARTED: &str = "BatchSpanProcessor.SpanDroppingStarted";
+
+/// The spans a service dropped before export, from its JSON log (`LOG_FORMAT=json`, read after it
+/// stopped): the `dropped_span_count` of the SDK's shutdown warning, 0 without one. A log that
+/// says dropping started but never says how many is an error.
+pub fn dropped_spans(log: &str) -> anyhow::Result<u64> {
+    let mut started = false;
+    let mut dropped = 0;
+    for line in log.lines().filter(|l| l.contains("BatchSpanProcessor.")) {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let fields = &entry["fields"];
+        match fields["name"].as_str() {
+            Some(DROPPING_STARTED) => started = true,
+            Some(SPANS_DROPPED) => {
+                dropped += fields["dropped_span_count"].as_u64().ok_or_else(|| {
+                    anyhow::anyhow!("{SPANS_DROPPED} without a dropped_span_count: {line}")
+                })?;
+            }
+            _ => {}
+        }
+    }
+    anyhow::ensure!(
+        !started || dropped > 0,
+        "the service logged {DROPPING_STARTED} but never how many it dropped ({SPANS_DROPPED}): \
+         did it stop without shutting its tracer provider down?"
+    );
+    Ok(dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_spans_are_read_from_the_sdks_shutdown_warning() -> anyhow::Result<()> {
+        let started = r#"{"level":"WARN","fields":{"name":"BatchSpanProcessor.SpanDroppingStarted","message":"dropped a Span"},"target":"opentelemetry_sdk"}"#;
+        let total = r#"{"level":"WARN","fields":{"name":"BatchSpanProcessor.SpansDropped","dropped_span_count":1234,"max_queue_size":2048},"target":"opentelemetry_sdk"}"#;
+        let info = r#"{"level":"INFO","fields":{"message":"telemetry initialised"}}"#;
+        assert_eq!(dropped_spans(&format!("{info}\n{started}\nnot json\n{total}\n"))?, 1234);
+        assert_eq!(dropped_spans(info)?, 0);
+        assert!(dropped_spans(&format!("{info}\n{started}\n")).is_err());
+        Ok(())
+    }
 
     fn counts(accepted: f64, sent: &[(&str, f64)], failed: &[(&str, f64)]) -> SpanCounts {
         let map = |v: &[(&str, f64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();

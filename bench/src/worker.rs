@@ -27,17 +27,20 @@ const CONCURRENCY: u32 = 8;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Adds `worker_jobs_per_s_instrumented`, `worker_jobs_per_s_disabled`,
-/// `worker_jobs_per_s_traced`, `worker_throughput_ratio` and `worker_throughput_ratio_traced`.
+/// `worker_jobs_per_s_traced`, `worker_throughput_ratio`, `worker_throughput_ratio_traced` and
+/// `worker_spans_dropped_traced` (over both traced runs).
 pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::Result<()> {
     let exports = fresh_dir("worker-exports")?;
     let jobs = plan.worker_jobs();
     let mut intervention = None;
     let mut runs = Vec::new();
+    let mut dropped = 0;
     let total = Telemetry::ALTERNATING.len();
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
         let spans = SpanCounts::read(&infra.collector)?;
         // The worker migrates the schema at start, so the tables exist once it is ready.
         let worker = infra.start_worker(telemetry, CONCURRENCY, &exports)?;
+        let log = worker.log_path();
         let id = match &intervention {
             Some(id) => String::clone(id),
             None => intervention.insert(rolled_back_intervention(infra)?).clone(),
@@ -65,10 +68,16 @@ pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::R
             telemetry.name()
         );
         worker.stop()?;
-        let exported = traces::account(&infra.collector, telemetry, &spans)
+        let run = traces::check_run(&infra.collector, telemetry, &spans, &log)
             .with_context(|| format!("worker run {}/{total} ({})", i + 1, telemetry.name()))?;
         if telemetry == Telemetry::Traced {
-            eprintln!("[bench] worker run {}/{total} (traced): {exported} spans exported", i + 1);
+            eprintln!(
+                "[bench] worker run {}/{total} (traced): {} spans exported, {} dropped by the worker",
+                i + 1,
+                run.exported,
+                run.dropped
+            );
+            dropped += run.dropped;
         }
         runs.push((telemetry, rate));
     }
@@ -80,6 +89,7 @@ pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::R
     figures.add("worker_jobs_per_s_traced", format!("{traced:.1}"));
     figures.add("worker_throughput_ratio", format!("{:.3}", instrumented / disabled));
     figures.add("worker_throughput_ratio_traced", format!("{:.3}", traced / disabled));
+    figures.add("worker_spans_dropped_traced", dropped.to_string());
     Ok(())
 }
 

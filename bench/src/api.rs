@@ -1,12 +1,15 @@
 //! The API benchmarks, on the release binary with Postgres, Redis and a collector of its own.
 //!
-//! * [`throughput`]: the API instrumented (OTLP to the collector every 15 s) and with
-//!   `OTEL_SDK_DISABLED=true`, in turn A B A B on the same data (a graph of 1000 employees seeded
+//! * [`throughput`]: the API instrumented (OTLP to the collector every 15 s), with
+//!   `OTEL_SDK_DISABLED=true`, and traced (instrumented, and every request's spans exported to
+//!   the same collector), in turn A B C A B C on the same data (a graph of 1000 employees seeded
 //!   once), each hammered with `GET /api/graph/stats` (the cached read: answered from the
 //!   in-process cache) by 32 concurrent connections: 2 s of warm-up, then requests per second
 //!   over the measured window. The client and the API share the machine, and so may other
 //!   processes: the cores they kept busy during each run are printed beside it. The better run
-//!   of each side counts; the ratio is instrumented over disabled.
+//!   of each side counts; the ratios are instrumented over disabled and traced over disabled.
+//!   A traced run counts only if the collector received its spans and passed every one on; the
+//!   other runs must send none.
 //! * [`flood`]: the instrumented API gets a flood of unique unknown URLs (`/flood/<random>`, all
 //!   404). A warm-up tenth of the flood first creates the one series an unknown route may have
 //!   (status 404, no route) and warms the allocator; after its export, the API's resident memory
@@ -14,6 +17,7 @@
 //!   is sent, and after its export both are read again.
 
 use super::services::{EXPORT_INTERVAL_MS, Infra, Telemetry, rss_bytes};
+use super::traces::{self, SpanCounts};
 use super::{Figures, Plan, best_of};
 use super::{cpu, drive};
 use anyhow::Context;
@@ -35,7 +39,8 @@ const EMPLOYEES: u32 = 1000;
 /// The request count of every HTTP server request (a histogram's `_count`).
 const REQUEST_COUNT: &str = "http_server_request_duration_seconds_count";
 
-/// Adds `api_rps_instrumented`, `api_rps_disabled` and `api_throughput_ratio`.
+/// Adds `api_rps_instrumented`, `api_rps_disabled`, `api_rps_traced`, `api_throughput_ratio`,
+/// `api_throughput_ratio_traced` and `api_spans_dropped_traced` (over both traced runs).
 pub fn throughput(
     plan: Plan,
     infra: &Infra,
@@ -43,13 +48,17 @@ pub fn throughput(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let mut runs = Vec::new();
+    let mut dropped = 0;
+    let total = Telemetry::ALTERNATING.len();
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
+        let spans = SpanCounts::read(&infra.collector)?;
         let api = infra.start_api(telemetry)?;
+        let log = api.log_path();
         if i == 0 {
             seed(runtime, &api.base, &infra.tokens.admin)?;
         }
         eprintln!(
-            "[bench] api run {}/4 ({}): GET /api/graph/stats, {CONCURRENCY} connections, \
+            "[bench] api run {}/{total} ({}): GET /api/graph/stats, {CONCURRENCY} connections, \
              {WARM_UP:?} warm-up, {:?} measured",
             i + 1,
             telemetry.name(),
@@ -67,19 +76,35 @@ pub fn throughput(
         ))?;
         let others = before.others_since(&cpu::Snapshot::take(api.pid())?);
         eprintln!(
-            "[bench] api run {}/4 ({}): {rps:.0} requests/s (other processes kept {others:.2} \
-             cores busy meanwhile)",
+            "[bench] api run {}/{total} ({}): {rps:.0} requests/s (other processes kept \
+             {others:.2} cores busy meanwhile)",
             i + 1,
             telemetry.name()
         );
         api.stop()?;
+        let run = traces::check_run(&infra.collector, telemetry, &spans, &log)
+            .with_context(|| format!("api run {}/{total} ({})", i + 1, telemetry.name()))?;
+        if telemetry == Telemetry::Traced {
+            eprintln!(
+                "[bench] api run {}/{total} (traced): {} spans exported, {} dropped by the api",
+                i + 1,
+                run.exported,
+                run.dropped
+            );
+            dropped += run.dropped;
+        }
         runs.push((telemetry, rps));
     }
-    let (instrumented, disabled) = best_of(&runs);
+    let disabled = best_of(&runs, Telemetry::Disabled);
     anyhow::ensure!(disabled > 0.0, "the disabled API answered nothing");
+    let instrumented = best_of(&runs, Telemetry::Instrumented);
+    let traced = best_of(&runs, Telemetry::Traced);
     figures.add("api_rps_instrumented", format!("{instrumented:.0}"));
     figures.add("api_rps_disabled", format!("{disabled:.0}"));
+    figures.add("api_rps_traced", format!("{traced:.0}"));
     figures.add("api_throughput_ratio", format!("{:.3}", instrumented / disabled));
+    figures.add("api_throughput_ratio_traced", format!("{:.3}", traced / disabled));
+    figures.add("api_spans_dropped_traced", dropped.to_string());
     Ok(())
 }
 

@@ -7,18 +7,20 @@
 //! * [`http_layer`]: the criterion benchmark of the HTTP metrics layer (`otel/benches`), read
 //!   back from criterion's `estimates.json`: nanoseconds per request without a layer, with ours
 //!   (SDK and no-op meter) and with the peer `opentelemetry-instrumentation-tower`.
-//! * [`api`]: the release API instrumented (OTLP to a real collector) against the same API with
-//!   `OTEL_SDK_DISABLED=true`, hammering the cached `GET /api/graph/stats` at saturation; and a
-//!   flood of unique URLs against the instrumented API: its memory and the collector's series
-//!   must stay flat.
-//! * [`worker`]: the release worker draining no-op jobs, instrumented against disabled.
+//! * [`api`]: the release API instrumented (OTLP to a real collector), and traced (spans too),
+//!   each against the same API with `OTEL_SDK_DISABLED=true`, hammering the cached
+//!   `GET /api/graph/stats` at saturation; and a flood of unique URLs against the instrumented
+//!   API: its memory and the collector's series must stay flat.
+//! * [`worker`]: the release worker draining no-op jobs, instrumented and traced against
+//!   disabled.
 //! * [`freshness`]: the native stack on the compose ports (run by xtask's `stack`, which
 //!   [`NativeStack`] hands in); seconds from a request to its count being visible in Prometheus.
 //!
 //! [`services`] starts the servers (Postgres, Redis, the collector from `testkit`, the release
 //! API and worker) on free loopback ports, each killed when its guard is dropped, even on error;
 //! [`drive`] is the small async HTTP client the API benchmarks use; [`cpu`] says how busy other
-//! processes kept the machine during a throughput run.
+//! processes kept the machine during a throughput run; [`traces`] holds the traced runs' trace
+//! variables and checks that they, and only they, exported spans.
 //!
 //! Every run is one sample on a noisy machine: the figures are printed, never asserted. A
 //! benchmark that cannot run is reported at the end and makes the command fail, after the others
@@ -31,6 +33,7 @@ mod freshness;
 mod http_layer;
 mod jobs;
 mod services;
+mod traces;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -73,11 +76,11 @@ pub enum Section {
     HttpLayer,
     /// The criterion benchmark of the API's authentication (token check and rate limit).
     Auth,
-    /// API throughput, instrumented vs `OTEL_SDK_DISABLED`.
+    /// API throughput, instrumented and traced vs `OTEL_SDK_DISABLED`.
     Api,
     /// A flood of unique URLs against the instrumented API.
     Flood,
-    /// Worker throughput on no-op jobs, instrumented vs disabled.
+    /// Worker throughput on no-op jobs, instrumented and traced vs disabled.
     Worker,
     /// Request-to-Prometheus freshness through the native stack.
     Freshness,
@@ -249,6 +252,10 @@ fn target_note(name: &str, value: &str) -> String {
     let Ok(v) = value.parse::<f64>() else { return String::new() };
     let (target, met) = match name {
         "api_throughput_ratio" | "worker_throughput_ratio" => ("≥ 0.97", v >= 0.97),
+        "api_throughput_ratio_traced" | "worker_throughput_ratio_traced" => ("≥ 0.95", v >= 0.95),
+        "api_spans_dropped_traced" | "worker_spans_dropped_traced" => {
+            ("0 (every span exported)", v == 0.0)
+        }
         "freshness_s" => ("≤ 32 (export 15 s + scrape 15 s + 2 s)", v <= 32.0),
         "flood_rss_growth_ratio" => ("≈ 1 (flat; ≤ 1.10 counted as flat)", v <= 1.10),
         "flood_series_growth" => ("0", v == 0.0),
@@ -284,30 +291,40 @@ fn fresh_dir(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `(best instrumented, best disabled)` of alternating runs.
-fn best_of(runs: &[(services::Telemetry, f64)]) -> (f64, f64) {
-    let best = |wanted: services::Telemetry| {
-        runs.iter().filter(|(t, _)| *t == wanted).map(|(_, v)| *v).fold(0.0, f64::max)
-    };
-    (best(services::Telemetry::Instrumented), best(services::Telemetry::Disabled))
+/// The best of the alternating runs of one side (0 if it had none).
+fn best_of(runs: &[(services::Telemetry, f64)], side: services::Telemetry) -> f64 {
+    runs.iter().filter(|(t, _)| *t == side).map(|(_, v)| *v).fold(0.0, f64::max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use services::Telemetry::{Disabled, Instrumented};
+    use services::Telemetry::{Disabled, Instrumented, Traced};
 
     #[test]
     fn the_best_run_of_each_side_counts() {
-        let runs =
-            [(Instrumented, 90.0), (Disabled, 100.0), (Instrumented, 95.0), (Disabled, 97.0)];
-        assert_eq!(best_of(&runs), (95.0, 100.0));
+        let runs = [
+            (Instrumented, 90.0),
+            (Disabled, 100.0),
+            (Traced, 80.0),
+            (Instrumented, 95.0),
+            (Disabled, 97.0),
+            (Traced, 85.0),
+        ];
+        assert_eq!(best_of(&runs, Instrumented), 95.0);
+        assert_eq!(best_of(&runs, Disabled), 100.0);
+        assert_eq!(best_of(&runs, Traced), 85.0);
+        assert_eq!(best_of(&runs[..2], Traced), 0.0);
     }
 
     #[test]
     fn targets_are_judged_and_other_figures_left_alone() {
         assert!(target_note("api_throughput_ratio", "0.98").ends_with("met)"));
         assert!(target_note("worker_throughput_ratio", "0.90").ends_with("MISSED)"));
+        assert!(target_note("api_throughput_ratio_traced", "0.96").ends_with("met)"));
+        assert!(target_note("worker_throughput_ratio_traced", "0.94").ends_with("MISSED)"));
+        assert!(target_note("api_spans_dropped_traced", "0").ends_with("met)"));
+        assert!(target_note("worker_spans_dropped_traced", "12").ends_with("MISSED)"));
         assert!(target_note("freshness_s", "31.0").ends_with("met)"));
         assert!(target_note("flood_series_growth", "3").ends_with("MISSED)"));
         assert_eq!(target_note("api_rps_disabled", "1000"), "");

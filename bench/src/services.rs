@@ -1,10 +1,11 @@
 //! The servers of the API and worker benchmarks, all on free loopback ports so they never meet a
 //! running stack: Postgres, Redis and a real collector from `testkit` (the repo's own
 //! `collector-config.yaml`), and the platform's release binaries, started one at a time,
-//! instrumented (OTLP/gRPC to that collector, exporting every 15 s) or with
-//! `OTEL_SDK_DISABLED=true`. Every process is owned by a guard that stops it when dropped, so an
+//! instrumented (OTLP/gRPC to that collector, exporting every 15 s), traced (the same, and spans
+//! too) or with `OTEL_SDK_DISABLED=true`. Every process is owned by a guard that stops it when dropped, so an
 //! error anywhere leaves nothing running; logs stay in `<target>/bench/logs`.
 
+use super::traces::traced_env;
 use super::{fresh_dir, target_dir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,22 +33,29 @@ pub enum Telemetry {
     Instrumented,
     /// `OTEL_SDK_DISABLED=true`: every instrument a no-op, nothing exported.
     Disabled,
+    /// [`Telemetry::Instrumented`] and spans too: OTLP to the same collector at the stack's
+    /// default sampler ([`traced_env`]).
+    Traced,
 }
 
 impl Telemetry {
-    /// The A B A B order of the comparisons.
-    pub const ALTERNATING: [Telemetry; 4] = [
+    /// The order of the comparisons, A B C A B C: each side runs twice, and every traced run
+    /// follows a disabled one, as every disabled run follows an instrumented one.
+    pub const ALTERNATING: [Telemetry; 6] = [
         Telemetry::Instrumented,
         Telemetry::Disabled,
+        Telemetry::Traced,
         Telemetry::Instrumented,
         Telemetry::Disabled,
+        Telemetry::Traced,
     ];
 
-    /// `instrumented` or `disabled`.
+    /// `instrumented`, `disabled` or `traced`.
     pub fn name(self) -> &'static str {
         match self {
             Telemetry::Instrumented => "instrumented",
             Telemetry::Disabled => "disabled",
+            Telemetry::Traced => "traced",
         }
     }
 
@@ -64,8 +72,10 @@ impl Telemetry {
             ("OTEL_METRIC_EXPORT_INTERVAL", EXPORT_INTERVAL_MS.to_string()),
             ("LOG_FORMAT", "json".to_string()),
         ];
-        if self == Telemetry::Disabled {
-            env.push(("OTEL_SDK_DISABLED", "true".to_string()));
+        match self {
+            Telemetry::Instrumented => {}
+            Telemetry::Disabled => env.push(("OTEL_SDK_DISABLED", "true".to_string())),
+            Telemetry::Traced => env.extend(traced_env()),
         }
         env
     }
@@ -220,6 +230,11 @@ impl Running {
         self.daemon.pid()
     }
 
+    /// Its log file (JSON lines), which outlives the process.
+    pub fn log_path(&self) -> PathBuf {
+        self.daemon.log_path().to_path_buf()
+    }
+
     /// Stops it: SIGTERM, then SIGKILL after the grace.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.daemon.terminate("TERM", STOP_GRACE).map(drop)
@@ -272,5 +287,27 @@ mod tests {
         assert_eq!(on, off);
         let interval = on.iter().find(|(k, _)| *k == "OTEL_METRIC_EXPORT_INTERVAL");
         assert_eq!(interval.map(|(_, v)| v.as_str()), Some("15000"));
+    }
+
+    #[test]
+    fn traced_differs_only_by_the_trace_variables() {
+        let endpoint = "http://127.0.0.1:4317".to_string();
+        let on = Telemetry::Instrumented.env("api", endpoint.clone());
+        let mut traced = Telemetry::Traced.env("api", endpoint);
+        let added = traced.split_off(on.len());
+        assert_eq!(traced, on);
+        assert_eq!(added, traced_env());
+        assert!(!on.iter().any(|(k, _)| k.starts_with("OTEL_TRACES_")), "{on:?}");
+    }
+
+    #[test]
+    fn each_side_runs_twice_and_every_traced_run_follows_a_disabled_one() {
+        let runs = Telemetry::ALTERNATING;
+        for side in [Telemetry::Instrumented, Telemetry::Disabled, Telemetry::Traced] {
+            assert_eq!(runs.iter().filter(|&&t| t == side).count(), 2, "{side:?}");
+        }
+        for i in (0..runs.len()).filter(|&i| runs[i] == Telemetry::Traced) {
+            assert_eq!(i.checked_sub(1).map(|p| runs[p]), Some(Telemetry::Disabled), "run {i}");
+        }
     }
 }

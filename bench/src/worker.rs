@@ -7,11 +7,15 @@
 //! Jobs are enqueued exactly as `domain::enqueue` does it (a `jobs` row and an `apalis.jobs`
 //! entry with the JSON payload `{"job_id": …}`, status `Pending`, `max_attempts` 1), all N in one
 //! transaction, while the release worker (`CONCURRENCY_INTERVENTION=8`) is already running and
-//! idle, instrumented or with `OTEL_SDK_DISABLED=true`, A B A B. The drain is over when no job
-//! is `pending` or `running`; the rate is N over the time from the first job's start to the last
-//! one's finish, both stamped by the worker in the `jobs` rows (so the polling does not blur it).
+//! idle, instrumented, with `OTEL_SDK_DISABLED=true`, or traced (instrumented, and its spans
+//! exported to the same collector), A B C A B C. The drain is over when no job is `pending` or
+//! `running`; the rate is N over the time from the first job's start to the last one's finish,
+//! both stamped by the worker in the `jobs` rows (so the polling does not blur it). A traced run
+//! counts only if the collector received its spans and passed every one on; the other runs must
+//! send none.
 
 use super::services::{Infra, Telemetry};
+use super::traces::{self, SpanCounts};
 use super::{Figures, Plan, best_of, fresh_dir};
 use anyhow::Context;
 use std::time::Duration;
@@ -22,23 +26,28 @@ const CONCURRENCY: u32 = 8;
 /// How long a drain may take at most.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Adds `worker_jobs_per_s_instrumented`, `worker_jobs_per_s_disabled` and
-/// `worker_throughput_ratio`.
+/// Adds `worker_jobs_per_s_instrumented`, `worker_jobs_per_s_disabled`,
+/// `worker_jobs_per_s_traced`, `worker_throughput_ratio`, `worker_throughput_ratio_traced` and
+/// `worker_spans_dropped_traced` (over both traced runs).
 pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::Result<()> {
     let exports = fresh_dir("worker-exports")?;
     let jobs = plan.worker_jobs();
     let mut intervention = None;
     let mut runs = Vec::new();
+    let mut dropped = 0;
+    let total = Telemetry::ALTERNATING.len();
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
+        let spans = SpanCounts::read(&infra.collector)?;
         // The worker migrates the schema at start, so the tables exist once it is ready.
         let worker = infra.start_worker(telemetry, CONCURRENCY, &exports)?;
+        let log = worker.log_path();
         let id = match &intervention {
             Some(id) => String::clone(id),
             None => intervention.insert(rolled_back_intervention(infra)?).clone(),
         };
         infra.sql(CLEAR_JOBS)?;
         eprintln!(
-            "[bench] worker run {}/4 ({}): enqueueing {jobs} no-op rollbacks, concurrency \
+            "[bench] worker run {}/{total} ({}): enqueueing {jobs} no-op rollbacks, concurrency \
              {CONCURRENCY}",
             i + 1,
             telemetry.name()
@@ -54,17 +63,33 @@ pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::R
         anyhow::ensure!(seconds > 0.0, "the drain took no measurable time: {summary}");
         let rate = jobs as f64 / seconds;
         eprintln!(
-            "[bench] worker run {}/4 ({}): {jobs} jobs in {seconds:.2}s, {rate:.1} jobs/s",
+            "[bench] worker run {}/{total} ({}): {jobs} jobs in {seconds:.2}s, {rate:.1} jobs/s",
             i + 1,
             telemetry.name()
         );
         worker.stop()?;
+        let run = traces::check_run(&infra.collector, telemetry, &spans, &log)
+            .with_context(|| format!("worker run {}/{total} ({})", i + 1, telemetry.name()))?;
+        if telemetry == Telemetry::Traced {
+            eprintln!(
+                "[bench] worker run {}/{total} (traced): {} spans exported, {} dropped by the worker",
+                i + 1,
+                run.exported,
+                run.dropped
+            );
+            dropped += run.dropped;
+        }
         runs.push((telemetry, rate));
     }
-    let (instrumented, disabled) = best_of(&runs);
+    let disabled = best_of(&runs, Telemetry::Disabled);
+    let instrumented = best_of(&runs, Telemetry::Instrumented);
+    let traced = best_of(&runs, Telemetry::Traced);
     figures.add("worker_jobs_per_s_instrumented", format!("{instrumented:.1}"));
     figures.add("worker_jobs_per_s_disabled", format!("{disabled:.1}"));
+    figures.add("worker_jobs_per_s_traced", format!("{traced:.1}"));
     figures.add("worker_throughput_ratio", format!("{:.3}", instrumented / disabled));
+    figures.add("worker_throughput_ratio_traced", format!("{:.3}", traced / disabled));
+    figures.add("worker_spans_dropped_traced", dropped.to_string());
     Ok(())
 }
 

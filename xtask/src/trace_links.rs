@@ -39,8 +39,9 @@ pub struct TraceLink {
     pub min_duration: Option<String>,
     /// Span tags the search requires, in Grafana's logfmt form (`error=true`).
     pub tags: Option<String>,
-    /// The pane's time range, `${__from}` and `${__to}` when it follows the dashboard's.
+    /// The start of the pane's time range: `${__from}` when it follows the dashboard's.
     pub from: String,
+    /// The end of the pane's time range: `${__to}` when it follows the dashboard's.
     pub to: String,
 }
 

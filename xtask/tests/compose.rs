@@ -25,8 +25,10 @@
 //! * postgres-exporter logs in as the role postgres/monitoring-role.sql makes, with the password
 //!   postgres-monitor-init sets on it from the secrets volume (never on a command line); the
 //!   hardened services run read-only, without capabilities, with `no-new-privileges`;
-//! * the collector: every target its receivers scrape (Redis, postgres-exporter) is a service on
-//!   one of its networks, listening there; it waits for them with `required: false`; compose sets
+//! * Jaeger (the trace store) runs the repo's `jaeger/config.yaml`, hardened, its store on a named
+//!   volume, its UI published on loopback; the API and the worker get the trace settings of `.env`;
+//! * the collector: every target its receivers scrape or send to (Redis, postgres-exporter,
+//!   Jaeger) is a service on one of its networks, listening there; it waits for them with `required: false`; compose sets
 //!   only variables its config reads; the host's `/`, its one mount from outside the repo, is
 //!   read-only at HOSTMETRICS_ROOT_PATH, neither relabelled nor propagated.
 //!

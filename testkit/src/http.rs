@@ -33,6 +33,22 @@ pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// POSTs `body` as `application/json` to `url` and returns the status code and body, with
+/// [`http_get`]'s rules (a non-2xx status is an answer; transport failures are errors).
+pub fn http_post_json(url: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let mut response = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the body of POST {url} (status {status})"))?;
+    Ok((status, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

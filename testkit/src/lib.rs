@@ -5,22 +5,27 @@
 //!
 //! * [`tools`]: where the pinned tools live (the cache outside the clone) and the versions of
 //!   `.env`.
-//! * [`free_port`], [`wait_for`], [`http_get`]: the small pieces every server test needs.
+//! * [`free_port`], [`wait_for`], [`http_get`], [`http_post_json`]: the small pieces every server test needs.
 //! * [`process::Daemon`]: a child process that logs to a file and dies with its owner;
 //!   [`process::output`], [`process::run`]: a short command under a deadline, its output captured
 //!   or shown; [`process::signal`]: a signal by name, without `unsafe`.
 //! * [`Collector`]: the collector built from `collector/builder-config.yaml`, running the repo's own
 //!   `collector-config.yaml` on free loopback ports.
+//! * [`Jaeger`]: Jaeger v2 (the trace store) running the repo's `jaeger/config.yaml` on free
+//!   loopback ports, for tests that send spans through the collector and read them back.
 //! * [`Postgres`], [`Redis`]: real servers from the OS packages on free loopback ports, which fault
 //!   tests can stop and start again; [`pg`]: the Postgres cluster handling (initdb, running as the
 //!   `postgres` user when root, the monitoring role) they share with `cargo xtask stack`.
 //! * [`PostgresExporter`]: postgres_exporter reading a test's Postgres as the monitoring role, the
 //!   collector's `prometheus/postgres` target.
 //! * [`tokens::ApiTokens`]: a token per API role and the tokens file the API reads.
+//! * [`trace_env`]: the services' trace settings (exporter, sampler) of `.env`, which compose, the
+//!   native stack and the benchmarks share.
 
 mod collector;
 pub mod exposition;
 mod http;
+mod jaeger;
 mod net;
 pub mod pg;
 mod postgres;
@@ -30,15 +35,18 @@ mod redis;
 mod scratch;
 pub mod tokens;
 pub mod tools;
+mod trace_env;
 mod wait;
 
 pub use collector::Collector;
-pub use http::http_get;
+pub use http::{http_get, http_post_json};
+pub use jaeger::Jaeger;
 pub use net::free_port;
 pub use postgres::Postgres;
 pub use postgres_exporter::PostgresExporter;
 pub use redis::Redis;
 pub use scratch::ScratchDir;
+pub use trace_env::{TRACE_VARS, trace_env};
 pub use wait::wait_for;
 
 use std::path::{Path, PathBuf};

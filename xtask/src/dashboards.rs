@@ -6,6 +6,7 @@
 //! the series of the metric catalogue ([`contract`]) and the recording rules of
 //! `prometheus/rules/recording.yaml` ([`recording_rules`]).
 
+pub use crate::trace_links::{TraceLink, trace_links};
 use otel::catalogue::{infrastructure, prometheus};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,10 +1,10 @@
 //! `cargo xtask`: the project's own tooling, in Rust so it runs wherever `cargo` does.
 //!
 //! * `tools`: builds the pinned native tools (collector, Prometheus, promtool, Alertmanager,
-//!   amtool, actionlint) and schemathesis (pip, into a venv) into the cache outside the clone and
+//!   amtool, Jaeger, actionlint) and schemathesis (pip, into a venv) into the cache outside the clone and
 //!   checks the OS packages (Postgres, Redis).
-//! * `stack`: runs Postgres, Redis, the collector, Alertmanager, Prometheus, the API and the
-//!   worker natively on the compose ports, on 127.0.0.1.
+//! * `stack`: runs Postgres, Redis, Jaeger, the collector, Alertmanager, Prometheus, the API and
+//!   the worker natively on the compose ports, on 127.0.0.1.
 //! * `load`: drives a mix of requests against the API (replaces locust) and reports counts and
 //!   latencies by route; fails on a 5xx or a transport error.
 //! * `bench`: what the metrics pipeline costs and how it behaves (layer overhead, API and worker
@@ -35,14 +35,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build (once) and check the native tools: collector, Prometheus, promtool, Alertmanager,
-    /// amtool, actionlint, schemathesis, Postgres, Redis.
+    /// amtool, Jaeger, actionlint, schemathesis, Postgres, Redis.
     Tools {
         /// After ensuring every tool, print `name=/absolute/path` lines (only those on stdout).
         #[arg(long)]
         print: bool,
     },
-    /// Run the native stack (Postgres, Redis, collector, Alertmanager, Prometheus, API, worker) on
-    /// 127.0.0.1, on the compose ports.
+    /// Run the native stack (Postgres, Redis, Jaeger, collector, Alertmanager, Prometheus, API,
+    /// worker) on 127.0.0.1, on the compose ports.
     Stack {
         #[command(subcommand)]
         action: stack::Action,

@@ -25,8 +25,10 @@
 //! * postgres-exporter logs in as the role postgres/monitoring-role.sql makes, with the password
 //!   postgres-monitor-init sets on it from the secrets volume (never on a command line); the
 //!   hardened services run read-only, without capabilities, with `no-new-privileges`;
-//! * the collector: every target its receivers scrape (Redis, postgres-exporter) is a service on
-//!   one of its networks, listening there; it waits for them with `required: false`; compose sets
+//! * Jaeger (the trace store) runs the repo's `jaeger/config.yaml`, hardened, its store on a named
+//!   volume, its UI published on loopback; the API and the worker get the trace settings of `.env`;
+//! * the collector: every target its receivers scrape or send to (Redis, postgres-exporter,
+//!   Jaeger) is a service on one of its networks, listening there; it waits for them with `required: false`; compose sets
 //!   only variables its config reads; the host's `/`, its one mount from outside the repo, is
 //!   read-only at HOSTMETRICS_ROOT_PATH, neither relabelled nor propagated.
 //!
@@ -51,8 +53,8 @@ const OWN_SERVICES: [&str; 3] = ["api", "worker", "alert-log"];
 /// Services with a read-only root filesystem, no capability (but those they add, each checked
 /// here) and `no-new-privileges`: our own images, and the third-party ones that need nothing
 /// more.
-const HARDENED: [&str; 5] =
-    ["api", "worker", "alert-log", "postgres-exporter", "postgres-monitor-init"];
+const HARDENED: [&str; 6] =
+    ["api", "worker", "alert-log", "postgres-exporter", "postgres-monitor-init", "jaeger"];
 
 /// The capabilities a hardened service adds back, and why: postgres-monitor-init runs as root only
 /// to read the two secrets it needs, which secrets-init handed to other users.
@@ -64,7 +66,7 @@ const NO_HEALTHCHECK: [&str; 1] = ["otel-collector"];
 
 /// Ports `docker compose up` publishes (the README's "What you see where"): (service, container
 /// port).
-const PUBLISHED: [(&str, u16); 9] = [
+const PUBLISHED: [(&str, u16); 10] = [
     ("api", 8000),
     ("worker", 8001),
     ("otel-collector", 4317),
@@ -74,6 +76,7 @@ const PUBLISHED: [(&str, u16); 9] = [
     ("prometheus", 9090),
     ("alertmanager", 9093),
     ("grafana", 3000),
+    ("jaeger", 16686),
 ];
 
 /// The one bind mount from outside the repo: (service, host path, container path). The host's
@@ -552,6 +555,7 @@ fn compose_mounts_the_very_config_files_the_native_stack_runs() -> anyhow::Resul
         ("alertmanager", "alertmanager", "/etc/alertmanager"),
         ("grafana", "grafana/provisioning", "/etc/grafana/provisioning"),
         ("grafana", "grafana/dashboards", "/var/lib/grafana/dashboards"),
+        ("jaeger", "jaeger/config.yaml", "/etc/jaeger/config.yaml"),
     ];
     for (name, path, target) in expected {
         let found = mounts(service(project, name)?)?.into_iter().find(|m| m.target == target);
@@ -562,6 +566,7 @@ fn compose_mounts_the_very_config_files_the_native_stack_runs() -> anyhow::Resul
     // The config each server is started with is the mounted repo file.
     for (name, flag, path) in [
         ("otel-collector", "--config=/etc/otelcol-contrib/config.yaml", "collector-config.yaml"),
+        ("jaeger", "--config=/etc/jaeger/config.yaml", "jaeger/config.yaml"),
         ("prometheus", "--config.file=/etc/prometheus/prometheus.yml", "prometheus/prometheus.yml"),
         (
             "alertmanager",
@@ -585,6 +590,9 @@ fn compose_mounts_the_very_config_files_the_native_stack_runs() -> anyhow::Resul
         if copies.len() != 1 {
             problems.push(format!("{file}: expected exactly one in the repo, found {copies:?}"));
         }
+    }
+    if !stack.contains(".join(\"jaeger\").join(\"config.yaml\")") {
+        problems.push("xtask/src/stack does not run jaeger/config.yaml".into());
     }
     report("shared config files", problems)
 }
@@ -729,7 +737,7 @@ fn health_checks_and_depends_on_conditions_fit_together() -> anyhow::Result<()> 
         ("grafana", &["prometheus", "alertmanager"][..]),
         ("postgres-monitor-init", &["secrets-init", "postgres"][..]),
         ("postgres-exporter", &["postgres-monitor-init"][..]),
-        ("otel-collector", &["postgres-exporter", "redis"][..]),
+        ("otel-collector", &["postgres-exporter", "redis", "jaeger"][..]),
     ] {
         for need in needs {
             if service(project, name)?.get("depends_on").and_then(|d| d.get(*need)).is_none() {
@@ -792,6 +800,7 @@ fn services_restart_have_memory_limits_and_keep_data_on_named_volumes() -> anyho
         ("prometheus", "/prometheus"),
         ("alertmanager", "/alertmanager"),
         ("grafana", "/var/lib/grafana"),
+        ("jaeger", &jaeger_store()?),
     ] {
         if !named_volume_at(service(project, name)?, target)? {
             problems.push(format!("{name}: its data ({target}) is not on a named volume"));
@@ -892,6 +901,10 @@ fn the_services_environment_is_what_their_code_reads() -> anyhow::Result<()> {
             "service.namespace=orgraph,deployment.environment.name=compose".into(),
             &mut problems,
         );
+        // Traces: the settings of .env (which the native stack and the benchmarks read too).
+        for (key, value) in testkit::trace_env()? {
+            expect(key, value, &mut problems);
+        }
         let database = env.get("DATABASE_URL").cloned().unwrap_or_default();
         if host_port(&database).map(|(h, _)| h) != Some("postgres") {
             problems.push(format!(
@@ -1912,6 +1925,16 @@ fn listeners(project: &Value, name: &str) -> anyhow::Result<Vec<(String, u16)>> 
         let port = command.iter().position(|c| c == "--port").and_then(|i| command.get(i + 1));
         out.push(("0.0.0.0".to_string(), port.map_or(Ok(6379), |p| p.parse())?));
     }
+    // Jaeger: its config's listen addresses (`${env:JAEGER_*_ENDPOINT:-default}`).
+    if name == "jaeger" {
+        for var in config_variables(JAEGER_CONFIG)?.iter().filter(|v| v.ends_with("_ENDPOINT")) {
+            let value =
+                env.get(var).cloned().map_or_else(|| config_default(JAEGER_CONFIG, var), Ok)?;
+            if let Some((host, port)) = value.rsplit_once(':') {
+                out.push((host.to_string(), port.parse()?));
+            }
+        }
+    }
     // The collector: its config's listen addresses (`${env:COLLECTOR_*:-default}`, unless compose
     // sets the variable). Its other `*_ENDPOINT`s are what it scrapes, not where it listens.
     if name == "otel-collector" {
@@ -1928,9 +1951,24 @@ fn listeners(project: &Value, name: &str) -> anyhow::Result<Vec<(String, u16)>> 
     Ok(out)
 }
 
+/// Jaeger's config, relative to the repo root.
+const JAEGER_CONFIG: &str = "jaeger/config.yaml";
+
+/// Where Jaeger keeps its Badger store in compose: the parent of the config's default
+/// `JAEGER_BADGER_DIR` (compose sets none), the directory its volume must be mounted at.
+fn jaeger_store() -> anyhow::Result<String> {
+    let dir = config_default(JAEGER_CONFIG, "JAEGER_BADGER_DIR")?;
+    Ok(Path::new(&dir).parent().map(|p| p.display().to_string()).unwrap_or(dir))
+}
+
 /// The variables collector-config.yaml reads (`${env:NAME:-default}`), in order, once each.
 fn collector_variables() -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+    config_variables("collector-config.yaml")
+}
+
+/// The variables a config file of the repo reads (`${env:NAME:-default}`), in order, once each.
+fn config_variables(file: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(root().join(file))?;
     let mut out: Vec<String> = Vec::new();
     for var in text.split("${env:").skip(1).filter_map(|rest| rest.split([':', '}']).next()) {
         if !out.iter().any(|v| v == var) {
@@ -2076,10 +2114,14 @@ fn collector_default_port(var: &str) -> anyhow::Result<u16> {
 
 /// The default of a `${env:NAME:-default}` in collector-config.yaml.
 fn collector_default(var: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(root().join("collector-config.yaml"))?;
+    config_default("collector-config.yaml", var)
+}
+
+/// The default of a `${env:NAME:-default}` in a config file of the repo.
+fn config_default(file: &str, var: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(root().join(file))?;
     let prefix = format!("${{env:{var}:-");
-    let start =
-        text.find(&prefix).with_context(|| format!("no {prefix}…}} in the collector config"))?;
+    let start = text.find(&prefix).with_context(|| format!("no {prefix}…}} in {file}"))?;
     let rest = &text[start + prefix.len()..];
     Ok(rest[..rest.find('}').unwrap_or(rest.len())].to_string())
 }

@@ -16,6 +16,7 @@
 //! That the queries return data from the real pipeline is proven elsewhere, with
 //! `xtask::dashboards::queries()`.
 
+use otel::catalogue::{Label, Queue};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self as promql, Expr, LabelModifier, VectorMatchCardinality};
 use serde_json::Value;
@@ -2097,4 +2098,192 @@ fn the_labels_of_a_recorded_series_follow_its_expression() {
         ["instance", "job", "route", "status"]
     );
     assert_eq!(labels("sum by (job) (nope)"), ["error: nope is unknown"]);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Links to traces (Jaeger)
+
+/// The panels that must link to traces: the latency and error panels of the API, Worker and SLO
+/// dashboards (dashboard uid, panel title).
+const TRACE_LINKED_PANELS: [(&str, &str); 14] = [
+    ("orgraph-api", "Error ratio"),
+    ("orgraph-api", "Latency P95"),
+    ("orgraph-api", "Error responses by route and status"),
+    ("orgraph-api", "Server error ratio by route"),
+    ("orgraph-api", "Latency P50 / P95 / P99"),
+    ("orgraph-api", "Latency P95 by route"),
+    ("orgraph-worker", "Task failure ratio"),
+    ("orgraph-worker", "Task failure ratio by type"),
+    ("orgraph-worker", "Task duration P95 by type"),
+    ("orgraph-worker", "Export duration"),
+    ("orgraph-slo", "Availability (5m)"),
+    ("orgraph-slo", "Availability burn rate over time"),
+    ("orgraph-slo", "Requests under 0.5 s (5m)"),
+    ("orgraph-slo", "Latency burn rate over time"),
+];
+
+/// The provisioned data source of type `jaeger`.
+fn jaeger_datasource() -> serde_norway::Value {
+    let datasources = provisioning_yaml("datasources/datasources.yaml");
+    let list = datasources["datasources"].as_sequence().expect("a `datasources` list");
+    let jaeger: Vec<_> = list.iter().filter(|d| d["type"] == "jaeger").collect();
+    assert_eq!(jaeger.len(), 1, "exactly one Jaeger data source");
+    jaeger[0].clone()
+}
+
+/// The span names each service produces that a link may search for: the API's HTTP server spans
+/// (`{METHOD} {route}`, from the `#[utoipa::path(<method>, path = "<route>"` annotations of its
+/// router) and `send {queue}`; the worker's `process {queue}` (the queues of
+/// `otel::catalogue`).
+fn span_names() -> BTreeMap<&'static str, BTreeSet<String>> {
+    let routes_dir =
+        dashboards::repo_root().join("services").join("api").join("src").join("routes");
+    let mut api = BTreeSet::new();
+    for entry in std::fs::read_dir(&routes_dir).expect("services/api/src/routes") {
+        let path = entry.expect("a directory entry").path();
+        let text = std::fs::read_to_string(&path).expect("a route module");
+        for rest in text.split("#[utoipa::path(").skip(1) {
+            let method = rest.split(',').next().unwrap_or_default().trim().to_uppercase();
+            let route = rest.split("path = \"").nth(1).and_then(|r| r.split('"').next());
+            if let Some(route) = route {
+                api.insert(format!("{method} {route}"));
+            }
+        }
+    }
+    assert!(api.contains("POST /api/exports"), "route annotations not found: {api:?}");
+    let queues: Vec<&str> = Queue::ALL.iter().map(|q| q.as_str()).collect();
+    api.extend(queues.iter().map(|q| format!("send {q}")));
+    let worker = queues.iter().map(|q| format!("process {q}")).collect();
+    BTreeMap::from([("api", api), ("worker", worker)])
+}
+
+/// Whether `text` is a duration Jaeger's `minDuration` takes (Go's `time.ParseDuration`, one
+/// unit here): a positive number and `us`, `ms`, `s`, `m` or `h`.
+fn is_go_duration(text: &str) -> bool {
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    number.parse::<u64>().is_ok_and(|n| n > 0) && ["us", "ms", "s", "m", "h"].contains(&unit)
+}
+
+#[test]
+fn every_trace_link_searches_spans_the_services_produce_over_the_dashboards_range() {
+    let jaeger_uid = jaeger_datasource()["uid"].as_str().map(String::from);
+    let names = span_names();
+    let links = dashboards::trace_links().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut problems = Vec::new();
+    for link in &links {
+        let at = format!("{} / {} / {:?}", link.dashboard, link.panel, link.title);
+        if Some(&link.datasource) != jaeger_uid.as_ref() {
+            problems.push(format!("{at}: data source {:?}, not {jaeger_uid:?}", link.datasource));
+        }
+        if link.query_type != "search" {
+            problems.push(format!("{at}: queryType {:?}, not \"search\"", link.query_type));
+        }
+        match names.get(link.service.as_str()) {
+            None => {
+                problems.push(format!("{at}: service {:?} is neither api nor worker", link.service))
+            }
+            Some(known) => {
+                if let Some(op) = link.operation.as_ref().filter(|op| !known.contains(*op)) {
+                    problems.push(format!("{at}: no {} span is named {op:?}", link.service));
+                }
+            }
+        }
+        if (link.from.as_str(), link.to.as_str()) != ("${__from}", "${__to}") {
+            problems.push(format!("{at}: range {}..{}, not the dashboard's", link.from, link.to));
+        }
+        if let Some(min) = link.min_duration.as_ref().filter(|m| !is_go_duration(m)) {
+            problems.push(format!("{at}: minDuration {min:?} is not a duration Jaeger takes"));
+        }
+        if let Some(tags) = link.tags.as_ref().filter(|t| *t != "error=true") {
+            problems.push(format!("{at}: tags {tags:?}: only error=true is used"));
+        }
+        if link.title.is_empty() {
+            problems.push(format!("{at}: a link without a title"));
+        }
+    }
+    report(problems);
+}
+
+#[test]
+fn latency_and_error_panels_link_to_their_traces() {
+    let links = dashboards::trace_links().unwrap_or_else(|e| panic!("{e:#}"));
+    let dashboards = load_all();
+    let mut problems = Vec::new();
+    for (uid, panel) in TRACE_LINKED_PANELS {
+        let Some(d) = dashboards.iter().find(|d| d.uid() == uid) else {
+            problems.push(format!("no dashboard {uid}"));
+            continue;
+        };
+        if !d.visible_panels().iter().any(|p| title(p) == panel) {
+            problems.push(format!("{uid}: no panel {panel:?}"));
+        } else if !links.iter().any(|l| l.dashboard == d.title() && l.panel == panel) {
+            problems.push(format!("{uid} / {panel:?}: no link to its traces"));
+        }
+    }
+    // A panel about the latency SLO searches for the spans that break it: 0.5 s.
+    for link in links.iter().filter(|l| l.panel.contains("0.5 s")) {
+        if link.min_duration.as_deref() != Some("500ms") {
+            problems.push(format!("{} / {}: minDuration is not 500ms", link.dashboard, link.panel));
+        }
+    }
+    report(problems);
+}
+
+#[test]
+fn the_jaeger_source_links_spans_to_metrics_of_the_catalogue() {
+    let jaeger = jaeger_datasource();
+    assert_eq!(jaeger["uid"].as_str(), Some("jaeger"), "the dashboards' links name this uid");
+    assert_eq!(jaeger["url"].as_str(), Some("http://jaeger:16686"));
+    let t2m = &jaeger["jsonData"]["tracesToMetrics"];
+    assert_eq!(t2m["datasourceUid"].as_str(), Some(PROVISIONED_DATASOURCE_UID));
+    let contract = dashboards::contract();
+    let tags: Vec<(String, String)> = t2m["tags"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let key = t["key"].as_str().unwrap_or_default().to_string();
+            let label = t["value"].as_str().map_or_else(|| key.clone(), String::from);
+            (key, label)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (key, label) in &tags {
+        if *label != key.replace('.', "_") {
+            problems.push(format!("tag {key} maps to {label}, not the collector's translation"));
+        }
+    }
+    let queries = t2m["queries"].as_sequence().expect("tracesToMetrics.queries");
+    assert!(!queries.is_empty());
+    for query in queries {
+        let text = query["query"].as_str().unwrap_or_default();
+        // What Grafana makes of `$__tags` for a span with none of the tags, and with all of them.
+        let all: Vec<String> = tags.iter().map(|(_, l)| format!("{l}=\"x\"")).collect();
+        for tags_text in [String::new(), all.join(", ")] {
+            let expr = text.replace("$__tags", &tags_text);
+            let tree = match promql::parse(&expr) {
+                Ok(tree) => tree,
+                Err(e) => {
+                    problems.push(format!("`{expr}` is not PromQL: {e}"));
+                    continue;
+                }
+            };
+            for s in selectors(&tree) {
+                let Some(labels) = contract.get(&s.metric) else {
+                    problems.push(format!(
+                        "`{text}` reads {}, not a series of the catalogue",
+                        s.metric
+                    ));
+                    continue;
+                };
+                for (label, _, _) in &s.matchers {
+                    if !labels.contains(label) && !tags.iter().any(|(_, l)| l == label) {
+                        problems.push(format!("`{text}`: {} has no label {label}", s.metric));
+                    }
+                }
+            }
+        }
+    }
+    report(problems);
 }

@@ -1,5 +1,5 @@
 //! Where the project's native tools are: the collector, Prometheus, promtool, Alertmanager, amtool,
-//! the collector builder and actionlint live in a cache outside the clone, in directories named
+//! Jaeger, the collector builder and actionlint live in a cache outside the clone, in directories named
 //! after the versions pinned in `.env`, and so does a Python venv holding schemathesis (the API's
 //! fuzzer) at its pinned version; Postgres and Redis come from the OS packages. `cargo xtask tools`
 //! builds into exactly these paths, and tests only ever look here.
@@ -90,6 +90,17 @@ pub fn postgres_exporter_dir() -> anyhow::Result<PathBuf> {
 /// The postgres_exporter binary, which the collector's `prometheus/postgres` receiver scrapes.
 pub fn postgres_exporter_path() -> anyhow::Result<PathBuf> {
     Ok(postgres_exporter_dir()?.join("postgres_exporter"))
+}
+
+/// Directory holding `jaeger` (Jaeger v2, the trace store) built from its Go module at
+/// `JAEGER_MODULE_VERSION` (and the throwaway Go module it is built in).
+pub fn jaeger_dir() -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("jaeger-{}", versions()?.jaeger_module)))
+}
+
+/// The Jaeger v2 binary (`cmd/jaeger`), which stores the traces the collector sends it.
+pub fn jaeger_path() -> anyhow::Result<PathBuf> {
+    Ok(jaeger_dir()?.join("jaeger"))
 }
 
 /// Directory holding `actionlint` of the pinned version.
@@ -212,6 +223,7 @@ mod tests {
         assert!(builder_path()?.ends_with(format!("bin/builder-{}/builder", v.otelcol)));
         let actionlint = format!("actionlint-{}/actionlint", v.actionlint);
         assert!(actionlint_path()?.ends_with(actionlint));
+        assert!(jaeger_path()?.ends_with(format!("jaeger-{}/jaeger", v.jaeger_module)));
         assert!(schemathesis_path()?.ends_with("python/bin/schemathesis"));
         Ok(())
     }

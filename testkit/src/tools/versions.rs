@@ -15,6 +15,12 @@ pub struct Versions {
     pub alertmanager: String,
     /// `POSTGRES_EXPORTER_VERSION`, e.g. `0.17.1`: what the collector reads Postgres through.
     pub postgres_exporter: String,
+    /// `JAEGER_VERSION`, e.g. `2.13.0`: the Jaeger v2 release (the image tag; the native binary
+    /// reports it as its version).
+    pub jaeger: String,
+    /// `JAEGER_MODULE_VERSION`, e.g. `1.76.0`: the Go module tag released with [`Versions::jaeger`],
+    /// which the native Jaeger is built from.
+    pub jaeger_module: String,
     /// `ACTIONLINT_VERSION`, e.g. `1.7.12`: the linter of `.github/workflows`.
     pub actionlint: String,
     /// `SCHEMATHESIS_VERSION`, e.g. `4.32.5`: the API's OpenAPI-driven fuzzer (from PyPI).
@@ -46,6 +52,8 @@ impl Versions {
             prometheus: get("PROMETHEUS_VERSION")?,
             alertmanager: get("ALERTMANAGER_VERSION")?,
             postgres_exporter: get("POSTGRES_EXPORTER_VERSION")?,
+            jaeger: get("JAEGER_VERSION")?,
+            jaeger_module: get("JAEGER_MODULE_VERSION")?,
             actionlint: get("ACTIONLINT_VERSION")?,
             schemathesis: get("SCHEMATHESIS_VERSION")?,
             hypothesis: get("HYPOTHESIS_VERSION")?,
@@ -83,7 +91,7 @@ mod tests {
     fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
         let text = "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\n\
                     ALERTMANAGER_VERSION='0.31.1'\nPOSTGRES_EXPORTER_VERSION=0.17.1\n\
-                    ACTIONLINT_VERSION=1.7.12\n\
+                    JAEGER_VERSION=2.13.0\nJAEGER_MODULE_VERSION=1.76.0\nACTIONLINT_VERSION=1.7.12\n\
                     SCHEMATHESIS_VERSION=4.32.5\nHYPOTHESIS_VERSION=6.170.17\nX='y'\n";
         let v = Versions::from_env_file(text)?;
         let want = Versions {
@@ -91,6 +99,8 @@ mod tests {
             prometheus: "3.16.0".into(),
             alertmanager: "0.31.1".into(),
             postgres_exporter: "0.17.1".into(),
+            jaeger: "2.13.0".into(),
+            jaeger_module: "1.76.0".into(),
             actionlint: "1.7.12".into(),
             schemathesis: "4.32.5".into(),
             hypothesis: "6.170.17".into(),
@@ -119,6 +129,8 @@ mod tests {
         assert!(v.prometheus.starts_with("3."), "{v:?}");
         assert!(v.alertmanager.starts_with("0."), "{v:?}");
         assert!(v.postgres_exporter.starts_with("0."), "{v:?}");
+        assert!(v.jaeger.starts_with("2."), "{v:?}");
+        assert!(v.jaeger_module.starts_with("1."), "{v:?}");
         assert!(v.actionlint.starts_with("1."), "{v:?}");
         assert!(v.schemathesis.starts_with("4."), "{v:?}");
         assert!(v.hypothesis.starts_with("6."), "{v:?}");

@@ -5,9 +5,9 @@
 //! first builds the API and the worker (one `cargo build` for those not running), then starts
 //! Postgres and Redis (from the OS packages; see [`service`] for their data and authentication),
 //! postgres_exporter (the collector reads Postgres through it, as the role of [`monitoring`]),
-//! the collector, Alertmanager, Prometheus (which alerts to Alertmanager), the API (it needs
-//! Postgres, Redis and the collector healthy) and the worker (it needs Postgres and the
-//! collector). `down` stops them in reverse: the worker and the API first, so they finish their
+//! Jaeger (the trace store; its query service at [`jaeger_query_url`]), the collector,
+//! Alertmanager, Prometheus (which alerts to Alertmanager), the API (it needs Postgres, Redis and
+//! the collector healthy) and the worker (it needs Postgres and the collector). `down` stops them in reverse: the worker and the API first, so they finish their
 //! jobs and requests and flush their telemetry while the collector still runs.
 
 mod monitoring;
@@ -15,7 +15,7 @@ mod pid;
 mod service;
 pub mod tokens;
 
-pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV};
+pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV, jaeger_query_url};
 
 /// This stack, as the freshness benchmark of `cargo xtask bench` runs it.
 pub const NATIVE: bench::NativeStack = bench::NativeStack {
@@ -113,6 +113,7 @@ pub fn command(action: Action) -> anyhow::Result<()> {
                 start(native, Build::Done)?;
             }
             eprintln!("stack is up; logs in {}", service::stack_dir().display());
+            eprintln!("traces: Jaeger's UI and API at {}", jaeger_query_url());
             if let Some(token) = tokens::admin_token() {
                 eprintln!(
                     "API token (role admin): {token}\n  kept in {}; `cargo xtask load` sends it; \

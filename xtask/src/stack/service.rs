@@ -11,7 +11,9 @@
 //! `postgres://postgres@127.0.0.1:5432/orgraph`. When run as root the server runs as the `postgres`
 //! system user, which then owns that directory. Redis persists nothing (`--save "" --appendonly
 //! no`): it is a cache. Alertmanager keeps its silences and notification log in
-//! `target/stack/alertmanager` and runs without clustering.
+//! `target/stack/alertmanager` and runs without clustering. Jaeger (the trace store) keeps its
+//! Badger store in `target/stack/jaeger`; its listeners are on ports of its own (the collector
+//! holds compose's 4317 and 13133 here), its query service (UI and API) on compose's 16686.
 //!
 //! The platform's own services (the API and the worker) are built with `cargo build` before each
 //! start (one invocation for all that [`build`] is given) and run from the target directory; their
@@ -40,6 +42,8 @@ pub enum Service {
     Redis,
     /// postgres_exporter, through which the collector reads Postgres' statistics.
     PostgresExporter,
+    /// Jaeger v2, the trace store the collector sends spans to.
+    Jaeger,
     /// The OpenTelemetry Collector.
     Collector,
     /// Prometheus.
@@ -116,6 +120,14 @@ const WORKER_STOP_GRACE: Duration = Duration::from_secs(40);
 const POSTGRES_PORT: u16 = 5432;
 const REDIS_PORT: u16 = 6379;
 const POSTGRES_EXPORTER_PORT: u16 = 9187;
+/// Jaeger's OTLP/gRPC receiver (4317 in compose, where it has a network namespace of its own).
+const JAEGER_OTLP_GRPC_PORT: u16 = 14317;
+/// Jaeger's query service: the UI and the HTTP API (`/api/traces`), as in compose.
+const JAEGER_QUERY_PORT: u16 = 16686;
+/// Jaeger's query service over gRPC (api_v2/api_v3), as in compose (not published there).
+const JAEGER_QUERY_GRPC_PORT: u16 = 16685;
+/// Jaeger's health endpoint (13133 in compose).
+const JAEGER_HEALTH_PORT: u16 = 13134;
 const OTLP_GRPC_PORT: u16 = 4317;
 const OTLP_HTTP_PORT: u16 = 4318;
 const COLLECTOR_TELEMETRY_PORT: u16 = 8888;
@@ -139,6 +151,16 @@ pub const STACK_DIR_ENV: &str = "ORGRAPH_STACK_DIR";
 /// deploy a broken rule or config to it, as an operator might, without touching the repository.
 pub const PROMETHEUS_CONFIG_ENV: &str = "ORGRAPH_PROMETHEUS_CONFIG";
 
+/// Set to `1`, the stack's collector also runs `collector-debug.yaml`: every span it receives goes
+/// to its log too (`target/stack/collector.log`), besides Jaeger.
+pub const COLLECTOR_DEBUG_ENV: &str = "ORGRAPH_COLLECTOR_DEBUG";
+
+/// The base URL of the native stack's Jaeger query service (UI and HTTP API: `/api/traces/{id}`,
+/// `/api/traces?service=…&operation=…&start=…&end=…&minDuration=…`).
+pub fn jaeger_query_url() -> String {
+    format!("http://127.0.0.1:{JAEGER_QUERY_PORT}")
+}
+
 /// `<repo>/target/stack` (or `$ORGRAPH_STACK_DIR`): logs, pid files and data of the native stack.
 pub fn stack_dir() -> PathBuf {
     path_from_env(STACK_DIR_ENV, || testkit::repo_root().join("target").join("stack"))
@@ -153,12 +175,14 @@ fn path_from_env(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
 }
 
 impl Service {
-    /// Dependencies first, so `up` starts in this order and `down` reverses it. Alertmanager
-    /// comes before Prometheus, which sends it alerts.
-    pub const ALL: [Service; 8] = [
+    /// Dependencies first, so `up` starts in this order and `down` reverses it. Jaeger comes
+    /// before the collector, which sends it spans; Alertmanager before Prometheus, which sends it
+    /// alerts.
+    pub const ALL: [Service; 9] = [
         Service::Postgres,
         Service::Redis,
         Service::PostgresExporter,
+        Service::Jaeger,
         Service::Collector,
         Service::Alertmanager,
         Service::Prometheus,
@@ -172,6 +196,7 @@ impl Service {
             Service::Postgres => postgres(),
             Service::Redis => redis(),
             Service::PostgresExporter => postgres_exporter(),
+            Service::Jaeger => jaeger(),
             Service::Collector => collector(),
             Service::Alertmanager => alertmanager(),
             Service::Prometheus => prometheus(),
@@ -187,6 +212,12 @@ impl Service {
             Service::Postgres => &[(POSTGRES_PORT, "postgres")],
             Service::Redis => &[(REDIS_PORT, "redis")],
             Service::PostgresExporter => &[(POSTGRES_EXPORTER_PORT, "postgres-exporter")],
+            Service::Jaeger => &[
+                (JAEGER_OTLP_GRPC_PORT, "jaeger OTLP/gRPC"),
+                (JAEGER_QUERY_PORT, "jaeger query (UI, API)"),
+                (JAEGER_QUERY_GRPC_PORT, "jaeger query gRPC"),
+                (JAEGER_HEALTH_PORT, "jaeger health"),
+            ],
             Service::Collector => &[
                 (OTLP_GRPC_PORT, "collector OTLP/gRPC"),
                 (OTLP_HTTP_PORT, "collector OTLP/HTTP"),
@@ -202,7 +233,8 @@ impl Service {
     }
 
     /// The services that must be healthy before this one starts (compose's `depends_on` with
-    /// `condition: service_healthy`).
+    /// `condition: service_healthy`). Not Jaeger for the collector: as in compose (`required:
+    /// false`), the metrics never wait on the trace store; `up` starts Jaeger first anyway.
     pub fn needs(self) -> &'static [Service] {
         match self {
             Service::Api => &[Service::Postgres, Service::Redis, Service::Collector],
@@ -210,6 +242,7 @@ impl Service {
             Service::PostgresExporter => &[Service::Postgres],
             Service::Postgres
             | Service::Redis
+            | Service::Jaeger
             | Service::Collector
             | Service::Prometheus
             | Service::Alertmanager => &[],
@@ -223,6 +256,7 @@ impl fmt::Display for Service {
             Service::Postgres => "postgres",
             Service::Redis => "redis",
             Service::PostgresExporter => "postgres-exporter",
+            Service::Jaeger => "jaeger",
             Service::Collector => "collector",
             Service::Prometheus => "prometheus",
             Service::Alertmanager => "alertmanager",
@@ -299,13 +333,38 @@ fn missing(e: anyhow::Error) -> Kind {
     Kind::Missing(format!("{e:#}"))
 }
 
-/// The collector with `collector-config.yaml`, its listeners moved to loopback.
-fn collector() -> anyhow::Result<Native> {
-    let config = testkit::repo_root().join("collector-config.yaml");
-    let health = Kind::Http(format!("http://127.0.0.1:{COLLECTOR_HEALTH_PORT}/"));
-    let mut native = Native::new(Service::Collector, tools::otelcol_path()?, health)?;
+/// Jaeger with `jaeger/config.yaml`, its listeners on loopback, its Badger store in
+/// `target/stack/jaeger`.
+fn jaeger() -> anyhow::Result<Native> {
+    let config = testkit::repo_root().join("jaeger").join("config.yaml");
+    let store = stack_dir().join("jaeger");
+    let health = Kind::Http(format!("http://127.0.0.1:{JAEGER_HEALTH_PORT}/status"));
+    let mut native = Native::new(Service::Jaeger, tools::jaeger_path()?, health)?;
     native.args = vec!["--config".into(), config.into()];
     native.env = vec![
+        ("JAEGER_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{JAEGER_OTLP_GRPC_PORT}")),
+        ("JAEGER_QUERY_HTTP_ENDPOINT", format!("127.0.0.1:{JAEGER_QUERY_PORT}")),
+        ("JAEGER_QUERY_GRPC_ENDPOINT", format!("127.0.0.1:{JAEGER_QUERY_GRPC_PORT}")),
+        ("JAEGER_HEALTH_ENDPOINT", format!("127.0.0.1:{JAEGER_HEALTH_PORT}")),
+        ("JAEGER_BADGER_DIR", utf8(store.clone())?),
+    ];
+    native.dirs = vec![store];
+    Ok(native)
+}
+
+/// The collector with `collector-config.yaml` (and `collector-debug.yaml` when
+/// [`COLLECTOR_DEBUG_ENV`] is `1`), its listeners moved to loopback, sending spans to the stack's
+/// Jaeger.
+fn collector() -> anyhow::Result<Native> {
+    let root = testkit::repo_root();
+    let health = Kind::Http(format!("http://127.0.0.1:{COLLECTOR_HEALTH_PORT}/"));
+    let mut native = Native::new(Service::Collector, tools::otelcol_path()?, health)?;
+    native.args = vec!["--config".into(), root.join("collector-config.yaml").into()];
+    if std::env::var(COLLECTOR_DEBUG_ENV).is_ok_and(|v| v == "1") {
+        native.args.extend(["--config".into(), root.join("collector-debug.yaml").into()]);
+    }
+    native.env = vec![
+        ("JAEGER_OTLP_ENDPOINT", format!("127.0.0.1:{JAEGER_OTLP_GRPC_PORT}")),
         ("COLLECTOR_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{OTLP_GRPC_PORT}")),
         ("COLLECTOR_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{OTLP_HTTP_PORT}")),
         ("COLLECTOR_PROMETHEUS_ENDPOINT", format!("127.0.0.1:{COLLECTOR_EXPORTER_PORT}")),
@@ -408,7 +467,8 @@ fn exports_dir() -> PathBuf {
 /// The environment of the platform's own services in the native stack, in one table: compose's
 /// ports on 127.0.0.1, the stack's Postgres (`database_url`), Redis for the API (the worker does
 /// not use it), the worker's exports under `target/stack/exports`, OTLP/gRPC to the collector,
-/// exporting as often as Prometheus scrapes, JSON logs.
+/// exporting as often as Prometheus scrapes, JSON logs, and the trace settings of `.env`
+/// ([`testkit::trace_env`]: OTLP, the sampler and its ratio).
 fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'static str, String)>> {
     let own = match service {
         Service::Api => vec![
@@ -423,6 +483,7 @@ fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'stat
         Service::Postgres
         | Service::Redis
         | Service::PostgresExporter
+        | Service::Jaeger
         | Service::Collector
         | Service::Prometheus
         | Service::Alertmanager => anyhow::bail!("{service} is not one of the platform's services"),
@@ -439,7 +500,9 @@ fn app_env(service: Service, database_url: String) -> anyhow::Result<Vec<(&'stat
         ("OTEL_METRIC_EXPORT_INTERVAL", scrape_interval_ms()?.to_string()),
         ("LOG_FORMAT", "json".into()),
     ];
-    Ok(own.into_iter().chain(shared).collect())
+    // Spans to the collector (and so to Jaeger), sampled as .env says, as in compose.
+    let traces = testkit::trace_env()?;
+    Ok(own.into_iter().chain(shared).chain(traces).collect())
 }
 
 /// `path` as a string, for an environment variable of the table.
@@ -726,7 +789,8 @@ mod tests {
     fn alertmanager_starts_before_prometheus_and_the_platform_last() {
         let at = |s: Service| Service::ALL.iter().position(|&x| x == s);
         assert!(at(Service::Alertmanager) < at(Service::Prometheus));
-        assert_eq!(&Service::ALL[6..], &[Service::Api, Service::Worker]);
+        assert_eq!(&Service::ALL[7..], &[Service::Api, Service::Worker]);
+        assert!(at(Service::Jaeger) < at(Service::Collector), "the collector sends it spans");
         for service in Service::ALL {
             for needed in service.needs() {
                 assert!(at(*needed) < at(service), "{service} needs {needed} started before it");
@@ -754,6 +818,38 @@ mod tests {
             cargo_build_args(&[("worker", "worker")]),
             ["build", "-p", "worker", "--bin", "worker"]
         );
+    }
+
+    #[test]
+    fn the_services_send_spans_as_env_says_and_the_collector_sends_them_to_jaeger()
+    -> anyhow::Result<()> {
+        let url = "postgres://postgres@127.0.0.1:5432/orgraph".to_string();
+        for service in [Service::Api, Service::Worker] {
+            let env = app_env(service, url.clone())?;
+            for (key, value) in testkit::trace_env()? {
+                let got = env.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+                assert_eq!(got, Some(&value), "{service}: {key}");
+            }
+        }
+        let collector = collector()?;
+        let endpoint = collector.env.iter().find(|(k, _)| *k == "JAEGER_OTLP_ENDPOINT");
+        assert_eq!(
+            endpoint.map(|(_, v)| v.as_str()),
+            Some(format!("127.0.0.1:{JAEGER_OTLP_GRPC_PORT}").as_str())
+        );
+        let jaeger = jaeger()?;
+        let get = |key: &str| jaeger.env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        assert_eq!(get("JAEGER_OTLP_GRPC_ENDPOINT"), Some("127.0.0.1:14317".into()));
+        assert_eq!(get("JAEGER_QUERY_HTTP_ENDPOINT"), Some("127.0.0.1:16686".into()));
+        assert_eq!(get("JAEGER_BADGER_DIR").map(PathBuf::from), Some(stack_dir().join("jaeger")));
+        assert_eq!(jaeger.health_target(), "http://127.0.0.1:13134/status");
+        assert_eq!(jaeger_query_url(), "http://127.0.0.1:16686");
+        // Every variable the stack gives Jaeger is one jaeger/config.yaml reads.
+        let config = std::fs::read_to_string(testkit::repo_root().join("jaeger/config.yaml"))?;
+        for (key, _) in &jaeger.env {
+            assert!(config.contains(&format!("${{env:{key}:-")), "jaeger/config.yaml lacks {key}");
+        }
+        Ok(())
     }
 
     #[test]

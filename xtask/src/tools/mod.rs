@@ -1,6 +1,6 @@
 //! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
 //! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool,
-//! actionlint, postgres_exporter) go to the cache outside the clone at the versions of `.env`, at exactly the paths
+//! Jaeger, actionlint, postgres_exporter) go to the cache outside the clone at the versions of `.env`, at exactly the paths
 //! `testkit::tools` looks at, and so does schemathesis (the API's fuzzer, a Python package: pip
 //! into a venv there); Postgres and Redis come from the OS packages.
 
@@ -8,6 +8,7 @@ mod actionlint;
 mod alertmanager;
 mod collector;
 mod go;
+mod jaeger;
 mod manifest;
 mod postgres_exporter;
 mod prometheus;
@@ -31,6 +32,8 @@ pub struct ToolSet {
     pub actionlint: PathBuf,
     /// postgres_exporter, which the collector scrapes for Postgres' metrics.
     pub postgres_exporter: PathBuf,
+    /// Jaeger v2, the trace store the collector sends spans to.
+    pub jaeger: PathBuf,
     /// schemathesis, the API's OpenAPI-driven fuzzer (in the cache's Python venv).
     pub schemathesis: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
@@ -58,6 +61,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
     let (prometheus, promtool) = prometheus::ensure(&versions.prometheus)?;
     let (alertmanager, amtool) = alertmanager::ensure(&versions.alertmanager)?;
     let postgres_exporter = postgres_exporter::ensure(&versions.postgres_exporter)?;
+    let jaeger = jaeger::ensure(&versions)?;
     let actionlint = actionlint::ensure(&versions.actionlint)?;
     let schemathesis = schemathesis::ensure(&versions.schemathesis)?;
     let system = system::ensure()?;
@@ -70,6 +74,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
         builder,
         actionlint,
         postgres_exporter,
+        jaeger,
         schemathesis,
         pg_ctl: system.pg_ctl,
         redis_server: system.redis_server,
@@ -78,7 +83,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
 
 impl ToolSet {
     /// `(name, path)` in the order `--print` prints them.
-    pub fn lines(&self) -> [(&'static str, &PathBuf); 11] {
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 12] {
         [
             ("otelcol", &self.otelcol),
             ("prometheus", &self.prometheus),
@@ -88,6 +93,7 @@ impl ToolSet {
             ("builder", &self.builder),
             ("actionlint", &self.actionlint),
             ("postgres_exporter", &self.postgres_exporter),
+            ("jaeger", &self.jaeger),
             ("schemathesis", &self.schemathesis),
             ("pg_ctl", &self.pg_ctl),
             ("redis-server", &self.redis_server),

@@ -18,11 +18,13 @@
 mod abuse;
 mod checks;
 mod faults;
+mod jaeger;
 mod matrix;
 mod platform_faults;
 mod prom;
 mod record;
 mod sink;
+mod traces;
 
 use checks::Checks;
 use load::{Options, Stop};
@@ -63,8 +65,14 @@ fn prove(
     sink: &sink::Sink,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<()> {
+    let proof_started = traces::now_us();
     let report = healthy_load(checks, stack)?;
+    let load_ended = traces::now_us();
     nothing_lost(checks, &report);
+    traces::export_followed(checks)?;
+    let requests = report["total"].as_u64().unwrap_or(0);
+    traces::load_complete(checks, (proof_started, load_ended), requests);
+    traces::retried_job(checks, &stack.dir.join("exports"))?;
     abuse::hostile_flood(checks, runtime)?;
     let rules = rules_healthy(checks)?;
     let during = collector_stopped(checks, stack, runtime)?;
@@ -75,7 +83,9 @@ fn prove(
     let accepted = report["by_status"]["202"].as_u64().unwrap_or(0)
         + during.by_status.get("202").copied().unwrap_or(0)
         + accepted_in_faults;
-    every_query_returns_data(checks, runtime, &rules, accepted)
+    every_query_returns_data(checks, runtime, &rules, accepted)?;
+    traces::grafana_links_answer(checks, (proof_started, traces::now_us()));
+    Ok(())
 }
 
 /// Step 1: Healthy load: every endpoint and job kind, bad requests included. Returns the load
@@ -182,6 +192,8 @@ fn collector_stopped(
     step("fault: the collector stopped for 30 s under load");
     let before = prom::value(COUNT_API_REQUESTS)?.unwrap_or(0.0);
     let rss_before = stack.rss_kib("api");
+    let worker_rss_before = stack.rss_kib("worker");
+    let lost_before = traces::spans_lost();
     let background = runtime.spawn(load::run(Options {
         stop: Stop::After(Duration::from_secs(60)),
         rate: Some(40.0),
@@ -193,6 +205,7 @@ fn collector_stopped(
     stack.run(&["stop", "collector"])?;
     std::thread::sleep(Duration::from_secs(30));
     let rss_during = stack.rss_kib("api");
+    let worker_rss_during = stack.rss_kib("worker");
     stack.run(&["start", "collector"])?;
     let during = runtime.block_on(background)??;
     let p99 = during.latency_ms.p99;
@@ -211,6 +224,13 @@ fn collector_stopped(
         matches!((rss_before, rss_during), (Some(a), Some(b)) if b < a + RSS_BOUND_KIB),
         || format!("RSS before {rss_before:?} KiB, during {rss_during:?} KiB"),
     );
+    checks.check(
+        &format!(
+            "the worker's memory stayed bounded while the collector was away: {worker_rss_before:?} -> {worker_rss_during:?} KiB (bound +{RSS_BOUND_KIB})"
+        ),
+        matches!((worker_rss_before, worker_rss_during), (Some(a), Some(b)) if b < a + RSS_BOUND_KIB),
+        || format!("RSS before {worker_rss_before:?} KiB, during {worker_rss_during:?} KiB"),
+    );
     let expected = before + during.total as f64;
     let counted = wait_for_value(COUNT_API_REQUESTS, |v| v >= expected, Duration::from_secs(90));
     checks.check(
@@ -223,6 +243,15 @@ fn collector_stopped(
             )
         },
     );
+    let lost = wait_for_value(traces::LOST_SPANS, |v| v > lost_before, Duration::from_secs(60));
+    checks.check(
+        &format!(
+            "the spans made while the collector was away were dropped and counted ({lost_before} -> {lost:?})"
+        ),
+        lost.is_some_and(|v| v > lost_before),
+        || format!("{} stayed {lost:?}", traces::LOST_SPANS),
+    );
+    traces::traces_resume(checks)?;
     Ok(during)
 }
 

@@ -17,7 +17,7 @@
 //!   is sent, and after its export both are read again.
 
 use super::services::{EXPORT_INTERVAL_MS, Infra, Telemetry, rss_bytes};
-use super::traces::{self, SpanCounts};
+use super::traces::{self, SpanCounts, TracedTotals};
 use super::{Figures, Plan, best_of};
 use super::{cpu, drive};
 use anyhow::Context;
@@ -40,7 +40,8 @@ const EMPLOYEES: u32 = 1000;
 const REQUEST_COUNT: &str = "http_server_request_duration_seconds_count";
 
 /// Adds `api_rps_instrumented`, `api_rps_disabled`, `api_rps_traced`, `api_throughput_ratio`,
-/// `api_throughput_ratio_traced` and `api_spans_dropped_traced` (over both traced runs).
+/// `api_throughput_ratio_traced`, and over both traced runs the spans the API lost before export
+/// and their share of all its spans (`api_spans_dropped_traced`, `api_spans_dropped_share_traced`).
 pub fn throughput(
     plan: Plan,
     infra: &Infra,
@@ -48,12 +49,11 @@ pub fn throughput(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let mut runs = Vec::new();
-    let mut dropped = 0;
+    let mut traced_spans = TracedTotals::default();
     let total = Telemetry::ALTERNATING.len();
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
         let spans = SpanCounts::read(&infra.collector)?;
         let api = infra.start_api(telemetry)?;
-        let log = api.log_path();
         if i == 0 {
             seed(runtime, &api.base, &infra.tokens.admin)?;
         }
@@ -81,17 +81,19 @@ pub fn throughput(
             i + 1,
             telemetry.name()
         );
-        api.stop()?;
-        let run = traces::check_run(&infra.collector, telemetry, &spans, &log)
+        let stopped = api.stop()?;
+        let run = traces::check_run(&infra.collector, telemetry, &spans, &stopped)
             .with_context(|| format!("api run {}/{total} ({})", i + 1, telemetry.name()))?;
         if telemetry == Telemetry::Traced {
             eprintln!(
-                "[bench] api run {}/{total} (traced): {} spans exported, {} dropped by the api",
+                "[bench] api run {}/{total} (traced): {} spans exported; lost by the api: {} \
+                 dropped (queue full), {} in failed exports",
                 i + 1,
                 run.exported,
-                run.dropped
+                run.lost.dropped,
+                run.lost.failed
             );
-            dropped += run.dropped;
+            traced_spans.add(run);
         }
         runs.push((telemetry, rps));
     }
@@ -104,7 +106,8 @@ pub fn throughput(
     figures.add("api_rps_traced", format!("{traced:.0}"));
     figures.add("api_throughput_ratio", format!("{:.3}", instrumented / disabled));
     figures.add("api_throughput_ratio_traced", format!("{:.3}", traced / disabled));
-    figures.add("api_spans_dropped_traced", dropped.to_string());
+    figures.add("api_spans_dropped_traced", traced_spans.lost().to_string());
+    figures.add("api_spans_dropped_share_traced", format!("{:.4}", traced_spans.lost_share()));
     Ok(())
 }
 

@@ -16,11 +16,12 @@
 //! * [`freshness`]: the native stack on the compose ports (run by xtask's `stack`, which
 //!   [`NativeStack`] hands in); seconds from a request to its count being visible in Prometheus.
 //!
-//! [`services`] starts the servers (Postgres, Redis, the collector from `testkit`, the release
-//! API and worker) on free loopback ports, each killed when its guard is dropped, even on error;
-//! [`drive`] is the small async HTTP client the API benchmarks use; [`cpu`] says how busy other
-//! processes kept the machine during a throughput run; [`traces`] holds the traced runs' trace
-//! variables and checks that they, and only they, exported spans.
+//! [`services`] starts the servers (Postgres, Redis, Jaeger and the collector from `testkit`, the
+//! release API and worker) on free loopback ports, each killed when its guard is dropped, even on
+//! error; [`drive`] is the small async HTTP client the API benchmarks use; [`cpu`] says how busy
+//! other processes kept the machine during a throughput run; [`traces`] checks that the traced
+//! runs, and only they, exported spans, all passed on to Jaeger, and [`lost_spans`] reads how
+//! many spans a traced service lost before export, from its own counters.
 //!
 //! Every run is one sample on a noisy machine: the figures are printed, never asserted. A
 //! benchmark that cannot run is reported at the end and makes the command fail, after the others
@@ -32,6 +33,7 @@ mod drive;
 mod freshness;
 mod http_layer;
 mod jobs;
+mod lost_spans;
 mod services;
 mod traces;
 mod worker;
@@ -220,7 +222,7 @@ pub fn command(args: Args, stack: &NativeStack) -> anyhow::Result<()> {
                         fail(section, e);
                     }
                 }
-                eprintln!("[bench] stopping Postgres, Redis and the collector");
+                eprintln!("[bench] stopping Postgres, Redis, the collector and Jaeger");
                 drop(infra);
             }
         }

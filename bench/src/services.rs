@@ -1,18 +1,21 @@
 //! The servers of the API and worker benchmarks, all on free loopback ports so they never meet a
-//! running stack: Postgres, Redis and a real collector from `testkit` (the repo's own
-//! `collector-config.yaml`), and the platform's release binaries, started one at a time,
-//! instrumented (OTLP/gRPC to that collector, exporting every 15 s), traced (the same, and spans
-//! too) or with `OTEL_SDK_DISABLED=true`. Every process is owned by a guard that stops it when dropped, so an
-//! error anywhere leaves nothing running; logs stay in `<target>/bench/logs`.
+//! running stack: Postgres, Redis, Jaeger and a real collector from `testkit` (the repo's own
+//! `collector-config.yaml` and `jaeger/config.yaml`; the collector's `traces` pipeline exports to
+//! that Jaeger), and the platform's release binaries, started one at a time, instrumented
+//! (OTLP/gRPC to that collector, exporting every 15 s), traced (the same, and spans too, with the
+//! stack's trace settings from `.env`) or with `OTEL_SDK_DISABLED=true`. Each start of a binary
+//! has a name of its own (`02-api-traced`): its log file in `<target>/bench/logs` and its
+//! `service.instance.id`, so its series in the collector's scrape are told apart from those of
+//! every other start. Every process is owned by a guard that stops it when dropped, so an error
+//! anywhere leaves nothing running.
 
-use super::traces::traced_env;
 use super::{fresh_dir, target_dir};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testkit::process::{Daemon, Output, run as run_command};
-use testkit::{Collector, Postgres, Redis, free_port, wait_for};
+use testkit::{Collector, Jaeger, Postgres, Redis, free_port, wait_for};
 
 /// The services' metric export interval (as in the stack: Prometheus' scrape interval).
 pub const EXPORT_INTERVAL_MS: u64 = 15_000;
@@ -33,8 +36,8 @@ pub enum Telemetry {
     Instrumented,
     /// `OTEL_SDK_DISABLED=true`: every instrument a no-op, nothing exported.
     Disabled,
-    /// [`Telemetry::Instrumented`] and spans too: OTLP to the same collector at the stack's
-    /// default sampler ([`traced_env`]).
+    /// [`Telemetry::Instrumented`] and spans too: OTLP to the same collector, with the stack's
+    /// trace settings ([`testkit::trace_env`], from `.env`).
     Traced,
 }
 
@@ -59,13 +62,23 @@ impl Telemetry {
         }
     }
 
-    /// The telemetry environment of `service` exporting to the OTLP/gRPC `endpoint`.
-    fn env(self, service: &str, endpoint: String) -> Vec<(&'static str, String)> {
+    /// The telemetry environment of `service` (its `service.instance.id` `instance`) exporting to
+    /// the OTLP/gRPC `endpoint`; a traced run adds `trace`, the trace variables.
+    fn env(
+        self,
+        service: &str,
+        instance: &str,
+        endpoint: String,
+        trace: &[(&'static str, String)],
+    ) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("OTEL_SERVICE_NAME", service.to_string()),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
-                "service.namespace=orgraph,deployment.environment.name=bench".to_string(),
+                format!(
+                    "service.namespace=orgraph,deployment.environment.name=bench,\
+                     service.instance.id={instance}"
+                ),
             ),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
@@ -75,13 +88,14 @@ impl Telemetry {
         match self {
             Telemetry::Instrumented => {}
             Telemetry::Disabled => env.push(("OTEL_SDK_DISABLED", "true".to_string())),
-            Telemetry::Traced => env.extend(traced_env()),
+            Telemetry::Traced => env.extend(trace.iter().cloned()),
         }
         env
     }
 }
 
-/// Postgres, Redis and the collector, shared by the API and worker benchmarks; stopped on drop.
+/// Postgres, Redis, the collector and Jaeger, shared by the API and worker benchmarks; stopped on
+/// drop.
 #[derive(Debug)]
 pub struct Infra {
     /// The platform's database (`orgraph`).
@@ -90,15 +104,22 @@ pub struct Infra {
     pub redis: Redis,
     /// Where the instrumented services send OTLP.
     pub collector: Collector,
+    /// The trace store the collector's `traces` pipeline exports to; only held, so that it runs as
+    /// long as the collector (declared after it, so it stops after it: fields drop in order).
+    _jaeger: Jaeger,
     /// The API's tokens (the benchmarks send the admin's).
     pub tokens: testkit::tokens::ApiTokens,
+    /// The trace variables of a traced run, from `.env` ([`testkit::trace_env`]).
+    trace: Vec<(&'static str, String)>,
     logs: PathBuf,
     binaries: PathBuf,
 }
 
 impl Infra {
-    /// Builds the API and the worker in release, then starts Postgres, Redis and the collector.
+    /// Reads the trace settings from `.env`, builds the API and the worker in release, then
+    /// starts Postgres, Redis, Jaeger and the collector (its `traces` pipeline to that Jaeger).
     pub fn start() -> anyhow::Result<Infra> {
+        let trace = testkit::trace_env()?;
         let cargo = std::env::var_os("CARGO").filter(|c| !c.is_empty()).unwrap_or("cargo".into());
         let mut build = Command::new(cargo);
         build
@@ -118,26 +139,32 @@ impl Infra {
             );
         }
         let logs = fresh_dir("logs")?;
-        eprintln!("[bench] starting Postgres, Redis and the collector on free loopback ports");
+        eprintln!(
+            "[bench] starting Postgres, Redis, Jaeger and the collector on free loopback ports"
+        );
         let postgres = Postgres::start()?;
         let redis = Redis::start()?;
-        let collector = Collector::start()?;
+        let jaeger = Jaeger::start()?;
+        let collector =
+            Collector::start_with(&[("JAEGER_OTLP_ENDPOINT", &jaeger.otlp_grpc_endpoint())])?;
         eprintln!(
-            "[bench] postgres :{}, redis :{}, collector OTLP {} (exporter {})",
+            "[bench] postgres :{}, redis :{}, collector OTLP {} (exporter {}), jaeger {}",
             postgres.port(),
             redis.port(),
             collector.otlp_grpc_endpoint(),
-            collector.prometheus_url()
+            collector.prometheus_url(),
+            jaeger.query_url()
         );
         let tokens = testkit::tokens::ApiTokens::scratch()?;
-        Ok(Infra { postgres, redis, collector, tokens, logs, binaries })
+        Ok(Infra { postgres, redis, collector, _jaeger: jaeger, tokens, trace, logs, binaries })
     }
 
     /// Starts the release API on a free port and waits until it is ready.
     pub fn start_api(&self, telemetry: Telemetry) -> anyhow::Result<Running> {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut env = telemetry.env("api", self.collector.otlp_grpc_endpoint());
+        let name = start_name("api", telemetry);
+        let mut env = telemetry.env("api", &name, self.collector.otlp_grpc_endpoint(), &self.trace);
         env.extend([
             ("API_ADDR", format!("127.0.0.1:{port}")),
             ("DATABASE_URL", self.postgres.url()),
@@ -150,7 +177,7 @@ impl Infra {
         ]);
         let health = format!("{base}/health/ready");
         let mut running =
-            Running::start(&self.binaries.join("api"), "api", telemetry, env, health, &self.logs)?;
+            Running::start(&self.binaries.join("api"), "api", name, env, health, &self.logs)?;
         running.base = base;
         Ok(running)
     }
@@ -167,7 +194,9 @@ impl Infra {
         let export_dir = export_dir
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", export_dir.display()))?;
-        let mut env = telemetry.env("worker", self.collector.otlp_grpc_endpoint());
+        let name = start_name("worker", telemetry);
+        let mut env =
+            telemetry.env("worker", &name, self.collector.otlp_grpc_endpoint(), &self.trace);
         env.extend([
             ("WORKER_HEALTH_ADDR", format!("127.0.0.1:{port}")),
             ("DATABASE_URL", self.postgres.url()),
@@ -175,7 +204,7 @@ impl Infra {
             ("CONCURRENCY_INTERVENTION", concurrency.to_string()),
         ]);
         let health = format!("http://127.0.0.1:{port}/health/ready");
-        Running::start(&self.binaries.join("worker"), "worker", telemetry, env, health, &self.logs)
+        Running::start(&self.binaries.join("worker"), "worker", name, env, health, &self.logs)
     }
 
     /// Runs `sql` on the `orgraph` database; the unaligned, tuples-only output.
@@ -184,26 +213,47 @@ impl Infra {
     }
 }
 
+/// The name of the next start of `service`, `<n>-<service>-<telemetry>` (`02-api-traced`), `n`
+/// counting every start of this process: its log file's stem and its `service.instance.id`.
+fn start_name(service: &str, telemetry: Telemetry) -> String {
+    static STARTS: AtomicU32 = AtomicU32::new(0);
+    let n = STARTS.fetch_add(1, Ordering::Relaxed);
+    format!("{n:02}-{service}-{}", telemetry.name())
+}
+
 /// A running API or worker; SIGTERM (then SIGKILL after the grace) when dropped.
 #[derive(Debug)]
 pub struct Running {
     daemon: Daemon,
+    /// Its start's name ([`start_name`]), also its `service.instance.id`.
+    instance: String,
     /// The API's base URL (`http://127.0.0.1:<port>`); empty for the worker.
     pub base: String,
+}
+
+/// How a run of the API or the worker ended.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Its `service.instance.id` (the `instance` label of its series).
+    pub instance: String,
+    /// Its log file (JSON lines, and what it wrote on stderr).
+    pub log: PathBuf,
+    /// Its exit status; `None` if it was already stopped.
+    pub status: Option<ExitStatus>,
+    /// When it was seen gone.
+    pub at: Instant,
 }
 
 impl Running {
     fn start(
         binary: &Path,
         name: &str,
-        telemetry: Telemetry,
+        instance: String,
         env: Vec<(&'static str, String)>,
         health: String,
         logs: &Path,
     ) -> anyhow::Result<Running> {
-        static STARTS: AtomicU32 = AtomicU32::new(0);
-        let n = STARTS.fetch_add(1, Ordering::Relaxed);
-        let log = logs.join(format!("{n:02}-{name}-{}.log", telemetry.name()));
+        let log = logs.join(format!("{instance}.log"));
         let mut command = Command::new(binary);
         command.envs(env).current_dir(logs);
         let mut daemon = Daemon::spawn(name, command, &log)?;
@@ -222,22 +272,23 @@ impl Running {
             let tail = lines[lines.len().saturating_sub(20)..].join("\n");
             anyhow::bail!("{e:#}\nlast lines of {}:\n{tail}", log.display());
         }
-        eprintln!("[bench] {name} ({}) ready, pid {}", telemetry.name(), daemon.pid());
-        Ok(Running { daemon, base: String::new() })
+        eprintln!("[bench] {instance} ready, pid {}", daemon.pid());
+        Ok(Running { daemon, instance, base: String::new() })
     }
 
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
     }
 
-    /// Its log file (JSON lines), which outlives the process.
-    pub fn log_path(&self) -> PathBuf {
-        self.daemon.log_path().to_path_buf()
-    }
-
-    /// Stops it: SIGTERM, then SIGKILL after the grace.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        self.daemon.terminate("TERM", STOP_GRACE).map(drop)
+    /// Stops it: SIGTERM, then SIGKILL after the grace; how it ended.
+    pub fn stop(mut self) -> anyhow::Result<Stopped> {
+        let status = self.daemon.terminate("TERM", STOP_GRACE)?;
+        Ok(Stopped {
+            instance: std::mem::take(&mut self.instance),
+            log: self.daemon.log_path().to_path_buf(),
+            status,
+            at: Instant::now(),
+        })
     }
 }
 
@@ -278,11 +329,18 @@ mod tests {
         assert!(rss_bytes(std::process::id()).is_ok_and(|b| b > 0));
     }
 
+    fn trace() -> Vec<(&'static str, String)> {
+        vec![
+            ("OTEL_TRACES_EXPORTER", "otlp".to_string()),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5".into()),
+        ]
+    }
+
     #[test]
     fn disabled_differs_only_by_the_sdk_switch() {
         let endpoint = "http://127.0.0.1:4317".to_string();
-        let on = Telemetry::Instrumented.env("api", endpoint.clone());
-        let mut off = Telemetry::Disabled.env("api", endpoint);
+        let on = Telemetry::Instrumented.env("api", "i", endpoint.clone(), &trace());
+        let mut off = Telemetry::Disabled.env("api", "i", endpoint, &trace());
         assert_eq!(off.pop(), Some(("OTEL_SDK_DISABLED", "true".to_string())));
         assert_eq!(on, off);
         let interval = on.iter().find(|(k, _)| *k == "OTEL_METRIC_EXPORT_INTERVAL");
@@ -292,12 +350,29 @@ mod tests {
     #[test]
     fn traced_differs_only_by_the_trace_variables() {
         let endpoint = "http://127.0.0.1:4317".to_string();
-        let on = Telemetry::Instrumented.env("api", endpoint.clone());
-        let mut traced = Telemetry::Traced.env("api", endpoint);
+        let on = Telemetry::Instrumented.env("api", "i", endpoint.clone(), &trace());
+        let mut traced = Telemetry::Traced.env("api", "i", endpoint, &trace());
         let added = traced.split_off(on.len());
         assert_eq!(traced, on);
-        assert_eq!(added, traced_env());
+        assert_eq!(added, trace());
         assert!(!on.iter().any(|(k, _)| k.starts_with("OTEL_TRACES_")), "{on:?}");
+    }
+
+    #[test]
+    fn each_start_is_an_instance_of_its_own() {
+        let (a, b) = (start_name("api", Telemetry::Traced), start_name("api", Telemetry::Traced));
+        assert_ne!(a, b);
+        assert!(a.ends_with("-api-traced"), "{a}");
+        let env = Telemetry::Traced.env("api", &a, "http://127.0.0.1:4317".into(), &trace());
+        let resource = env.iter().find(|(k, _)| *k == "OTEL_RESOURCE_ATTRIBUTES");
+        assert_eq!(
+            resource.map(|(_, v)| v.as_str()),
+            Some(format!(
+                "service.namespace=orgraph,deployment.environment.name=bench,\
+                 service.instance.id={a}"
+            ))
+            .as_deref()
+        );
     }
 
     #[test]

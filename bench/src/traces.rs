@@ -1,16 +1,15 @@
-//! What the traced throughput runs add to the instrumented ones: the trace variables
-//! ([`traced_env`]), the proof that a traced run really exported spans while the others
-//! exported none ([`account`]), and the count of spans the service itself dropped
-//! ([`dropped_spans`]). The proof reads the benchmark collector's own counters
-//! (`otelcol_receiver_accepted_spans`, `otelcol_exporter_sent_spans`,
-//! `otelcol_exporter_send_failed_spans`), so it holds whatever exporter the collector config's
-//! `traces` pipeline names, and fails when that exporter cannot deliver. Spans the SDK's batch
-//! processor dropped (its queue full) never reach the collector: only the service's log says so.
+//! What the traced throughput runs add to the instrumented ones: the proof that a traced run
+//! really exported spans while the others exported none ([`account`]), and the count of spans the
+//! service itself lost before export ([`check_run`], through [`super::lost_spans`]). The proof
+//! reads the benchmark collector's own counters (`otelcol_receiver_accepted_spans`,
+//! `otelcol_exporter_sent_spans`, `otelcol_exporter_send_failed_spans`), so it holds whatever
+//! exporter the collector config's `traces` pipeline names (Jaeger's, in the benchmarks), and
+//! fails when that exporter cannot deliver. Spans the service dropped (its bounded queue full) or
+//! failed to export never reach the collector: only the service's own counters say so.
 
-use super::services::Telemetry;
-use anyhow::Context;
+use super::lost_spans::{self, LostSpans};
+use super::services::{Stopped, Telemetry};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use testkit::Collector;
 use testkit::exposition::Exposition;
@@ -25,19 +24,6 @@ const FAILED: &str = "otelcol_exporter_send_failed_spans";
 /// How long the collector gets, after the traced service has stopped (and flushed its spans), to
 /// pass every span on: its `batch` processor holds spans for up to 1 s, then the exporter sends.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The trace variables of a traced run: spans over OTLP (to the endpoint and protocol the metrics
-/// use) at the stack's default sampler, every root span kept.
-// TODO(merge): take these from the one place the stack reads its trace defaults (the stack's
-// environment of the services, being written on the end-to-end traces branch) instead of
-// repeating them here.
-pub fn traced_env() -> [(&'static str, String); 3] {
-    [
-        ("OTEL_TRACES_EXPORTER", "otlp".to_string()),
-        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_string()),
-        ("OTEL_TRACES_SAMPLER_ARG", "1.0".to_string()),
-    ]
-}
 
 /// The collector's span counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -171,74 +157,68 @@ pub fn account(
 pub struct RunSpans {
     /// Spans the collector received and passed on (0 unless traced).
     pub exported: u64,
-    /// Spans the service dropped before export (0 unless traced).
-    pub dropped: u64,
+    /// Spans the service lost before export (none unless traced).
+    pub lost: LostSpans,
 }
 
-/// [`account`] and, for a traced run, [`dropped_spans`] of the service's log at `log`.
+/// [`account`] and, for a traced run, the spans its service lost ([`lost_spans::after_stop`]):
+/// `stopped` is how the run's service ended.
 pub fn check_run(
     collector: &Collector,
     telemetry: Telemetry,
     before: &SpanCounts,
-    log: &Path,
+    stopped: &Stopped,
 ) -> anyhow::Result<RunSpans> {
     let exported = account(collector, telemetry, before)?;
-    let dropped = match telemetry {
-        Telemetry::Traced => {
-            let text = std::fs::read_to_string(log)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", log.display()))?;
-            dropped_spans(&text).with_context(|| log.display().to_string())?
-        }
-        Telemetry::Instrumented | Telemetry::Disabled => 0,
+    let lost = match telemetry {
+        Telemetry::Traced => lost_spans::after_stop(collector, stopped)?,
+        Telemetry::Instrumented | Telemetry::Disabled => LostSpans::default(),
     };
-    Ok(RunSpans { exported, dropped })
+    Ok(RunSpans { exported, lost })
 }
 
-/// The SDK's warning, at shutdown, that its batch span processor dropped spans (queue full).
-const SPANS_DROPPED: &str = "BatchSpanProcessor.SpansDropped";
-/// The SDK's warning at the first dropped span.
-const DROPPING_STARTED: &str = "BatchSpanProcessor.SpanDroppingStarted";
+/// The spans of the traced runs of one benchmark, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TracedTotals {
+    exported: u64,
+    lost: u64,
+}
 
-/// The spans a service dropped before export, from its JSON log (`LOG_FORMAT=json`, read after it
-/// stopped): the `dropped_span_count` of the SDK's shutdown warning, 0 without one. A log that
-/// says dropping started but never says how many is an error.
-pub fn dropped_spans(log: &str) -> anyhow::Result<u64> {
-    let mut started = false;
-    let mut dropped = 0;
-    for line in log.lines().filter(|l| l.contains("BatchSpanProcessor.")) {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let fields = &entry["fields"];
-        match fields["name"].as_str() {
-            Some(DROPPING_STARTED) => started = true,
-            Some(SPANS_DROPPED) => {
-                dropped += fields["dropped_span_count"].as_u64().ok_or_else(|| {
-                    anyhow::anyhow!("{SPANS_DROPPED} without a dropped_span_count: {line}")
-                })?;
-            }
-            _ => {}
-        }
+impl TracedTotals {
+    /// Adds one traced run.
+    pub fn add(&mut self, run: RunSpans) {
+        self.exported += run.exported;
+        self.lost += run.lost.total();
     }
-    anyhow::ensure!(
-        !started || dropped > 0,
-        "the service logged {DROPPING_STARTED} but never how many it dropped ({SPANS_DROPPED}): \
-         did it stop without shutting its tracer provider down?"
-    );
-    Ok(dropped)
+
+    /// Spans lost before export (dropped by the queue, or in failed exports).
+    pub fn lost(self) -> u64 {
+        self.lost
+    }
+
+    /// The lost spans' share of every span the traced runs finished: lost over exported plus
+    /// lost (0 when there were none).
+    pub fn lost_share(self) -> f64 {
+        let finished = self.exported + self.lost;
+        if finished == 0 { 0.0 } else { self.lost as f64 / finished as f64 }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testkit::Jaeger;
 
     #[test]
-    fn dropped_spans_are_read_from_the_sdks_shutdown_warning() -> anyhow::Result<()> {
-        let started = r#"{"level":"WARN","fields":{"name":"BatchSpanProcessor.SpanDroppingStarted","message":"dropped a Span"},"target":"opentelemetry_sdk"}"#;
-        let total = r#"{"level":"WARN","fields":{"name":"BatchSpanProcessor.SpansDropped","dropped_span_count":1234,"max_queue_size":2048},"target":"opentelemetry_sdk"}"#;
-        let info = r#"{"level":"INFO","fields":{"message":"telemetry initialised"}}"#;
-        assert_eq!(dropped_spans(&format!("{info}\n{started}\nnot json\n{total}\n"))?, 1234);
-        assert_eq!(dropped_spans(info)?, 0);
-        assert!(dropped_spans(&format!("{info}\n{started}\n")).is_err());
-        Ok(())
+    fn the_lost_share_is_of_every_finished_span() {
+        let mut totals = TracedTotals::default();
+        assert_eq!(totals.lost_share(), 0.0);
+        let run =
+            |exported, dropped, failed| RunSpans { exported, lost: LostSpans { dropped, failed } };
+        totals.add(run(700, 200, 0));
+        totals.add(run(80, 0, 20));
+        assert_eq!(totals.lost(), 220);
+        assert_eq!(totals.lost_share(), 0.22);
     }
 
     fn counts(accepted: f64, sent: &[(&str, f64)], failed: &[(&str, f64)]) -> SpanCounts {
@@ -292,41 +272,65 @@ otelcol_exporter_sent_metric_points{exporter=\"prometheus\"} 7
         assert!(error.contains("`otlp/jaeger` exporter failed to send 15 spans"), "{error}");
     }
 
-    /// `count` spans of one trace as OTLP/JSON, as an SDK would send them.
-    fn otlp_json(count: usize) -> String {
+    /// The trace of [`otlp_json`].
+    const TRACE_ID: &str = "5b8efff798038103d269b633813fc60c";
+
+    /// `count` spans of one trace ([`TRACE_ID`]), just ended, as OTLP/JSON, as an SDK would send
+    /// them.
+    fn otlp_json(count: usize) -> anyhow::Result<String> {
+        let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+        let start = end - 1_000_000;
         let spans: Vec<String> = (0..count)
             .map(|i| {
                 format!(
-                    r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b17{i}",
+                    r#"{{"traceId":"{TRACE_ID}","spanId":"eee19b7ec3c1b17{i}",
                     "name":"GET /api/graph/stats","kind":2,
-                    "startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000001000000"}}"#
+                    "startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"}}"#
                 )
             })
             .collect();
-        format!(
+        Ok(format!(
             r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name",
             "value":{{"stringValue":"bench-test"}}}}]}},
             "scopeSpans":[{{"scope":{{"name":"bench"}},"spans":[{}]}}]}}]}}"#,
             spans.join(",")
-        )
+        ))
     }
 
-    /// Against the real collector (the repo's config): the counter names are the ones it serves,
-    /// spans it passed on are accounted to the traced run, and a run that was not traced may
-    /// not have sent any.
+    /// The number of spans Jaeger's query API returns for [`TRACE_ID`]; 0 while it has none.
+    fn spans_in_jaeger(jaeger: &Jaeger) -> anyhow::Result<usize> {
+        let url = format!("{}/api/traces/{TRACE_ID}", jaeger.query_url());
+        let (status, body) = testkit::http_get(&url)?;
+        if status == 404 {
+            return Ok(0);
+        }
+        anyhow::ensure!(status == 200, "GET {url}: {status} {body}");
+        let json: serde_json::Value = serde_json::from_str(&body)?;
+        let traces = json["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(traces.iter().filter_map(|t| t["spans"].as_array()).map(Vec::len).sum())
+    }
+
+    /// Against the real collector (the repo's config) exporting to a real Jaeger, as in the
+    /// benchmarks: the counter names are the ones it serves, spans it passed on are accounted to
+    /// the traced run (and are in Jaeger), and a run that was not traced may not have sent any.
     #[test]
     fn a_real_collector_accounts_the_spans_of_a_run() -> anyhow::Result<()> {
-        let collector = Collector::start()?;
+        let jaeger = Jaeger::start()?;
+        let collector =
+            Collector::start_with(&[("JAEGER_OTLP_ENDPOINT", &jaeger.otlp_grpc_endpoint())])?;
         let before = SpanCounts::read(&collector)?;
         let url = format!("{}/v1/traces", collector.otlp_http_endpoint());
         let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
         let response = agent
             .post(&url)
             .header("content-type", "application/json")
-            .send(otlp_json(3).as_str())
+            .send(otlp_json(3)?.as_str())
             .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))?;
         assert_eq!(response.status().as_u16(), 200);
         assert_eq!(account(&collector, Telemetry::Traced, &before)?, 3);
+        testkit::wait_for("the 3 spans in Jaeger", Duration::from_secs(20), || {
+            Ok((spans_in_jaeger(&jaeger)? == 3).then_some(()))
+        })?;
 
         let error = account(&collector, Telemetry::Disabled, &before)
             .err()
@@ -336,14 +340,5 @@ otelcol_exporter_sent_metric_points{exporter=\"prometheus\"} 7
         let after = SpanCounts::read(&collector)?;
         assert_eq!(account(&collector, Telemetry::Instrumented, &after)?, 0);
         Ok(())
-    }
-
-    #[test]
-    fn the_traced_runs_keep_every_root_span() {
-        let env = traced_env();
-        let get = |k: &str| env.iter().find(|(key, _)| *key == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("OTEL_TRACES_EXPORTER"), Some("otlp"));
-        assert_eq!(get("OTEL_TRACES_SAMPLER"), Some("parentbased_traceidratio"));
-        assert_eq!(get("OTEL_TRACES_SAMPLER_ARG"), Some("1.0"));
     }
 }

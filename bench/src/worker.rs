@@ -15,7 +15,7 @@
 //! send none.
 
 use super::services::{Infra, Telemetry};
-use super::traces::{self, SpanCounts};
+use super::traces::{self, SpanCounts, TracedTotals};
 use super::{Figures, Plan, best_of, fresh_dir};
 use anyhow::Context;
 use std::time::Duration;
@@ -27,20 +27,20 @@ const CONCURRENCY: u32 = 8;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Adds `worker_jobs_per_s_instrumented`, `worker_jobs_per_s_disabled`,
-/// `worker_jobs_per_s_traced`, `worker_throughput_ratio`, `worker_throughput_ratio_traced` and
-/// `worker_spans_dropped_traced` (over both traced runs).
+/// `worker_jobs_per_s_traced`, `worker_throughput_ratio`, `worker_throughput_ratio_traced`, and
+/// over both traced runs the spans the worker lost before export and their share of all its spans
+/// (`worker_spans_dropped_traced`, `worker_spans_dropped_share_traced`).
 pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::Result<()> {
     let exports = fresh_dir("worker-exports")?;
     let jobs = plan.worker_jobs();
     let mut intervention = None;
     let mut runs = Vec::new();
-    let mut dropped = 0;
+    let mut traced_spans = TracedTotals::default();
     let total = Telemetry::ALTERNATING.len();
     for (i, telemetry) in Telemetry::ALTERNATING.into_iter().enumerate() {
         let spans = SpanCounts::read(&infra.collector)?;
         // The worker migrates the schema at start, so the tables exist once it is ready.
         let worker = infra.start_worker(telemetry, CONCURRENCY, &exports)?;
-        let log = worker.log_path();
         let id = match &intervention {
             Some(id) => String::clone(id),
             None => intervention.insert(rolled_back_intervention(infra)?).clone(),
@@ -67,17 +67,19 @@ pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::R
             i + 1,
             telemetry.name()
         );
-        worker.stop()?;
-        let run = traces::check_run(&infra.collector, telemetry, &spans, &log)
+        let stopped = worker.stop()?;
+        let run = traces::check_run(&infra.collector, telemetry, &spans, &stopped)
             .with_context(|| format!("worker run {}/{total} ({})", i + 1, telemetry.name()))?;
         if telemetry == Telemetry::Traced {
             eprintln!(
-                "[bench] worker run {}/{total} (traced): {} spans exported, {} dropped by the worker",
+                "[bench] worker run {}/{total} (traced): {} spans exported; lost by the worker: {} \
+                 dropped (queue full), {} in failed exports",
                 i + 1,
                 run.exported,
-                run.dropped
+                run.lost.dropped,
+                run.lost.failed
             );
-            dropped += run.dropped;
+            traced_spans.add(run);
         }
         runs.push((telemetry, rate));
     }
@@ -89,7 +91,8 @@ pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::R
     figures.add("worker_jobs_per_s_traced", format!("{traced:.1}"));
     figures.add("worker_throughput_ratio", format!("{:.3}", instrumented / disabled));
     figures.add("worker_throughput_ratio_traced", format!("{:.3}", traced / disabled));
-    figures.add("worker_spans_dropped_traced", dropped.to_string());
+    figures.add("worker_spans_dropped_traced", traced_spans.lost().to_string());
+    figures.add("worker_spans_dropped_share_traced", format!("{:.4}", traced_spans.lost_share()));
     Ok(())
 }
 

@@ -10,7 +10,10 @@ use xtask::trace_links::percent_encode;
 #[derive(Debug, Clone)]
 pub struct Span {
     pub id: String,
-    /// The span it is a child of (`CHILD_OF`), which may lie outside the trace (a client's).
+    /// The span it is a child of, which may lie outside the trace (a client's): its `CHILD_OF`
+    /// reference, or else its first `FOLLOWS_FROM` one (Jaeger folds a parent that is also a
+    /// link into one `FOLLOWS_FROM` reference: the worker's `process` span has the `send` span as
+    /// both).
     pub parent: Option<String>,
     /// Spans it links to (`FOLLOWS_FROM`).
     pub links: Vec<String>,
@@ -188,7 +191,7 @@ fn trace(t: &Value) -> anyhow::Result<Trace> {
                 || tags.get("otel.status_code").and_then(Value::as_str) == Some("ERROR");
             Span {
                 id: s["spanID"].as_str().unwrap_or_default().to_string(),
-                parent: of("CHILD_OF").into_iter().next(),
+                parent: of("CHILD_OF").into_iter().chain(of("FOLLOWS_FROM")).next(),
                 links: of("FOLLOWS_FROM"),
                 name: s["operationName"].as_str().unwrap_or_default().to_string(),
                 service: services
@@ -225,7 +228,7 @@ mod tests {
                  "tags": [{"key": "span.kind", "type": "string", "value": "producer"}],
                  "startTime": 2},
                 {"spanID": "c", "operationName": "process export", "processID": "p2",
-                 "references": [{"refType": "CHILD_OF", "traceID": "t1", "spanID": "b"}],
+                 "references": [{"refType": "FOLLOWS_FROM", "traceID": "t1", "spanID": "b"}],
                  "tags": [{"key": "span.kind", "type": "string", "value": "consumer"},
                           {"key": "error", "type": "bool", "value": true}],
                  "startTime": 3}
@@ -235,6 +238,7 @@ mod tests {
 
     #[test]
     fn a_trace_from_a_client_is_whole_with_its_external_parent_and_not_without() {
+        // As Jaeger answers: the consumer span's parent, also its link, as one FOLLOWS_FROM.
         let traces = parse(&answer()).expect("parses");
         let t = &traces[0];
         assert_eq!(t.spans.len(), 3);
@@ -244,6 +248,7 @@ mod tests {
         assert_eq!(t.incomplete(Some("client")), None);
         assert!(t.incomplete(None).is_some_and(|why| why.contains("misses its parent")));
         assert!(t.descends(&t.spans[2], "a"));
+        assert_eq!(t.spans[2].links, ["b"]);
         assert!(!t.descends(&t.spans[0], "c"));
     }
 

@@ -1,18 +1,20 @@
 //! `cargo xtask e2e`: the live proof that the dashboards and rules fit the pipeline.
 //!
-//! It runs the whole native stack (Postgres, Redis, the collector, Alertmanager, Prometheus with
-//! the repo's rules, the API, the worker) in a fresh state directory on the compose ports, drives
-//! it with the load generator (every endpoint and job kind, bad requests included), and checks:
-//! Prometheus' counters equal the load generator's own counts; 10,000 hostile requests and a
-//! burst over the rate limit are refused with 4xx, add almost no series and page no one
+//! It runs the whole native stack (Postgres, Redis, Jaeger, the collector, Alertmanager, Prometheus
+//! with the repo's rules, the API, the worker) in a fresh state directory on the compose ports,
+//! drives it with the load generator (every endpoint and job kind, bad requests included), and
+//! checks: Prometheus' counters equal the load generator's own counts; 10,000 hostile requests and
+//! a burst over the rate limit are refused with 4xx, add almost no series and page no one
 //! ([`abuse`]); every rule loaded with health `ok`; no alert fires under healthy load; the fault
-//! matrix ([`matrix`]: Postgres hung, tables
-//! locked, the worker and the API killed, a crash loop, a queue backed up to its cap, Alertmanager and its
-//! receiver unreachable, the collector refusing and stopped, Prometheus' rules and config broken,
-//! Postgres' connection slots filled, Redis evicting and stopped)
-//! fires the alerts that name them, to their receivers or held back by inhibition, and they
-//! resolve; and every query of every dashboard panel and every recording rule parses and returns
-//! data, except the ones named in [`exempt`] with the reason they may be empty.
+//! matrix ([`matrix`]: Postgres hung, tables locked, the worker and the API killed, a crash loop, a
+//! queue backed up to its cap, Alertmanager and its receiver unreachable, the collector refusing
+//! and stopped, Prometheus' rules and config broken, Postgres' connection slots filled, Redis
+//! evicting and stopped) fires the alerts that name them, to their receivers or held back by
+//! inhibition, and they resolve; every query of every dashboard panel and every recording rule
+//! parses and returns data, except the ones named in [`exempt`] with the reason they may be empty;
+//! and traces ([`traces`]) go whole from a client's `traceparent` through the API, the queue and
+//! the worker into Jaeger, under load, across retries and a collector outage, and every dashboard's
+//! trace link finds them.
 //! It ends with one `N passed, M failed` line.
 
 mod abuse;
@@ -57,8 +59,9 @@ pub fn command() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live proof's eight steps, in order; each check goes to `checks`, and only what stops the
-/// proof from going on (the stack cannot be driven) is an error.
+/// The live proof's eight steps, in order, with the traces' checks after steps 2, 5 and 8; each
+/// check goes to `checks`, and only what stops the proof from going on (the stack cannot be
+/// driven) is an error.
 fn prove(
     checks: &mut Checks,
     stack: &Stack,
@@ -73,6 +76,7 @@ fn prove(
     let requests = report["total"].as_u64().unwrap_or(0);
     traces::load_complete(checks, (proof_started, load_ended), requests);
     traces::retried_job(checks, &stack.dir.join("exports"))?;
+    counted_before_going_on(requests + traces::REQUESTS_SENT);
     abuse::hostile_flood(checks, runtime)?;
     let rules = rules_healthy(checks)?;
     let during = collector_stopped(checks, stack, runtime)?;
@@ -252,7 +256,14 @@ fn collector_stopped(
         || format!("{} stayed {lost:?}", traces::LOST_SPANS),
     );
     traces::traces_resume(checks)?;
+    counted_before_going_on(expected as u64 + 1);
     Ok(during)
+}
+
+/// Waits (at most 90 s) until Prometheus counts the `requests` the proof sent so far: the steps
+/// after this one count from Prometheus' value when they start.
+fn counted_before_going_on(requests: u64) {
+    let _ = wait_for_value(COUNT_API_REQUESTS, |v| v >= requests as f64, Duration::from_secs(90));
 }
 
 /// Step 6: Redis stopped: reads degrade to L1 and Postgres, no 5xx.

@@ -14,6 +14,9 @@ const ARRIVAL: Duration = Duration::from_secs(60);
 /// The share of traces that must be whole, and of requests that must have one.
 const COMPLETE: f64 = 0.99;
 
+/// The API requests [`export_followed`] and [`retried_job`] send (one each).
+pub const REQUESTS_SENT: u64 = 2;
+
 /// Jaeger's query service of the native stack.
 pub fn jaeger() -> Jaeger {
     Jaeger { base: crate::stack::jaeger_query_url() }

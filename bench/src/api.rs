@@ -17,7 +17,7 @@
 //!   is sent, and after its export both are read again.
 
 use super::services::{EXPORT_INTERVAL_MS, Infra, Telemetry, rss_bytes};
-use super::traces::{self, SpanCounts, TracedTotals};
+use super::traces::{SpanCounts, TracedTotals};
 use super::{Figures, Plan, best_of};
 use super::{cpu, drive};
 use anyhow::Context;
@@ -82,19 +82,12 @@ pub fn throughput(
             telemetry.name()
         );
         let stopped = api.stop()?;
-        let run = traces::check_run(&infra.collector, telemetry, &spans, &stopped)
-            .with_context(|| format!("api run {}/{total} ({})", i + 1, telemetry.name()))?;
-        if telemetry == Telemetry::Traced {
-            eprintln!(
-                "[bench] api run {}/{total} (traced): {} spans exported; lost by the api: {} \
-                 dropped (queue full), {} in failed exports",
-                i + 1,
-                run.exported,
-                run.lost.dropped,
-                run.lost.failed
-            );
-            traced_spans.add(run);
-        }
+        traced_spans.record(
+            &infra.collector,
+            (telemetry, &spans, &stopped),
+            "api",
+            (i + 1, total),
+        )?;
         runs.push((telemetry, rps));
     }
     let disabled = best_of(&runs, Telemetry::Disabled);

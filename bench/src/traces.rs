@@ -191,6 +191,29 @@ impl TracedTotals {
         self.lost += run.lost.total();
     }
 
+    /// Checks the spans of `service`'s finished run `run` of `total` ([`check_run`]) and, when it
+    /// was traced, says what it exported and lost and adds it.
+    pub fn record(
+        &mut self,
+        collector: &Collector,
+        (telemetry, before, stopped): (Telemetry, &SpanCounts, &Stopped),
+        service: &str,
+        (run, total): (usize, usize),
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let spans = check_run(collector, telemetry, before, stopped)
+            .with_context(|| format!("{service} run {run}/{total} ({})", telemetry.name()))?;
+        if telemetry == Telemetry::Traced {
+            eprintln!(
+                "[bench] {service} run {run}/{total} (traced): {} spans exported; lost by the \
+                 {service}: {} dropped (queue full), {} in failed exports",
+                spans.exported, spans.lost.dropped, spans.lost.failed
+            );
+            self.add(spans);
+        }
+        Ok(())
+    }
+
     /// Spans lost before export (dropped by the queue, or in failed exports).
     pub fn lost(self) -> u64 {
         self.lost

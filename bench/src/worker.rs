@@ -15,7 +15,7 @@
 //! send none.
 
 use super::services::{Infra, Telemetry};
-use super::traces::{self, SpanCounts, TracedTotals};
+use super::traces::{SpanCounts, TracedTotals};
 use super::{Figures, Plan, best_of, fresh_dir};
 use anyhow::Context;
 use std::time::Duration;
@@ -68,19 +68,12 @@ pub fn throughput(plan: Plan, infra: &Infra, figures: &mut Figures) -> anyhow::R
             telemetry.name()
         );
         let stopped = worker.stop()?;
-        let run = traces::check_run(&infra.collector, telemetry, &spans, &stopped)
-            .with_context(|| format!("worker run {}/{total} ({})", i + 1, telemetry.name()))?;
-        if telemetry == Telemetry::Traced {
-            eprintln!(
-                "[bench] worker run {}/{total} (traced): {} spans exported; lost by the worker: {} \
-                 dropped (queue full), {} in failed exports",
-                i + 1,
-                run.exported,
-                run.lost.dropped,
-                run.lost.failed
-            );
-            traced_spans.add(run);
-        }
+        traced_spans.record(
+            &infra.collector,
+            (telemetry, &spans, &stopped),
+            "worker",
+            (i + 1, total),
+        )?;
         runs.push((telemetry, rate));
     }
     let disabled = best_of(&runs, Telemetry::Disabled);

@@ -86,7 +86,8 @@ fn prove(
     let accepted_in_faults = matrix::run(checks, stack, sink, runtime)?;
     let accepted = report["by_status"]["202"].as_u64().unwrap_or(0)
         + during.by_status.get("202").copied().unwrap_or(0)
-        + accepted_in_faults;
+        + accepted_in_faults
+        + traces::REQUESTS_SENT;
     every_query_returns_data(checks, runtime, &rules, accepted)?;
     traces::grafana_links_answer(checks, (proof_started, traces::now_us()));
     Ok(())

@@ -52,14 +52,22 @@ pub const CANCELLED: &str = "cancelled";
 impl ClientSpan {
     /// The span of Redis command `command` (upper case, e.g. `GET`; for a transaction `MULTI`),
     /// a child of the current span, with `db.system.name` `redis`, `db.operation.name` and,
-    /// when known, the server.
+    /// when known, the server. Without a current span (a background task: the cache's size
+    /// report every export interval) it records nothing: a command of no request is no trace.
     pub fn redis(command: &'static str, server: Option<&Server>) -> ClientSpan {
         let builder =
             SpanBuilder::from_name(command).with_kind(SpanKind::Client).with_attributes([
                 KeyValue::new(semconv::DB_SYSTEM_NAME, REDIS),
                 KeyValue::new(semconv::DB_OPERATION_NAME, command),
             ]);
-        let mut span = Context::map_current(|cx| super::tracer().build_with_context(builder, cx));
+        let mut span = Context::map_current(|cx| {
+            if cx.has_active_span() {
+                super::tracer().build_with_context(builder, cx)
+            } else {
+                // The SDK makes a non-recording span under a suppressed context.
+                super::tracer().build_with_context(builder, &cx.with_telemetry_suppressed())
+            }
+        });
         if let Some(server) = server
             && span.is_recording()
         {

@@ -79,6 +79,10 @@ async fn redis_commands_are_client_spans_and_cache_and_breaker_decisions_are_eve
         .expect("lpush");
     drop(raw);
 
+    // A command of no request (as the cache's size report every export interval): no span, no
+    // trace of its own (every command span below is the request's child).
+    assert_eq!(redis.get(CacheName::GraphStats, "test:background").await, None);
+
     let tracer = provider.tracer("test");
     let request = Context::current_with_span(tracer.start("request"));
     let request_id = request.span().span_context().span_id();

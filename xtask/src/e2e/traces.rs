@@ -179,12 +179,14 @@ pub fn load_complete(checks: &mut Checks, (start, end): (u64, u64), requests: u6
         }
         from = to;
     }
+    // The probes of the stack and of Prometheus are traced too; they are not the load's requests.
+    traces.retain(|_, t| !t.roots().iter().any(|r| r.name.contains(" /health/")));
     let incomplete: Vec<String> = traces.values().filter_map(|t| t.incomplete(None)).collect();
     let found = traces.len() as f64;
     let whole = found - incomplete.len() as f64;
     let spans: usize = traces.values().map(|t| t.spans.len()).sum();
     println!(
-        "    {} traces ({spans} spans) for {requests} requests; {} whole",
+        "    {} traces ({spans} spans) for {requests} requests, health probes aside; {} whole",
         traces.len(),
         whole
     );

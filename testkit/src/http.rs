@@ -24,28 +24,40 @@ fn agent() -> &'static ureq::Agent {
 /// GETs `url` and returns the status code and body. A non-2xx status is a normal answer, not an
 /// error; connection failures, timeouts (5 s) and unreadable bodies are errors.
 pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
-    let mut response = agent().get(url).call().with_context(|| format!("GET {url}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("reading the body of GET {url} (status {status})"))?;
-    Ok((status, body))
+    http_request(url, &[], None)
 }
 
 /// POSTs `body` as `application/json` to `url` and returns the status code and body, with
 /// [`http_get`]'s rules (a non-2xx status is an answer; transport failures are errors).
 pub fn http_post_json(url: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut response = agent()
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body)
-        .with_context(|| format!("POST {url}"))?;
+    http_request(url, &[], Some(body))
+}
+
+/// GETs `url`, or with a `json` body POSTs it as `application/json`, with the extra `headers`
+/// (e.g. `authorization`, `traceparent`), and returns the status code and body, with
+/// [`http_get`]'s rules.
+pub fn http_request(
+    url: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let (method, sent) = match json {
+        None => {
+            let request = headers.iter().fold(agent().get(url), |r, (k, v)| r.header(*k, *v));
+            ("GET", request.call())
+        }
+        Some(body) => {
+            let request = agent().post(url).header("content-type", "application/json");
+            let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
+            ("POST", request.send(body))
+        }
+    };
+    let mut response = sent.with_context(|| format!("{method} {url}"))?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()
         .read_to_string()
-        .with_context(|| format!("reading the body of POST {url} (status {status})"))?;
+        .with_context(|| format!("reading the body of {method} {url} (status {status})"))?;
     Ok((status, body))
 }
 
@@ -70,6 +82,28 @@ mod tests {
         let got = http_get(&url)?;
         assert_eq!(got, (503, "down".to_string()));
         server.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+        Ok(())
+    }
+
+    #[test]
+    fn a_request_sends_its_headers_and_json_body() -> anyhow::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/x", listener.local_addr()?);
+        let server = std::thread::spawn(move || -> std::io::Result<String> {
+            let (mut stream, _) = listener.accept()?;
+            let mut request = [0u8; 2048];
+            let n = stream.read(&mut request)?;
+            stream.write_all(
+                b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            )?;
+            Ok(String::from_utf8_lossy(&request[..n]).to_lowercase())
+        });
+        let got = http_request(&url, &[("traceparent", "00-ab-cd-01")], Some("{}"))?;
+        assert_eq!(got, (202, "ok".to_string()));
+        let request = server.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+        assert!(request.starts_with("post /x "), "{request}");
+        assert!(request.contains("traceparent: 00-ab-cd-01"), "{request}");
+        assert!(request.contains("content-type: application/json"), "{request}");
         Ok(())
     }
 

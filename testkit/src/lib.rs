@@ -5,7 +5,8 @@
 //!
 //! * [`tools`]: where the pinned tools live (the cache outside the clone) and the versions of
 //!   `.env`.
-//! * [`free_port`], [`wait_for`], [`http_get`], [`http_post_json`]: the small pieces every server test needs.
+//! * [`free_port`], [`wait_for`], [`http_get`], [`http_post_json`], [`http_request`]: the small
+//!   pieces every server test needs.
 //! * [`process::Daemon`]: a child process that logs to a file and dies with its owner;
 //!   [`process::output`], [`process::run`]: a short command under a deadline, its output captured
 //!   or shown; [`process::signal`]: a signal by name, without `unsafe`.
@@ -39,7 +40,7 @@ mod trace_env;
 mod wait;
 
 pub use collector::Collector;
-pub use http::{http_get, http_post_json};
+pub use http::{http_get, http_post_json, http_request};
 pub use jaeger::Jaeger;
 pub use net::free_port;
 pub use postgres::Postgres;

@@ -78,12 +78,14 @@ impl Trace {
 
     /// Whether `ancestor` is `span`'s parent, grandparent, ...
     pub fn descends(&self, span: &Span, ancestor: &str) -> bool {
-        let by_id: HashMap<&str, &Span> = self.spans.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut at = span.parent.as_deref();
+        // At most as many steps as spans: a cycle (a malformed trace) ends the walk.
         for _ in 0..self.spans.len() {
             match at {
                 Some(id) if id == ancestor => return true,
-                Some(id) => at = by_id.get(id).and_then(|s| s.parent.as_deref()),
+                Some(id) => {
+                    at = self.spans.iter().find(|s| s.id == id).and_then(|s| s.parent.as_deref())
+                }
                 None => return false,
             }
         }

@@ -41,29 +41,9 @@ pub fn traceparent() -> (String, String, String) {
 /// GET without); returns the status and the body.
 fn request(path: &str, traceparent: &str, body: Option<&str>) -> anyhow::Result<(u16, String)> {
     let token = super::load_options()?.token.unwrap_or_default();
-    let url = format!("{}{path}", load::DEFAULT_URL);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .build()
-        .into();
     let auth = format!("Bearer {token}");
-    let mut response = match body {
-        Some(body) => agent
-            .post(&url)
-            .header("authorization", &auth)
-            .header("traceparent", traceparent)
-            .header("content-type", "application/json")
-            .send(body)?,
-        None => agent
-            .get(&url)
-            .header("authorization", &auth)
-            .header("traceparent", traceparent)
-            .call()?,
-    };
-    let status = response.status().as_u16();
-    Ok((status, response.body_mut().read_to_string()?))
+    let headers = [("authorization", auth.as_str()), ("traceparent", traceparent)];
+    testkit::http_request(&format!("{}{path}", load::DEFAULT_URL), &headers, body)
 }
 
 /// Waits until Jaeger holds trace `id` and `whole` says it has all it should.

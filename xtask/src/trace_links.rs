@@ -51,23 +51,43 @@ impl TraceLink {
     /// &start=…&end=…&minDuration=…&tags=…&limit=…`, each value percent-encoded. Append it to the
     /// query service's base URL.
     pub fn jaeger_search(&self, start_us: u128, end_us: u128, limit: u32) -> String {
-        let mut params = vec![("service", self.service.clone())];
-        if let Some(operation) = &self.operation {
-            params.push(("operation", operation.clone()));
-        }
-        params.push(("start", start_us.to_string()));
-        params.push(("end", end_us.to_string()));
-        if let Some(min) = &self.min_duration {
-            params.push(("minDuration", min.clone()));
-        }
-        if let Some(tags) = &self.tags {
-            params.push(("tags", tags_json(tags)));
-        }
-        params.push(("limit", limit.to_string()));
-        let query: Vec<String> =
-            params.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
-        format!("/api/traces?{}", query.join("&"))
+        jaeger_search(
+            &self.service,
+            self.operation.as_deref(),
+            (self.min_duration.as_deref(), self.tags.as_deref()),
+            (start_us, end_us),
+            limit,
+        )
     }
+}
+
+/// A search on Jaeger's HTTP API for traces of `service` (and `operation`), filtered by a minimum
+/// duration (e.g. `500ms`) and logfmt `tags` (e.g. `error=true`) when given, started between
+/// `start_us` and `end_us`: `/api/traces?service=…&operation=…&start=…&end=…&minDuration=…
+/// &tags=…&limit=…`, each value percent-encoded. Append it to the query service's base URL.
+pub fn jaeger_search(
+    service: &str,
+    operation: Option<&str>,
+    (min_duration, tags): (Option<&str>, Option<&str>),
+    (start_us, end_us): (u128, u128),
+    limit: u32,
+) -> String {
+    let mut params = vec![("service", service.to_string())];
+    if let Some(operation) = operation {
+        params.push(("operation", operation.to_string()));
+    }
+    params.push(("start", start_us.to_string()));
+    params.push(("end", end_us.to_string()));
+    if let Some(min) = min_duration {
+        params.push(("minDuration", min.to_string()));
+    }
+    if let Some(tags) = tags {
+        params.push(("tags", tags_json(tags)));
+    }
+    params.push(("limit", limit.to_string()));
+    let query: Vec<String> =
+        params.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
+    format!("/api/traces?{}", query.join("&"))
 }
 
 /// Every trace link of every dashboard, in file and panel order. An error names the dashboard and
@@ -149,7 +169,7 @@ fn tags_json(logfmt: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn percent_encode(text: &str) -> String {
+fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

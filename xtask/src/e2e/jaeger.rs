@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use xtask::trace_links::percent_encode;
 
 /// One span as Jaeger returns it, reduced to what the checks read.
 #[derive(Debug, Clone)]
@@ -113,31 +112,6 @@ impl Jaeger {
         }
         anyhow::ensure!(status == 200, "GET {url}: {status} {body}");
         Ok(parse(&serde_json::from_str(&body)?)?.into_iter().next())
-    }
-
-    /// The traces with a span of `service` (and `operation`, if given, at least `min_duration`
-    /// long, e.g. `500ms`) that started between `start` and `end` (µs since the epoch), at most
-    /// `limit` of them.
-    pub fn search(
-        &self,
-        service: &str,
-        operation: Option<&str>,
-        min_duration: Option<&str>,
-        (start, end): (u64, u64),
-        limit: usize,
-    ) -> anyhow::Result<Vec<Trace>> {
-        let mut url = format!(
-            "{}/api/traces?service={}&start={start}&end={end}&limit={limit}",
-            self.base,
-            percent_encode(service)
-        );
-        if let Some(op) = operation {
-            url.push_str(&format!("&operation={}", percent_encode(op)));
-        }
-        if let Some(d) = min_duration {
-            url.push_str(&format!("&minDuration={}", percent_encode(d)));
-        }
-        self.get(&url)
     }
 
     /// The traces a search URL of Jaeger's API (from its path on) answers.

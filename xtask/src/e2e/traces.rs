@@ -6,6 +6,7 @@
 use super::checks::Checks;
 use super::jaeger::{Jaeger, Trace};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use xtask::trace_links::jaeger_search;
 
 /// How long a finished span may take to be searchable in Jaeger: the SDK's batch (5 s), the
 /// collector's batch, Jaeger's own.
@@ -150,7 +151,8 @@ pub fn load_complete(checks: &mut Checks, (start, end): (u64, u64), requests: u6
     let mut from = start;
     while from < end {
         let to = (from + window).min(end);
-        match jaeger.search("api", None, None, (from, to), 20_000) {
+        let search = jaeger_search("api", None, (None, None), (from.into(), to.into()), 20_000);
+        match jaeger.traces_at(&search) {
             Ok(found) => traces.extend(found.into_iter().map(|t| (t.id.clone(), t))),
             Err(e) => {
                 checks.fail("Jaeger answers the load's trace searches", &format!("{e:#}"));

@@ -53,7 +53,12 @@ enum Command {
     /// freshness, a flood of unique URLs; prints one `name=value` line per figure.
     Bench(bench::Args),
     /// The live proof: the stack under load; every dashboard and rule query; alerts under faults.
-    E2e,
+    E2e {
+        /// `single`: the native stack on the compose ports; `ha`: replicas, the collector tier,
+        /// Prometheus HA with Thanos and the Alertmanager cluster on free ports.
+        #[arg(long, value_enum, default_value_t)]
+        profile: e2e::Profile,
+    },
     /// Regenerate docs/METRICS.md from the metric catalogue.
     Docs,
     /// Run every check CI runs: fmt, clippy, tools, config validation, tests.
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
         Command::Stack { action } => stack::command(action),
         Command::Load(args) => load::command(args, stack::tokens::admin_token),
         Command::Bench(args) => bench::command(args, &stack::NATIVE),
-        Command::E2e => e2e::command(),
+        Command::E2e { profile } => e2e::command(profile),
         Command::Docs => docs::command(),
         Command::Test => test::command(),
     };

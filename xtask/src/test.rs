@@ -134,8 +134,17 @@ fn steps() -> Vec<Step> {
             let what = format!("cargo {}", args.join(" "));
             in_repo(&what, &mut command, Output::Prefixed("tests"), minutes(60))
         }),
+        // The HA topology's proof, beside the single-node one: all its ports are free ones, its
+        // files under target/e2e-ha, its webhook sink its own. A child process (a copy of this
+        // binary, which the tests' build may replace), so its lines carry their prefix.
+        Step::in_background("ha proof", || {
+            let dir = testkit::repo_root().join("target").join("e2e-ha-bin");
+            let mut command = Command::new(crate::stack::own_copy(&dir)?);
+            command.args(["e2e", "--profile", "ha"]);
+            in_repo("cargo xtask e2e --profile ha", &mut command, Output::Prefixed("ha proof"), minutes(40))
+        }),
         // Last: the whole stack under load and faults, every dashboard and rule query.
-        Step::new("live proof (cargo xtask e2e)", crate::e2e::command),
+        Step::new("live proof (cargo xtask e2e)", || crate::e2e::command(crate::e2e::Profile::Single)),
     ]
 }
 

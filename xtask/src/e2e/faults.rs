@@ -18,12 +18,19 @@ const LOCK_APP: &str = "orgraph-e2e-lock";
 pub struct TableLock {
     table: &'static str,
     session: Child,
+    /// The Postgres port on 127.0.0.1.
+    port: u16,
 }
 
 impl TableLock {
     /// Takes the lock and returns once Postgres has granted it.
     pub fn take(table: &'static str) -> anyhow::Result<TableLock> {
-        let mut command = super::psql(&[
+        TableLock::take_on(super::POSTGRES_PORT, table)
+    }
+
+    /// [`TableLock::take`] on the platform's database on 127.0.0.1:`port`.
+    pub fn take_on(port: u16, table: &'static str) -> anyhow::Result<TableLock> {
+        let mut command = super::psql_on(port, &[
             "-qc",
             &format!(
                 "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
@@ -34,7 +41,7 @@ impl TableLock {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        let lock = TableLock { table, session };
+        let lock = TableLock { table, session, port };
         let held = format!(
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
              WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted"
@@ -42,7 +49,7 @@ impl TableLock {
         testkit::wait_for(
             &format!("the lock on {table} to be granted"),
             Duration::from_secs(20),
-            || Ok(super::sql(&held).is_ok_and(|n| n == "1").then_some(())),
+            || Ok(super::sql_on(port, &held).is_ok_and(|n| n == "1").then_some(())),
         )?;
         Ok(lock)
     }
@@ -51,7 +58,7 @@ impl TableLock {
     pub fn release(mut self) -> anyhow::Result<()> {
         // The function in the select list: in the WHERE clause Postgres may call it for every
         // session before filtering, cancelling them all (this query included).
-        let cancelled = super::sql(&format!(
+        let cancelled = super::sql_on(self.port, &format!(
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
              WHERE application_name = '{LOCK_APP}'"
         ))?;

@@ -20,6 +20,7 @@
 mod abuse;
 mod checks;
 mod faults;
+mod ha;
 mod jaeger;
 mod matrix;
 mod platform_faults;
@@ -43,7 +44,24 @@ const SLOW_MS: f64 = 1_000.0;
 /// How much the API's resident memory may grow while the collector is away.
 const RSS_BOUND_KIB: u64 = 50 * 1024;
 
-pub fn command() -> anyhow::Result<()> {
+/// Which topology the live proof runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// The single-node stack on the compose ports (`cargo xtask stack`).
+    #[default]
+    Single,
+    /// The HA topology of docs/SCALING.md on free ports ([`ha`]).
+    Ha,
+}
+
+pub fn command(profile: Profile) -> anyhow::Result<()> {
+    match profile {
+        Profile::Single => single(),
+        Profile::Ha => ha::command(),
+    }
+}
+
+fn single() -> anyhow::Result<()> {
     let started = Instant::now();
     crate::stack::ensure_ports_free("the live proof")?;
     let sink = sink::Sink::start()?;
@@ -419,16 +437,30 @@ fn about_this_machine(labels: &serde_json::Value) -> bool {
     labels["service"].as_str() == Some("host")
 }
 
+/// The native stack's Postgres port (compose's).
+const POSTGRES_PORT: u16 = 5432;
+
 /// One value from the stack's database (`psql -tA`), as text.
 fn sql(query: &str) -> anyhow::Result<String> {
-    let mut command = psql(&["-tAc", query])?;
+    sql_on(POSTGRES_PORT, query)
+}
+
+/// One value from the platform's database on 127.0.0.1:`port` (`psql -tA`), as text.
+fn sql_on(port: u16, query: &str) -> anyhow::Result<String> {
+    let mut command = psql_on(port, &["-tAc", query])?;
     Ok(testkit::process::output("psql", &mut command, Duration::from_secs(30))?.trim().to_string())
 }
 
 /// `psql` connected to the stack's database (the compose port, the superuser), then `args`.
 fn psql(args: &[&str]) -> anyhow::Result<Command> {
+    psql_on(POSTGRES_PORT, args)
+}
+
+/// `psql` connected to the platform's database on 127.0.0.1:`port` as the superuser, then `args`.
+fn psql_on(port: u16, args: &[&str]) -> anyhow::Result<Command> {
     let mut command = Command::new(testkit::tools::postgres_bin_dir()?.join("psql"));
-    command.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "orgraph"]).args(args);
+    let port = port.to_string();
+    command.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "orgraph"]).args(args);
     Ok(command)
 }
 

@@ -1,6 +1,8 @@
 //! The few Prometheus HTTP API calls the live proof needs: instant queries, the rule groups with
 //! their health, and the alerts with their state; and the one Alertmanager call: which alerts an
-//! inhibition holds back.
+//! inhibition holds back. The plain functions ask the native stack's Prometheus; the `*_on`
+//! ones any server of the same API (the HA proof's replicas, Thanos Query), with extra
+//! parameters (Thanos Query's `dedup`).
 
 use anyhow::Context;
 use serde_json::Value;
@@ -19,7 +21,12 @@ fn agent() -> ureq::Agent {
 }
 
 fn get(path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
-    let mut request = agent().get(format!("{PROMETHEUS}{path}"));
+    get_on(PROMETHEUS, path, params)
+}
+
+/// `GET {base}{path}?{params}` of a Prometheus-API server; its `data`.
+fn get_on(base: &str, path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
+    let mut request = agent().get(format!("{base}{path}"));
     for (k, v) in params {
         request = request.query(*k, *v);
     }
@@ -38,7 +45,13 @@ fn get(path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
 
 /// The result vector of an instant query (an error if Prometheus cannot parse or run it).
 pub fn query(expr: &str) -> anyhow::Result<Vec<Value>> {
-    let data = get("/api/v1/query", &[("query", expr)])?;
+    query_on(PROMETHEUS, expr, &[])
+}
+
+/// [`query`] on the server at `base`, with `extra` parameters.
+pub fn query_on(base: &str, expr: &str, extra: &[(&str, &str)]) -> anyhow::Result<Vec<Value>> {
+    let params: Vec<(&str, &str)> = [("query", expr)].into_iter().chain(extra.iter().copied()).collect();
+    let data = get_on(base, "/api/v1/query", &params)?;
     Ok(match data["resultType"].as_str() {
         Some("vector") | Some("matrix") => data["result"].as_array().cloned().unwrap_or_default(),
         // A scalar or string always has a value.
@@ -48,7 +61,12 @@ pub fn query(expr: &str) -> anyhow::Result<Vec<Value>> {
 
 /// The single number of a query that returns one sample.
 pub fn value(expr: &str) -> anyhow::Result<Option<f64>> {
-    let result = query(expr)?;
+    value_on(PROMETHEUS, expr, &[])
+}
+
+/// [`value`] on the server at `base`, with `extra` parameters.
+pub fn value_on(base: &str, expr: &str, extra: &[(&str, &str)]) -> anyhow::Result<Option<f64>> {
+    let result = query_on(base, expr, extra)?;
     Ok(result.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse().ok()))
 }
 
@@ -130,8 +148,20 @@ pub fn query_range(
     end: f64,
     step_s: u32,
 ) -> anyhow::Result<Vec<(Value, Vec<Option<f64>>)>> {
+    query_range_on(PROMETHEUS, expr, start, end, step_s)
+}
+
+/// [`query_range`] on the server at `base`.
+pub fn query_range_on(
+    base: &str,
+    expr: &str,
+    start: f64,
+    end: f64,
+    step_s: u32,
+) -> anyhow::Result<Vec<(Value, Vec<Option<f64>>)>> {
     let (from, to, step) = (format!("{start:.3}"), format!("{end:.3}"), step_s.to_string());
-    let data = get(
+    let data = get_on(
+        base,
         "/api/v1/query_range",
         &[("query", expr), ("start", &from), ("end", &to), ("step", &step)],
     )?;

@@ -26,8 +26,14 @@ pub struct Sink {
 impl Sink {
     /// Listens on [`ADDR`] in a background thread for the rest of the process.
     pub fn start() -> anyhow::Result<Sink> {
-        let listener = TcpListener::bind(ADDR)
-            .map_err(|e| anyhow::anyhow!("the webhook sink cannot listen on {ADDR}: {e}"))?;
+        Sink::start_on(ADDR)
+    }
+
+    /// Listens on `addr` (the HA proof's own sink, on a free port) in a background thread for the
+    /// rest of the process.
+    pub fn start_on(addr: &str) -> anyhow::Result<Sink> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("the webhook sink cannot listen on {addr}: {e}"))?;
         let sink = Sink::default();
         let (received, refusing) = (sink.received.clone(), sink.refusing.clone());
         std::thread::spawn(move || {

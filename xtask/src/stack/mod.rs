@@ -15,7 +15,9 @@ mod pid;
 mod service;
 pub mod tokens;
 
-pub use service::{PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV, jaeger_query_url};
+pub use service::{
+    PROMETHEUS_CONFIG_ENV, STACK_DIR_ENV, jaeger_query_url, scrape_interval_ms, target_dir,
+};
 
 /// This stack, as the freshness benchmark of `cargo xtask bench` runs it.
 pub const NATIVE: bench::NativeStack = bench::NativeStack {

@@ -517,7 +517,7 @@ fn utf8(path: PathBuf) -> anyhow::Result<String> {
 
 /// `global.scrape_interval` of `prometheus/prometheus.yml`, in milliseconds: the services export
 /// exactly as often as Prometheus scrapes (that file says so too).
-fn scrape_interval_ms() -> anyhow::Result<u64> {
+pub fn scrape_interval_ms() -> anyhow::Result<u64> {
     let path = testkit::repo_root().join("prometheus").join("prometheus.yml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -552,7 +552,7 @@ fn duration_ms(text: &str) -> anyhow::Result<u64> {
 
 /// Where cargo puts its builds: `$CARGO_TARGET_DIR` if set (relative to the repo root unless
 /// absolute), else `<repo>/target`.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let root = testkit::repo_root();
     match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => root.join(dir),

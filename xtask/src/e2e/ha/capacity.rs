@@ -1,0 +1,126 @@
+//! The measurements docs/SCALING.md's capacity table is built on, taken from the HA proof's run:
+//! series per API and worker instance and per platform job, what the collectors hold per series,
+//! and what a sample costs on disk in the blocks the sidecars uploaded. Printed as
+//! `capacity: name=value` lines.
+
+use super::stack::{GATEWAYS, HaStack, PROMETHEUS};
+use crate::e2e::prom;
+use std::path::Path;
+
+/// One block in the bucket, from its `meta.json`, with its size on disk.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Milliseconds since the epoch.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub samples: u64,
+    pub series: u64,
+    /// Bytes of its chunks and index.
+    pub bytes: u64,
+}
+
+/// The blocks of the bucket at `bucket` whose external label `replica` is `replica`.
+pub fn blocks(bucket: &Path, replica: &str) -> Vec<Block> {
+    let Ok(entries) = std::fs::read_dir(bucket) else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) else { continue };
+        let Ok(meta) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        if meta["thanos"]["labels"]["replica"] != replica {
+            continue;
+        }
+        out.push(Block {
+            min_time: meta["minTime"].as_i64().unwrap_or(0),
+            max_time: meta["maxTime"].as_i64().unwrap_or(0),
+            samples: meta["stats"]["numSamples"].as_u64().unwrap_or(0),
+            series: meta["stats"]["numSeries"].as_u64().unwrap_or(0),
+            bytes: size(&dir),
+        });
+    }
+    out.sort_by_key(|b| b.min_time);
+    out
+}
+
+/// Bytes of the files under `dir`.
+fn size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() { size(&path) } else { e.metadata().map_or(0, |m| m.len()) }
+        })
+        .sum()
+}
+
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Prints the capacity figures.
+pub fn report(stack: &HaStack) {
+    println!("\n==> HA proof: capacity figures (docs/SCALING.md)");
+    let a = stack.prometheus_url(0);
+    let figure = |name: &str, value: String| println!("capacity: {name}={value}");
+    for (name, job) in [("api", "orgraph/api"), ("worker", "orgraph/worker")] {
+        let expr = format!(
+            "max(count by (instance) ({{job=\"{job}\", __name__!~\".*:.*|ALERTS.*\"}}))"
+        );
+        figure(&format!("series_per_{name}_instance"), show(prom::value_on(&a, &expr, &[])));
+    }
+    for job in ["orgraph/postgres", "orgraph/redis", "orgraph/host"] {
+        let expr = format!("count({{job=\"{job}\", __name__!~\".*:.*|ALERTS.*\"}})");
+        let name = job.trim_start_matches("orgraph/");
+        figure(&format!("series_{name}"), show(prom::value_on(&a, &expr, &[])));
+    }
+    figure(
+        "prometheus_head_series",
+        show(prom::value_on(&a, "max(prometheus_tsdb_head_series)", &[])),
+    );
+    figure(
+        "recording_rule_series",
+        show(prom::value_on(&a, "count({__name__=~\".+:.+\"})", &[])),
+    );
+    let mut served_total = 0u64;
+    for (i, gateway) in GATEWAYS.iter().enumerate() {
+        let series = testkit::http_get(&stack.gateway_metrics_url(i))
+            .map(|(_, body)| body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count())
+            .unwrap_or(0) as u64;
+        served_total += series;
+        let rss = stack.pid(gateway).and_then(rss_kib);
+        figure(&format!("{gateway}_series_served"), series.to_string());
+        figure(&format!("{gateway}_rss_kib"), format!("{rss:?}"));
+    }
+    figure("gateways_series_served", served_total.to_string());
+    figure("agent_rss_kib", format!("{:?}", stack.pid("agent").and_then(rss_kib)));
+    for replica in ["a", "b"] {
+        let blocks = blocks(&stack.bucket_dir(), replica);
+        let (samples, bytes, series): (u64, u64, u64) = blocks
+            .iter()
+            .fold((0, 0, 0), |(s, b, n), x| (s + x.samples, b + x.bytes, n.max(x.series)));
+        figure(&format!("blocks_{replica}"), blocks.len().to_string());
+        if samples > 0 {
+            figure(
+                &format!("bytes_per_sample_{replica}"),
+                format!("{:.2}", bytes as f64 / samples as f64),
+            );
+            figure(&format!("block_series_{replica}"), series.to_string());
+        }
+    }
+    for name in PROMETHEUS {
+        let rss = stack.pid(name).and_then(rss_kib);
+        figure(&format!("{name}_rss_kib"), format!("{rss:?}"));
+    }
+}
+
+fn show(value: anyhow::Result<Option<f64>>) -> String {
+    match value {
+        Ok(Some(v)) => format!("{v}"),
+        Ok(None) => "none".to_string(),
+        Err(e) => format!("error ({e:#})"),
+    }
+}

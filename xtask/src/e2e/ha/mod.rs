@@ -1,0 +1,425 @@
+//! `cargo xtask e2e --profile ha`: the live proof of the HA topology (docs/SCALING.md), natively
+//! ([`stack`]): 2 APIs and 2 workers under the load generator while one Prometheus replica is
+//! killed for 2 minutes and one gateway collector is killed and comes back. It checks that the
+//! request count through Thanos Query (deduplicated) equals the load generator's exactly, with no
+//! gap and no step back over the whole run; that the gateway's series moved to the other within
+//! the bound docs/SCALING.md gives; that no panel double-counts the queue depth two workers both
+//! report (against SQL); that every dashboard and rule query answers through Thanos Query as it
+//! does on one Prometheus; that a replica's history, its TSDB deleted, is answered from the
+//! bucket by the Store Gateway; and that the Watchdog, firing on both replicas, reaches the
+//! receiver once per repeat through the Alertmanager cluster. It prints the capacity figures
+//! docs/SCALING.md is built on. It ends with one `N passed, M failed` line.
+
+mod capacity;
+mod membership;
+mod stack;
+
+use super::checks::Checks;
+use super::{prom, sink::Sink};
+use load::{Options, Stop};
+use stack::{APIS, GATEWAYS, HaStack, PROMETHEUS, SIDECARS, say};
+use std::time::{Duration, Instant};
+
+/// The bound docs/SCALING.md gives for a dead gateway's series to be served by another: the
+/// membership check (1 s), the agent's reload, then the next export of every service (15 s, the
+/// export interval) and the next scrape of the infrastructure receivers (15 s).
+pub const HANDOFF_BOUND: Duration = Duration::from_secs(40);
+
+/// How long the load runs; the faults happen inside it.
+const LOAD: Duration = Duration::from_secs(180);
+
+/// Requests per second on each API.
+const RATE: f64 = 10.0;
+
+/// Every API request counted (health checks aside), as the single-node proof counts them.
+const COUNT: &str = super::COUNT_API_REQUESTS;
+
+pub fn command() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = testkit::repo_root().join("target").join("e2e-ha");
+    step("the HA topology up (fresh state in target/e2e-ha)");
+    let mut stack = HaStack::up(&dir)?;
+    let sink = Sink::start_on(&format!("127.0.0.1:{}", stack.ports.sink))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut checks = Checks::default();
+    let result = prove(&mut checks, &mut stack, &sink, &runtime);
+    drop(stack);
+    checks.summary(started.elapsed());
+    result?;
+    anyhow::ensure!(checks.failed() == 0, "{} HA proof checks failed", checks.failed());
+    Ok(())
+}
+
+fn prove(
+    checks: &mut Checks,
+    stack: &mut HaStack,
+    sink: &Sink,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let (expected, from, to) = load_through_faults(checks, stack, runtime)?;
+    nothing_lost(checks, stack, expected, (from, to));
+    queue_depth_against_sql(checks, stack)?;
+    every_query_answers(checks, stack);
+    history_from_the_bucket(checks, stack)?;
+    one_notification(checks, stack, sink);
+    capacity::report(stack);
+    Ok(())
+}
+
+/// The load on both APIs, and the faults inside it: Prometheus b killed for 2 minutes, the
+/// gateway serving more resources killed, then started again. Returns the responses the clients
+/// received and the load's time range (Unix seconds).
+fn load_through_faults(
+    checks: &mut Checks,
+    stack: &mut HaStack,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(u64, f64, f64)> {
+    step("load on both APIs; Prometheus b killed for 2 minutes; a gateway killed and back");
+    let token = Some(stack.tokens.admin.clone());
+    let options = |i: usize, seed: u64| Options {
+        url: stack.api_url(i),
+        token: token.clone(),
+        stop: Stop::After(LOAD),
+        rate: Some(RATE),
+        concurrency: 4,
+        seed,
+        ..Options::default()
+    };
+    let seeded = runtime.block_on(load::run(Options {
+        seed_graph: 500,
+        stop: Stop::Requests(10),
+        ..options(0, 1)
+    }))?;
+    let from = unix_now();
+    let loads = [0, 1].map(|i| runtime.spawn(load::run(options(i, 20 + i as u64))));
+    let load_started = Instant::now();
+    let at = |offset: u64| {
+        let until = load_started + Duration::from_secs(offset);
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    };
+
+    at(20);
+    stack.kill(PROMETHEUS[1])?;
+    let prometheus_down = Instant::now();
+
+    at(40);
+    let served = [0, 1].map(|i| served_resources(&stack.gateway_metrics_url(i)));
+    let gone = usize::from(served[1].len() > served[0].len());
+    let all: std::collections::BTreeSet<String> = served.iter().flatten().cloned().collect();
+    say(&format!(
+        "before the kill: gateway-1 serves {} resources, gateway-2 {}",
+        served[0].len(),
+        served[1].len()
+    ));
+    checks.check(
+        "the agent spread the resources over both gateways, each served by one",
+        served.iter().all(|s| !s.is_empty()) && served[0].is_disjoint(&served[1]),
+        || format!("gateway-1 {:?}, gateway-2 {:?}", served[0], served[1]),
+    );
+    let killed = Instant::now();
+    stack.kill(GATEWAYS[gone])?;
+    let other = stack.gateway_metrics_url(1 - gone);
+    let moved = testkit::wait_for(
+        &format!("every resource ({}) served by {}", all.len(), GATEWAYS[1 - gone]),
+        HANDOFF_BOUND + Duration::from_secs(20),
+        || Ok(served_resources(&other).is_superset(&all).then(Instant::now)),
+    );
+    let dropped = stack.membership().dropped_since(killed, gone);
+    let took = moved.as_ref().map(|at| at.duration_since(killed));
+    checks.check(
+        &format!(
+            "{}'s {} resources served by {} within {HANDOFF_BOUND:?} of the kill",
+            GATEWAYS[gone],
+            served[gone].len(),
+            GATEWAYS[1 - gone]
+        ),
+        took.as_ref().is_ok_and(|t| *t <= HANDOFF_BOUND),
+        || format!("{took:?}"),
+    );
+    if let (Ok(took), Some(dropped)) = (&took, dropped) {
+        say(&format!(
+            "handoff: the gateway left the ring {:.1} s after the kill; all its resources served \
+             elsewhere {:.1} s after it",
+            dropped.duration_since(killed).as_secs_f64(),
+            took.as_secs_f64()
+        ));
+    }
+
+    at(100);
+    stack.start(GATEWAYS[gone])?;
+    let back = Instant::now();
+
+    at(140);
+    stack.start(PROMETHEUS[1])?;
+    let outage = prometheus_down.elapsed();
+    say(&format!("Prometheus b was down {:.0} s", outage.as_secs_f64()));
+    let joined = stack.membership().joined_since(back, gone);
+    checks.check(&format!("{} rejoined the ring after its restart", GATEWAYS[gone]), joined.is_some(), || {
+        "the membership never listed it again".to_string()
+    });
+
+    let mut total = seeded.total;
+    for (i, load) in loads.into_iter().enumerate() {
+        let report = runtime.block_on(load)??;
+        checks.check(
+            &format!("the load on {} saw no 5xx and no transport error", APIS[i]),
+            report.problems(false).is_empty(),
+            || format!("{:?}", report.problems(false)),
+        );
+        total += report.total;
+    }
+    Ok((total, from, unix_now()))
+}
+
+/// The resources (`instance` of `target_info`) a gateway serves now; none if it does not answer.
+fn served_resources(metrics_url: &str) -> std::collections::BTreeSet<String> {
+    let Ok((200, body)) = testkit::http_get(metrics_url) else { return Default::default() };
+    body.lines()
+        .filter(|line| line.starts_with("target_info{"))
+        .filter_map(|line| line.split("instance=\"").nth(1)?.split('"').next().map(str::to_string))
+        .collect()
+}
+
+/// The count through Thanos Query equals the clients' exactly, as on each replica; over the whole
+/// run it has a value at every step and never steps back (no gap, no reset, no double count),
+/// while replica b alone shows its 2-minute hole.
+fn nothing_lost(checks: &mut Checks, stack: &HaStack, expected: u64, (from, to): (f64, f64)) {
+    step("Thanos Query counts exactly what the clients received, with no gap");
+    let expected = expected as f64;
+    let query = stack.query_url();
+    let counted = wait_for(&query, COUNT, |v| v >= expected, Duration::from_secs(90));
+    checks.check(
+        &format!("requests counted through Thanos Query == responses the clients received ({expected})"),
+        counted == Some(expected),
+        || format!("Thanos Query {counted:?}"),
+    );
+    for i in 0..2 {
+        let on = prom::value_on(&stack.prometheus_url(i), COUNT, &[]).ok().flatten();
+        checks.check(
+            &format!("{} counts the same ({expected})", PROMETHEUS[i]),
+            on == Some(expected),
+            || format!("{on:?}"),
+        );
+    }
+    let instances = prom::value_on(
+        &query,
+        "count(count by (instance) (http_server_request_duration_seconds_count{job=\"orgraph/api\"}))",
+        &[],
+    );
+    checks.check(
+        "Thanos Query sees each API instance once (2), not once per replica",
+        matches!(instances, Ok(Some(n)) if n == 2.0),
+        || format!("{instances:?}"),
+    );
+    let from = from + 30.0;
+    let through_query = prom::query_range_on(&query, COUNT, from, to, 15);
+    let steps = through_query.as_ref().ok().and_then(|r| r.first()).map(|(_, v)| v.clone());
+    let gaps = steps.as_ref().map(|v| v.iter().filter(|x| x.is_none()).count());
+    let back = steps.as_ref().map(|v| {
+        let values: Vec<f64> = v.iter().flatten().copied().collect();
+        values.windows(2).filter(|w| w[1] < w[0]).count()
+    });
+    checks.check(
+        "through Thanos Query the count has a value at every 15 s step of the run and never steps back",
+        gaps == Some(0) && back == Some(0),
+        || format!("missing steps {gaps:?}, steps back {back:?}"),
+    );
+    let on_b = prom::query_range_on(&stack.prometheus_url(1), COUNT, from, to, 15);
+    let holes = on_b.ok().and_then(|r| r.first().map(|(_, v)| v.iter().filter(|x| x.is_none()).count()));
+    checks.check(
+        "Prometheus b alone has the hole of its outage (what Thanos Query filled from a)",
+        holes.is_some_and(|n| n >= 4),
+        || format!("missing steps on b: {holes:?}"),
+    );
+}
+
+/// With the jobs' table locked, export jobs wait: both workers report the same depth from
+/// Postgres, and the dashboards' and the alert's queries give SQL's number, not twice it.
+fn queue_depth_against_sql(checks: &mut Checks, stack: &HaStack) -> anyhow::Result<()> {
+    step("queue depth (reported by both workers) against SQL");
+    let port = stack.postgres.port();
+    let lock = super::faults::TableLock::take_on(port, "employees")?;
+    let bearer = testkit::tokens::ApiTokens::bearer(&stack.tokens.admin);
+    let mut accepted = 0;
+    for i in 0..12 {
+        let body = r#"{"kind": "employee_metrics", "format": "csv"}"#;
+        let url = format!("{}/api/exports", stack.api_url(i % 2));
+        if let Ok((202, _)) = testkit::http_request(&url, &[("authorization", &bearer)], Some(body)) {
+            accepted += 1;
+        }
+    }
+    let waiting = "SELECT count(*) FROM apalis.jobs WHERE job_type = 'export' \
+                   AND status IN ('Pending', 'Queued')";
+    // Stable once the workers took what they can run (blocked on the lock).
+    std::thread::sleep(Duration::from_secs(5));
+    let sql = super::sql_on(port, waiting).ok().and_then(|n| n.parse::<f64>().ok());
+    let panel = "sum(max by (messaging_destination_name) (orgraph_queue_jobs{job_state=\"pending\", messaging_destination_name=\"export\"}))";
+    let seen = sql.and_then(|n| {
+        wait_for(&stack.query_url(), panel, |v| v == n, Duration::from_secs(60)).filter(|v| *v == n)
+    });
+    let summed = prom::value_on(
+        &stack.query_url(),
+        "sum(orgraph_queue_jobs{job_state=\"pending\", messaging_destination_name=\"export\"})",
+        &[],
+    );
+    let released = lock.release();
+    checks.check(
+        &format!(
+            "the overview's pending-jobs query through Thanos Query == SQL ({sql:?} of {accepted} \
+             exports waiting), while a plain sum over the two workers would say {summed:?}"
+        ),
+        sql.is_some_and(|n| n > 0.0) && seen == sql && released.is_ok(),
+        || format!("query {seen:?}, SQL {sql:?}, lock released: {released:?}"),
+    );
+    let drained = wait_for(
+        &stack.query_url(),
+        "sum(max by (messaging_destination_name, job_state) (orgraph_queue_jobs{job_state=~\"pending|running\"}))",
+        |v| v == 0.0,
+        Duration::from_secs(120),
+    );
+    checks.check("the workers drained the queue after the lock", drained == Some(0.0), || {
+        format!("{drained:?}")
+    });
+    Ok(())
+}
+
+/// Every dashboard query and every recording rule's query answers through Thanos Query as on
+/// Prometheus a: it parses, and where a has data, Thanos Query has the same series (a `sum` of
+/// replicas would double them; a missing replica label would split them).
+fn every_query_answers(checks: &mut Checks, stack: &HaStack) {
+    step("every dashboard and recording-rule query through Thanos Query, against Prometheus a");
+    let mut queries: Vec<(String, String)> = xtask::dashboards::queries()
+        .into_iter()
+        .map(|(dashboard, panel, expr)| (format!("{dashboard} / {panel}"), expr))
+        .collect();
+    queries.extend(
+        xtask::dashboards::recording_rules()
+            .into_iter()
+            .map(|rule| (format!("recording rule {}", rule.record), rule.expr)),
+    );
+    let (mut same, mut empty, mut differ) = (0, 0, Vec::new());
+    let now = format!("{:.3}", unix_now());
+    for (what, expr) in &queries {
+        let at = [("time", now.as_str())];
+        let on_a = prom::query_on(&stack.prometheus_url(0), expr, &at);
+        let through = prom::query_on(&stack.query_url(), expr, &at);
+        let labels = |r: &Vec<serde_json::Value>| {
+            let mut l: Vec<String> = r.iter().map(|s| s["metric"].to_string()).collect();
+            l.sort();
+            l
+        };
+        match (on_a, through) {
+            (Ok(a), Ok(q)) if a.is_empty() && q.is_empty() => empty += 1,
+            (Ok(a), Ok(q)) if labels(&a) == labels(&q) => same += 1,
+            (a, q) => differ.push(format!(
+                "{what}: `{expr}`\n      Prometheus a: {}\n      Thanos Query: {}",
+                summary(&a),
+                summary(&q)
+            )),
+        }
+    }
+    println!("    {same} queries answer the same series, {empty} are empty on both");
+    checks.check(
+        &format!(
+            "all {} dashboard and recording-rule queries answer through Thanos Query with the \
+             series Prometheus a has",
+            queries.len()
+        ),
+        differ.is_empty() && same > queries.len() / 2,
+        || differ.join("\n"),
+    );
+}
+
+fn summary(result: &anyhow::Result<Vec<serde_json::Value>>) -> String {
+    match result {
+        Ok(series) => format!("{} series: {:?}", series.len(), series.iter().take(3).map(|s| s["metric"].to_string()).collect::<Vec<_>>()),
+        Err(e) => format!("error: {e:#}"),
+    }
+}
+
+/// Replica b's TSDB deleted after its blocks were uploaded: the history of b is still answered,
+/// from the bucket, by the Store Gateway.
+fn history_from_the_bucket(checks: &mut Checks, stack: &mut HaStack) -> anyhow::Result<()> {
+    step("Prometheus b's TSDB deleted: its history answered by the Store Gateway");
+    let uploaded = testkit::wait_for(
+        "a block of replica b in the bucket",
+        Duration::from_secs(240),
+        || Ok(capacity::blocks(&stack.bucket_dir(), "b").into_iter().next()),
+    );
+    let Ok(block) = uploaded else {
+        checks.fail("a block of replica b was uploaded", &format!("{uploaded:?}"));
+        return Ok(());
+    };
+    stack.stop(SIDECARS[1])?;
+    stack.stop(PROMETHEUS[1])?;
+    let tsdb = stack.tsdb_dir(1);
+    std::fs::remove_dir_all(&tsdb)?;
+    say(&format!("deleted {}", tsdb.display()));
+    stack.start(PROMETHEUS[1])?;
+    stack.start(SIDECARS[1])?;
+    let middle = format!("{:.3}", (block.min_time + block.max_time) as f64 / 2_000.0);
+    let expr = "count(http_server_request_duration_seconds_count{replica=\"b\"})";
+    let params = [("time", middle.as_str()), ("dedup", "false")];
+    let answered = testkit::wait_for("replica b's history through Thanos Query", Duration::from_secs(60), || {
+        Ok(prom::value_on(&stack.query_url(), expr, &params)?.filter(|n| *n > 0.0))
+    });
+    let local = prom::value_on(
+        &stack.prometheus_url(1),
+        "count(http_server_request_duration_seconds_count)",
+        &[("time", middle.as_str())],
+    );
+    checks.check(
+        "replica b's history (a block it uploaded) answered through Thanos Query after its TSDB was deleted",
+        answered.is_ok() && matches!(local, Ok(None)),
+        || format!("through Thanos Query {answered:?}; Prometheus b itself {local:?}"),
+    );
+    Ok(())
+}
+
+/// The Watchdog fires on both replicas; the Alertmanager cluster sends its receiver one
+/// notification per repeat (a minute), holding one alert, not one per replica or per node.
+fn one_notification(checks: &mut Checks, stack: &HaStack, sink: &Sink) {
+    step("the Watchdog, firing on both replicas, reaches its receiver once per repeat");
+    let firing = |i: usize| {
+        prom::value_on(&stack.prometheus_url(i), "count(ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"})", &[])
+    };
+    let both = testkit::wait_for("the Watchdog firing on both replicas", Duration::from_secs(60), || {
+        Ok((firing(0)?.is_some() && firing(1)?.is_some()).then_some(()))
+    });
+    // Long enough for a repeat (1 m) and for the second node's own attempt (15 s after the
+    // first's), so a duplicate would show.
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(80));
+    let notified: Vec<Instant> = sink
+        .notified(Some("/watchdog"), "firing")
+        .into_iter()
+        .filter(|n| n.name == "Watchdog" && n.at >= started)
+        .map(|n| n.at)
+        .collect();
+    let gaps: Vec<f64> = notified.windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64()).collect();
+    checks.check(
+        "the Watchdog fired on both replicas and each notification held it once, a minute apart",
+        both.is_ok() && !notified.is_empty() && gaps.iter().all(|g| *g >= 45.0),
+        || format!("firing on both: {both:?}; notifications in 80 s: {}, gaps {gaps:?} s", notified.len()),
+    );
+}
+
+/// Polls an instant query on `base` until `done` holds; the last value seen.
+fn wait_for(base: &str, expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) -> Option<f64> {
+    let last = std::cell::Cell::new(None);
+    let _ = testkit::wait_for(expr, deadline, || {
+        last.set(prom::value_on(base, expr, &[])?);
+        Ok(last.get().filter(|v| done(*v)))
+    });
+    last.get()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn step(text: &str) {
+    println!("\n==> HA proof: {text}");
+}

@@ -8,6 +8,7 @@ mod actionlint;
 mod alertmanager;
 mod collector;
 mod go;
+mod go_module_build;
 mod jaeger;
 mod manifest;
 mod postgres_exporter;

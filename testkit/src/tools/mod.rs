@@ -1,6 +1,6 @@
 //! Where the project's native tools are: the collector, Prometheus, promtool, Alertmanager, amtool,
-//! Jaeger, the collector builder and actionlint live in a cache outside the clone, in directories named
-//! after the versions pinned in `.env`, and so does a Python venv holding schemathesis (the API's
+//! Jaeger, Thanos, the collector builder and actionlint live in a cache outside the clone, in
+//! directories named after the versions pinned in `.env`, and so does a Python venv holding schemathesis (the API's
 //! fuzzer) at its pinned version; Postgres and Redis come from the OS packages. `cargo xtask tools`
 //! builds into exactly these paths, and tests only ever look here.
 
@@ -101,6 +101,16 @@ pub fn jaeger_dir() -> anyhow::Result<PathBuf> {
 /// The Jaeger v2 binary (`cmd/jaeger`), which stores the traces the collector sends it.
 pub fn jaeger_path() -> anyhow::Result<PathBuf> {
     Ok(jaeger_dir()?.join("jaeger"))
+}
+
+/// Directory holding `thanos` of the pinned version (and the throwaway Go module it is built in).
+pub fn thanos_dir() -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("thanos-{}", versions()?.thanos)))
+}
+
+/// The Thanos binary (`thanos sidecar|query|store|compact|tools …`).
+pub fn thanos_path() -> anyhow::Result<PathBuf> {
+    Ok(thanos_dir()?.join("thanos"))
 }
 
 /// Directory holding `actionlint` of the pinned version.
@@ -224,6 +234,7 @@ mod tests {
         let actionlint = format!("actionlint-{}/actionlint", v.actionlint);
         assert!(actionlint_path()?.ends_with(actionlint));
         assert!(jaeger_path()?.ends_with(format!("jaeger-{}/jaeger", v.jaeger_module)));
+        assert!(thanos_path()?.ends_with(format!("thanos-{}/thanos", v.thanos)));
         assert!(schemathesis_path()?.ends_with("python/bin/schemathesis"));
         Ok(())
     }

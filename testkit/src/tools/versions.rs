@@ -21,6 +21,11 @@ pub struct Versions {
     /// `JAEGER_MODULE_VERSION`, e.g. `1.76.0`: the Go module tag released with [`Versions::jaeger`],
     /// which the native Jaeger is built from.
     pub jaeger_module: String,
+    /// `THANOS_VERSION`, e.g. `0.42.5`: Thanos (sidecar, Query, Store Gateway, Compactor).
+    pub thanos: String,
+    /// `THANOS_GOTOOLCHAIN`, e.g. `go1.27.3`: the Go toolchain Thanos' native build runs under (its
+    /// go.mod asks for a newer Go than the machine's).
+    pub thanos_gotoolchain: String,
     /// `ACTIONLINT_VERSION`, e.g. `1.7.12`: the linter of `.github/workflows`.
     pub actionlint: String,
     /// `SCHEMATHESIS_VERSION`, e.g. `4.32.5`: the API's OpenAPI-driven fuzzer (from PyPI).
@@ -54,6 +59,8 @@ impl Versions {
             postgres_exporter: get("POSTGRES_EXPORTER_VERSION")?,
             jaeger: get("JAEGER_VERSION")?,
             jaeger_module: get("JAEGER_MODULE_VERSION")?,
+            thanos: get("THANOS_VERSION")?,
+            thanos_gotoolchain: get("THANOS_GOTOOLCHAIN")?,
             actionlint: get("ACTIONLINT_VERSION")?,
             schemathesis: get("SCHEMATHESIS_VERSION")?,
             hypothesis: get("HYPOTHESIS_VERSION")?,
@@ -91,7 +98,8 @@ mod tests {
     fn parses_comments_blank_lines_and_quotes() -> anyhow::Result<()> {
         let text = "# pinned\n\nOTELCOL_VERSION=0.161.0\n  PROMETHEUS_VERSION = \"3.16.0\"\n\
                     ALERTMANAGER_VERSION='0.31.1'\nPOSTGRES_EXPORTER_VERSION=0.17.1\n\
-                    JAEGER_VERSION=2.13.0\nJAEGER_MODULE_VERSION=1.76.0\nACTIONLINT_VERSION=1.7.12\n\
+                    JAEGER_VERSION=2.13.0\nJAEGER_MODULE_VERSION=1.76.0\nTHANOS_VERSION=0.42.5\n\
+                    THANOS_GOTOOLCHAIN=go1.27.3\nACTIONLINT_VERSION=1.7.12\n\
                     SCHEMATHESIS_VERSION=4.32.5\nHYPOTHESIS_VERSION=6.170.17\nX='y'\n";
         let v = Versions::from_env_file(text)?;
         let want = Versions {
@@ -101,6 +109,8 @@ mod tests {
             postgres_exporter: "0.17.1".into(),
             jaeger: "2.13.0".into(),
             jaeger_module: "1.76.0".into(),
+            thanos: "0.42.5".into(),
+            thanos_gotoolchain: "go1.27.3".into(),
             actionlint: "1.7.12".into(),
             schemathesis: "4.32.5".into(),
             hypothesis: "6.170.17".into(),
@@ -131,6 +141,8 @@ mod tests {
         assert!(v.postgres_exporter.starts_with("0."), "{v:?}");
         assert!(v.jaeger.starts_with("2."), "{v:?}");
         assert!(v.jaeger_module.starts_with("1."), "{v:?}");
+        assert!(v.thanos.starts_with("0."), "{v:?}");
+        assert!(v.thanos_gotoolchain.starts_with("go1."), "{v:?}");
         assert!(v.actionlint.starts_with("1."), "{v:?}");
         assert!(v.schemathesis.starts_with("4."), "{v:?}");
         assert!(v.hypothesis.starts_with("6."), "{v:?}");

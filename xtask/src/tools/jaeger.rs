@@ -2,20 +2,15 @@
 //! `JAEGER_MODULE_VERSION` (the v2 binary, `cmd/jaeger`, lives in the module's v1 tags).
 //!
 //! `go install …@v1.76.0` refuses it: the module's go.mod has a `replace` directive, which `go
-//! install pkg@version` does not allow. So, as for postgres_exporter, it is built in a throwaway
-//! module in the tool directory: that module takes over the Jaeger module's own `replace`
-//! directives (read from its go.mod in the module cache, so the build resolves what upstream's
-//! does), requires exactly that version (`go get`), and `go build`s the command. The binary's
+//! install pkg@version` does not allow. So it is built in a throwaway module
+//! ([`GoModuleBuild`], which takes over those directives). The binary's
 //! `version` subcommand reports `JAEGER_VERSION` (set with `-ldflags -X`, as upstream's release
 //! build does). It serves the query API and a placeholder page instead of the web UI: the UI's
 //! assets are built from another repository with npm and are not in the Go module.
 
 use super::go;
-use anyhow::Context;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-use testkit::process::{self, Output, run};
+use super::go_module_build::GoModuleBuild;
+use std::path::PathBuf;
 use testkit::tools;
 
 /// The Go module, and its v2 command's package.
@@ -35,91 +30,29 @@ pub fn ensure(versions: &tools::Versions) -> anyhow::Result<PathBuf> {
             "jaeger {} ({MODULE} v{module_version}): building {PACKAGE} (minutes on two cores)",
             versions.jaeger
         );
-        build(versions, &tools::jaeger_dir()?)
+        build_of(versions).build(&tools::jaeger_dir()?)
     })?;
     Ok(path)
 }
 
-fn build(versions: &tools::Versions, dir: &Path) -> anyhow::Result<()> {
-    let module = dir.join("module");
-    std::fs::create_dir_all(&module).with_context(|| format!("creating {}", module.display()))?;
-    // A fresh go.mod each time: a half-finished earlier build leaves nothing that matters.
-    std::fs::write(module.join("go.mod"), "module orgraph/jaeger-build\n\ngo 1.24\n")?;
-    let _ = std::fs::remove_file(module.join("go.sum"));
-    let label = "jaeger build";
-    let go = go::go()?;
-    let upstream = module_dir(&versions.jaeger_module)?;
-    let go_mod = upstream.join("go.mod");
-    let text = std::fs::read_to_string(&go_mod)
-        .with_context(|| format!("reading {}", go_mod.display()))?;
-    for (old, new) in replaces(&text) {
-        let mut edit = Command::new(&go);
-        edit.args(["mod", "edit", &format!("-replace={old}={new}")]).current_dir(&module);
-        run(label, &mut edit, Output::Prefixed(label), Duration::from_secs(60))?;
+/// The build of the pinned release: the module tag `JAEGER_MODULE_VERSION`, reporting
+/// `JAEGER_VERSION`.
+fn build_of(versions: &tools::Versions) -> GoModuleBuild<'_> {
+    GoModuleBuild {
+        name: "jaeger",
+        module: MODULE,
+        version: &versions.jaeger_module,
+        package: PACKAGE,
+        ldflags: format!("-X {VERSION_VAR}=v{}", versions.jaeger),
+        tags: &[],
+        env: Vec::new(),
     }
-    let mut get = Command::new(&go);
-    get.args(["get", &format!("{PACKAGE}@v{}", versions.jaeger_module)]).current_dir(&module);
-    run(label, &mut get, Output::Prefixed(label), go::BUILD_TIMEOUT)?;
-    let mut build = Command::new(&go);
-    build
-        .arg("build")
-        .arg(format!("-ldflags=-X {VERSION_VAR}=v{}", versions.jaeger))
-        .arg("-o")
-        .arg(dir.join("jaeger"))
-        .arg(PACKAGE)
-        .current_dir(&module);
-    run(label, &mut build, Output::Prefixed(label), go::BUILD_TIMEOUT)
-}
-
-/// Where the Go module cache holds the Jaeger module at `version` (`go mod download` fetches it
-/// from the module proxy the first time).
-pub fn module_dir(version: &str) -> anyhow::Result<PathBuf> {
-    let mut command = Command::new(go::go()?);
-    command.args(["mod", "download", "-json", &format!("{MODULE}@v{version}")]);
-    let json = process::output("go mod download", &mut command, Duration::from_secs(10 * 60))?;
-    let info: serde_json::Value =
-        serde_json::from_str(&json).context("`go mod download -json` printed no JSON")?;
-    let dir = info.get("Dir").and_then(serde_json::Value::as_str).with_context(|| {
-        format!("`go mod download -json {MODULE}@v{version}` names no Dir: {json}")
-    })?;
-    Ok(PathBuf::from(dir))
-}
-
-/// The `replace` directives of a go.mod, as `(old, new)` in the form `go mod edit -replace`
-/// takes (`path[@version]`), single-line and block form alike. Local-path replacements (which a
-/// published module cannot use) are left out.
-pub fn replaces(go_mod: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut in_block = false;
-    for line in go_mod.lines() {
-        let line = line.split("//").next().unwrap_or_default().trim();
-        let directive = if in_block {
-            if line == ")" {
-                in_block = false;
-                continue;
-            }
-            line
-        } else if line == "replace (" {
-            in_block = true;
-            continue;
-        } else if let Some(rest) = line.strip_prefix("replace ") {
-            rest
-        } else {
-            continue;
-        };
-        let Some((old, new)) = directive.split_once("=>") else { continue };
-        let joined = |side: &str| side.split_whitespace().collect::<Vec<_>>().join("@");
-        let (old, new) = (joined(old), joined(new));
-        if !new.starts_with('.') && !new.starts_with('/') && !old.is_empty() {
-            out.push((old, new));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
     /// The v2 release paired with module tag `v<module_version>` in the module's CHANGELOG.md, whose
     /// release headings read `v1.76.0 / v2.13.0 (2025-12-03)`: `2.13.0`.
@@ -130,21 +63,6 @@ mod tests {
             let release = rest.split_whitespace().next()?;
             Some(release.to_string())
         })
-    }
-
-    #[test]
-    fn replace_directives_are_read_in_both_forms() {
-        let go_mod = "module m\n\nrequire x v1\n\nreplace github.com/a/b => github.com/a/b v1.33.0\n\
-                      replace (\n\tgithub.com/c/d v0.2.0 => github.com/e/d v0.1.0 // why\n\
-                      \tgithub.com/local => ../local\n)\n// replace github.com/no => github.com/no v1\n";
-        assert_eq!(
-            replaces(go_mod),
-            [
-                ("github.com/a/b".to_string(), "github.com/a/b@v1.33.0".to_string()),
-                ("github.com/c/d@v0.2.0".to_string(), "github.com/e/d@v0.1.0".to_string()),
-            ]
-        );
-        assert!(replaces("module m\nrequire x v1\n").is_empty());
     }
 
     #[test]
@@ -163,7 +81,7 @@ mod tests {
     #[test]
     fn the_image_tag_is_the_v2_release_of_the_module_version() -> anyhow::Result<()> {
         let versions = tools::versions()?;
-        let dir = module_dir(&versions.jaeger_module).context(
+        let dir = build_of(&versions).module_dir().context(
             "this test reads the Jaeger module's CHANGELOG.md from the Go module cache: install \
              Go (https://go.dev/dl/) so that `go mod download` can fetch it",
         )?;

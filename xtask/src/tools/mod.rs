@@ -1,19 +1,21 @@
 //! `cargo xtask tools`: makes every native tool the stack and the tests need exist, idempotently.
 //! The Go-built ones (collector builder, collector, Prometheus, promtool, Alertmanager, amtool,
-//! Jaeger, actionlint, postgres_exporter) go to the cache outside the clone at the versions of `.env`, at exactly the paths
-//! `testkit::tools` looks at, and so does schemathesis (the API's fuzzer, a Python package: pip
-//! into a venv there); Postgres and Redis come from the OS packages.
+//! Jaeger, Thanos, actionlint, postgres_exporter) go to the cache outside the clone at the versions
+//! of `.env`, at exactly the paths `testkit::tools` looks at, and so does schemathesis (the API's
+//! fuzzer, a Python package: pip into a venv there); Postgres and Redis come from the OS packages.
 
 mod actionlint;
 mod alertmanager;
 mod collector;
 mod go;
+mod go_module_build;
 mod jaeger;
 mod manifest;
 mod postgres_exporter;
 mod prometheus;
 mod schemathesis;
 mod system;
+mod thanos;
 
 use std::path::PathBuf;
 
@@ -34,6 +36,8 @@ pub struct ToolSet {
     pub postgres_exporter: PathBuf,
     /// Jaeger v2, the trace store the collector sends spans to.
     pub jaeger: PathBuf,
+    /// Thanos (sidecar, Query, Store Gateway, Compactor), in front of the Prometheus replicas.
+    pub thanos: PathBuf,
     /// schemathesis, the API's OpenAPI-driven fuzzer (in the cache's Python venv).
     pub schemathesis: PathBuf,
     /// Postgres' `pg_ctl` (with `initdb` and `postgres` beside it).
@@ -62,6 +66,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
     let (alertmanager, amtool) = alertmanager::ensure(&versions.alertmanager)?;
     let postgres_exporter = postgres_exporter::ensure(&versions.postgres_exporter)?;
     let jaeger = jaeger::ensure(&versions)?;
+    let thanos = thanos::ensure(&versions)?;
     let actionlint = actionlint::ensure(&versions.actionlint)?;
     let schemathesis = schemathesis::ensure(&versions.schemathesis)?;
     let system = system::ensure()?;
@@ -75,6 +80,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
         actionlint,
         postgres_exporter,
         jaeger,
+        thanos,
         schemathesis,
         pg_ctl: system.pg_ctl,
         redis_server: system.redis_server,
@@ -83,7 +89,7 @@ pub fn ensure() -> anyhow::Result<ToolSet> {
 
 impl ToolSet {
     /// `(name, path)` in the order `--print` prints them.
-    pub fn lines(&self) -> [(&'static str, &PathBuf); 12] {
+    pub fn lines(&self) -> [(&'static str, &PathBuf); 13] {
         [
             ("otelcol", &self.otelcol),
             ("prometheus", &self.prometheus),
@@ -94,6 +100,7 @@ impl ToolSet {
             ("actionlint", &self.actionlint),
             ("postgres_exporter", &self.postgres_exporter),
             ("jaeger", &self.jaeger),
+            ("thanos", &self.thanos),
             ("schemathesis", &self.schemathesis),
             ("pg_ctl", &self.pg_ctl),
             ("redis-server", &self.redis_server),

@@ -271,11 +271,6 @@ impl HaStack {
         Ok(())
     }
 
-    /// The log of `name`, for a failure's message.
-    pub fn log(&self, name: &str) -> String {
-        self.procs.get(name).map(|p| p.server.log()).unwrap_or_default()
-    }
-
     /// When the membership thread last changed the gateways, and which were in.
     pub fn membership(&self) -> &Membership {
         &self.membership
@@ -293,11 +288,11 @@ impl HaStack {
         let bucket = root.join("thanos").join("bucket.yaml");
         let jaeger = loopback(p.jaeger_unused);
 
-        for i in 0..2 {
+        for (i, &name) in GATEWAYS.iter().enumerate() {
             let (otelcol, config_file, jaeger) =
                 (otelcol.clone(), root.join("collector").join("gateway.yaml"), jaeger.clone());
             let p = p.clone();
-            self.define_one(GATEWAYS[i], p.gateway_health[i], "/", move || {
+            self.define_one(name, p.gateway_health[i], "/", move || {
                 let mut c = Command::new(&otelcol);
                 c.arg("--config").arg(&config_file).envs([
                     ("COLLECTOR_OTLP_GRPC_ENDPOINT", loopback(p.gateway_otlp[i])),
@@ -340,12 +335,12 @@ impl HaStack {
                 c
             });
         }
-        for i in 0..2 {
+        for (i, &name) in ALERTMANAGERS.iter().enumerate() {
             let (binary, config_file, p) =
                 (alertmanager.clone(), config.alertmanager.clone(), p.clone());
-            let storage = dir.join(ALERTMANAGERS[i]);
+            let storage = dir.join(name);
             std::fs::create_dir_all(&storage)?;
-            self.define_one(ALERTMANAGERS[i], p.alertmanager[i], "/-/ready", move || {
+            self.define_one(name, p.alertmanager[i], "/-/ready", move || {
                 let mut c = Command::new(&binary);
                 c.arg(flag("config.file", &config_file))
                     .arg(flag("storage.path", &storage))
@@ -355,11 +350,11 @@ impl HaStack {
                 c
             });
         }
-        for i in 0..2 {
+        for (i, &name) in PROMETHEUS.iter().enumerate() {
             let (binary, config_file, p) =
                 (prometheus.clone(), config.prometheus_dir.join("prometheus.yml"), p.clone());
             let data = self.tsdb_dir(i);
-            self.define_one(PROMETHEUS[i], p.prometheus[i], "/-/ready", move || {
+            self.define_one(name, p.prometheus[i], "/-/ready", move || {
                 let mut c = Command::new(&binary);
                 c.arg(flag("config.file", &config_file))
                     .arg(flag("storage.tsdb.path", &data))
@@ -377,10 +372,10 @@ impl HaStack {
             c.args(args).current_dir(dir);
             c
         };
-        for i in 0..2 {
+        for (i, &name) in SIDECARS.iter().enumerate() {
             let (thanos, dir, p, bucket) = (thanos.clone(), dir.clone(), p.clone(), bucket.clone());
             let data = self.tsdb_dir(i);
-            self.define_one(SIDECARS[i], p.sidecar_http[i], "/-/ready", move || {
+            self.define_one(name, p.sidecar_http[i], "/-/ready", move || {
                 thanos_command(
                     &thanos,
                     &dir,
@@ -464,7 +459,7 @@ impl HaStack {
                 ("LOG_FORMAT", "json".to_string()),
             ]
         };
-        for i in 0..2 {
+        for (i, &name) in APIS.iter().enumerate() {
             let mut env = shared("api", &p);
             env.extend([
                 ("API_ADDR", loopback(p.api[i])),
@@ -472,13 +467,13 @@ impl HaStack {
                 ("API_TOKENS_FILE", self.tokens.file.display().to_string()),
             ]);
             let api = api.clone();
-            self.define_one(APIS[i], p.api[i], "/health/ready", move || {
+            self.define_one(name, p.api[i], "/health/ready", move || {
                 let mut c = Command::new(&api);
                 c.envs(env.iter().cloned());
                 c
             });
         }
-        for i in 0..2 {
+        for (i, &name) in WORKERS.iter().enumerate() {
             let exports = dir.join("exports");
             std::fs::create_dir_all(&exports)?;
             let mut env = shared("worker", &p);
@@ -487,7 +482,7 @@ impl HaStack {
                 ("EXPORT_DIR", exports.display().to_string()),
             ]);
             let worker = worker.clone();
-            self.define_one(WORKERS[i], p.worker[i], "/health/ready", move || {
+            self.define_one(name, p.worker[i], "/health/ready", move || {
                 let mut c = Command::new(&worker);
                 c.envs(env.iter().cloned());
                 c

@@ -177,7 +177,7 @@ fn the_gateways_run_gateway_yaml_where_the_agents_resolver_and_prometheus_look()
         if at("hostname").as_ref().and_then(Value::as_str) != Some("gateway") {
             problems.push(format!("gateways-dns.yaml: {exporter} does not resolve `gateway`"));
         }
-        if at("port").as_ref().and_then(Value::as_u64) != Some(u64::from(otlp_port)) {
+        if at("port").as_ref().and_then(Value::as_str) != Some(otlp_port.to_string().as_str()) {
             problems.push(format!("gateways-dns.yaml: {exporter}'s port is not {otlp_port}"));
         }
     }

@@ -763,7 +763,7 @@ fn health_checks_and_depends_on_fit_together() -> anyhow::Result<()> {
             }
         }
     }
-    // The components Thanos needs are up to date with the thanos image's ports.
+    // Every Thanos server listens where its health check (HTTP) and Query (gRPC) look.
     for (name, s) in &all {
         let c = strings_at(s, &["command"]);
         if str_at(s, &["image"]).is_some_and(|i| i.starts_with("quay.io/thanos/"))

@@ -94,10 +94,21 @@ fn steps() -> Vec<Step> {
             minutes(60),
         ),
         Step::new("tools", || crate::tools::ensure().map(|_| ())),
+        // Every way the collector runs: alone, as the HA tier's agent (natively and in compose)
+        // and as a gateway.
         Step::new("collector config", || {
-            let mut command = Command::new(testkit::tools::otelcol_path()?);
-            command.args(["validate", "--config", "collector-config.yaml"]);
-            in_repo("otelcol validate", &mut command, Output::Inherit, minutes(2))
+            let scratch = testkit::ScratchDir::new("collector-config")?;
+            let gateways = scratch.path().join("static-gateways.yaml");
+            std::fs::write(&gateways, xtask::collector_tier::STATIC_GATEWAYS)?;
+            for (_, files) in xtask::collector_tier::configurations(&gateways) {
+                let mut command = Command::new(testkit::tools::otelcol_path()?);
+                command.arg("validate");
+                for file in files {
+                    command.arg("--config").arg(file);
+                }
+                in_repo("otelcol validate", &mut command, Output::Inherit, minutes(2))?;
+            }
+            Ok(())
         }),
         Step::new("prometheus config", || {
             let mut command = Command::new(testkit::tools::promtool_path()?);

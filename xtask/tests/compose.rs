@@ -36,7 +36,10 @@
 //! (`<cache>/compose-check-<hash>/compose-check`, see `xtask::go_program`), from the Go
 //! module proxy; it needs `go` on PATH, like `cargo xtask tools`.
 
-use xtask::go_program;
+use xtask::compose::{
+    self, Mount, env_of, mounts, named_volume_at, networks_of, service, services, str_at,
+    strings_at,
+};
 
 use anyhow::Context;
 use serde_norway::Value;
@@ -374,10 +377,19 @@ fn prometheus_is_the_tested_major_version_with_retention_and_rules_and_no_http_c
         "--config.file=/etc/prometheus/prometheus.yml",
         "--storage.tsdb.path=/prometheus",
         "--storage.tsdb.retention.time=30d",
+        // prometheus.yml's external label `replica: ${PROMETHEUS_REPLICA}`.
+        "--enable-feature=expand-external-labels",
     ] {
         if !command.iter().any(|c| c == flag) {
             problems.push(format!("prometheus: `{flag}` missing from its command {command:?}"));
         }
+    }
+    match env_of(prometheus).get("PROMETHEUS_REPLICA").map(String::as_str) {
+        Some("prometheus") => {}
+        other => problems.push(format!(
+            "prometheus: PROMETHEUS_REPLICA {other:?}, expected `prometheus` (the single-node \
+             stack's `replica` external label, as natively)"
+        )),
     }
     // Nothing in compose uses them: /-/quit, /-/reload, deleting series stay closed (SIGHUP
     // reloads).
@@ -613,12 +625,22 @@ fn grafana_finds_its_dashboards_and_datasources() -> anyhow::Result<()> {
             }
         }
     }
-    // Every data source URL names a host Grafana can resolve, serving that port.
+    // Every data source URL (with Grafana's variables expanded from its environment) names a
+    // host Grafana can resolve, serving that port; the metrics are Prometheus' here.
     let grafana_networks = networks_of(grafana);
+    let grafana_env = env_of(grafana);
+    match grafana_env.get("PROMETHEUS_QUERY_URL").map(String::as_str) {
+        Some("http://prometheus:9090") => {}
+        other => problems.push(format!(
+            "grafana: PROMETHEUS_QUERY_URL {other:?}, expected http://prometheus:9090 (the single \
+             Prometheus of compose.yaml)"
+        )),
+    }
     for file in yaml_files(&provisioning.join("datasources"))? {
         let doc: Value = serde_norway::from_str(&std::fs::read_to_string(&file)?)?;
         for source in doc.get("datasources").and_then(Value::as_sequence).into_iter().flatten() {
-            let url = str_at(source, &["url"]).unwrap_or_default();
+            let raw = str_at(source, &["url"]).unwrap_or_default();
+            let url = &compose::expand_grafana_variables(raw, &grafana_env)?;
             let Some((host, port)) = host_port(url) else {
                 problems
                     .push(format!("{}: data source URL `{url}` has no host:port", file.display()));
@@ -1729,62 +1751,13 @@ fn every_webhook_of_alertmanager_reaches_alert_log() -> anyhow::Result<()> {
 fn project() -> anyhow::Result<&'static Value> {
     static PROJECT: OnceLock<Result<Value, String>> = OnceLock::new();
     PROJECT
-        .get_or_init(|| load_project().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| compose::load(&["compose.yaml"]).map_err(|e| format!("{e:#}")))
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn load_project() -> anyhow::Result<Value> {
-    let checker = go_program::binary("compose-check")?;
-    let mut command = Command::new(&checker);
-    command.arg("-dir").arg(root()).args(["-file", "compose.yaml", "-env-file", ".env"]);
-    let json = testkit::process::output("compose-check", &mut command, Duration::from_secs(60))?;
-    // JSON is YAML: serde_norway reads it, so this test needs no other parser.
-    serde_norway::from_str(&json).context("the output of compose-check is not JSON")
-}
-
 fn root() -> PathBuf {
     testkit::repo_root()
-}
-
-fn services(project: &Value) -> anyhow::Result<BTreeMap<String, &Value>> {
-    let services = project.get("services").and_then(Value::as_mapping).context("no services")?;
-    Ok(services.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect())
-}
-
-fn service<'a>(project: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
-    project
-        .get("services")
-        .and_then(|s| s.get(name))
-        .with_context(|| format!("compose.yaml has no service `{name}`"))
-}
-
-/// A string at a path of keys.
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(value, |v, key| v.get(*key))?.as_str()
-}
-
-/// A list of strings at a path of keys (empty if absent).
-fn strings_at(value: &Value, path: &[&str]) -> Vec<String> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(*key))
-        .and_then(Value::as_sequence)
-        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn env_of(service: &Value) -> BTreeMap<String, String> {
-    service
-        .get("environment")
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    Some((k.as_str()?.to_string(), v.as_str().unwrap_or("").to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn build_args(service: &Value) -> anyhow::Result<BTreeMap<String, String>> {
@@ -1799,54 +1772,9 @@ fn build_args(service: &Value) -> anyhow::Result<BTreeMap<String, String>> {
         .collect())
 }
 
-fn networks_of(service: &Value) -> BTreeSet<String> {
-    service
-        .get("networks")
-        .and_then(Value::as_mapping)
-        .map(|m| m.keys().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
 /// A service that runs once and exits (`restart: "no"`, and others wait for its completion).
 fn is_one_shot(service: &Value) -> bool {
     str_at(service, &["restart"]) == Some("no")
-}
-
-#[derive(Debug)]
-struct Mount {
-    kind: String,
-    source: PathBuf,
-    target: String,
-    read_only: bool,
-    /// A bind mount's SELinux relabelling: `z` (shared), `Z` (private), or empty (none).
-    selinux: String,
-    /// A bind mount's propagation (`rslave`, ...), or empty (the engine's default, `rprivate`).
-    propagation: String,
-}
-
-fn mounts(service: &Value) -> anyhow::Result<Vec<Mount>> {
-    let Some(volumes) = service.get("volumes").and_then(Value::as_sequence) else {
-        return Ok(Vec::new());
-    };
-    volumes
-        .iter()
-        .map(|v| {
-            Ok(Mount {
-                kind: str_at(v, &["type"]).context("a mount without a type")?.to_string(),
-                source: PathBuf::from(str_at(v, &["source"]).unwrap_or_default()),
-                target: str_at(v, &["target"]).context("a mount without a target")?.to_string(),
-                read_only: v.get("read_only").and_then(Value::as_bool).unwrap_or(false),
-                selinux: str_at(v, &["bind", "selinux"]).unwrap_or_default().to_string(),
-                propagation: str_at(v, &["bind", "propagation"]).unwrap_or_default().to_string(),
-            })
-        })
-        .collect()
-}
-
-fn named_volume_at(service: &Value, target: &str) -> anyhow::Result<bool> {
-    Ok(mounts(service)?
-        .iter()
-        .any(|m| m.kind == "volume" && m.target == target && !m.source.as_os_str().is_empty()))
 }
 
 /// The service (by name) that answers for `host` on `networks`: a service of that name on one of

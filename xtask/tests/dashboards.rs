@@ -1302,7 +1302,9 @@ fn provisioning_declares_the_datasources_and_the_dashboard_folders() {
     let prometheus = prometheus[0];
     assert_eq!(prometheus["uid"].as_str(), Some(PROVISIONED_DATASOURCE_UID));
     assert_eq!(prometheus["isDefault"].as_bool(), Some(true));
-    assert_eq!(prometheus["url"].as_str(), Some("http://prometheus:9090"));
+    // Prometheus or Thanos Query, by the variant of the stack: tests/compose.rs and
+    // tests/compose_ha.rs check what each sets it to.
+    assert_eq!(prometheus["url"].as_str(), Some("${PROMETHEUS_QUERY_URL}"));
     assert_eq!(prometheus["jsonData"]["timeInterval"].as_str(), Some("15s"));
     let alertmanager = list.iter().find(|d| d["type"] == "alertmanager").expect("Alertmanager");
     assert_eq!(alertmanager["uid"].as_str(), Some("alertmanager"));

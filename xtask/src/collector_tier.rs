@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 pub const STATIC_GATEWAYS: &str = "\
 # The agent's gateways, a static list (written by cargo xtask to validate the agent's configs).
 exporters:
-  loadbalancing/metrics:
+  load_balancing/metrics:
     resolver:
       static:
         hostnames: [127.0.0.1:1]
-  loadbalancing/traces:
+  load_balancing/traces:
     resolver:
       static:
         hostnames: [127.0.0.1:1]

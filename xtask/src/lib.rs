@@ -8,5 +8,6 @@ pub mod collector_tier;
 pub mod compose;
 pub mod dashboards;
 pub mod go_program;
+pub mod ha;
 pub mod trace_links;
 pub mod yaml;

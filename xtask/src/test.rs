@@ -152,10 +152,17 @@ fn steps() -> Vec<Step> {
             let dir = testkit::repo_root().join("target").join("e2e-ha-bin");
             let mut command = Command::new(crate::stack::own_copy(&dir)?);
             command.args(["e2e", "--profile", "ha"]);
-            in_repo("cargo xtask e2e --profile ha", &mut command, Output::Prefixed("ha proof"), minutes(40))
+            in_repo(
+                "cargo xtask e2e --profile ha",
+                &mut command,
+                Output::Prefixed("ha proof"),
+                minutes(40),
+            )
         }),
         // Last: the whole stack under load and faults, every dashboard and rule query.
-        Step::new("live proof (cargo xtask e2e)", || crate::e2e::command(crate::e2e::Profile::Single)),
+        Step::new("live proof (cargo xtask e2e)", || {
+            crate::e2e::command(crate::e2e::Profile::Single)
+        }),
     ]
 }
 

@@ -22,8 +22,8 @@ use xtask::collector_tier;
 /// The exporters the agent routes with: metrics by resource (so each service instance's series
 /// are on one gateway), spans by trace id (so a trace stays whole).
 const ROUTES: [(&str, &str, &str); 2] = [
-    ("metrics", "loadbalancing/metrics", "resource"),
-    ("traces", "loadbalancing/traces", "traceID"),
+    ("metrics", "load_balancing/metrics", "resource"),
+    ("traces", "load_balancing/traces", "traceID"),
 ];
 
 #[test]

@@ -377,8 +377,6 @@ fn prometheus_is_the_tested_major_version_with_retention_and_rules_and_no_http_c
         "--config.file=/etc/prometheus/prometheus.yml",
         "--storage.tsdb.path=/prometheus",
         "--storage.tsdb.retention.time=30d",
-        // prometheus.yml's external label `replica: ${PROMETHEUS_REPLICA}`.
-        "--enable-feature=expand-external-labels",
     ] {
         if !command.iter().any(|c| c == flag) {
             problems.push(format!("prometheus: `{flag}` missing from its command {command:?}"));

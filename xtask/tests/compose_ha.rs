@@ -167,7 +167,7 @@ fn the_gateways_run_gateway_yaml_where_the_agents_resolver_and_prometheus_look()
     // The agent's resolver asks for the service's name, on the gateways' OTLP port.
     let dns = xtask::yaml::read(&root().join("collector/gateways-dns.yaml"))?;
     let otlp_port = config_default_port("collector/gateway.yaml", "COLLECTOR_OTLP_GRPC_ENDPOINT")?;
-    for exporter in ["loadbalancing/metrics", "loadbalancing/traces"] {
+    for exporter in ["load_balancing/metrics", "load_balancing/traces"] {
         let resolver = ["exporters", exporter, "resolver", "dns"];
         let at = |key: &str| {
             let mut path = resolver.to_vec();
@@ -417,9 +417,6 @@ fn two_prometheus_replicas_with_distinct_labels_and_local_compaction_off() -> an
         if label.is_empty() || !labels.insert(label.clone()) {
             problems.push(format!("{name}: PROMETHEUS_REPLICA `{label}` is empty or not unique"));
         }
-        if !command.iter().any(|c| c == "--enable-feature=expand-external-labels") {
-            problems.push(format!("{name}: no --enable-feature=expand-external-labels"));
-        }
         let (min, max) = (
             flag("--storage.tsdb.min-block-duration="),
             flag("--storage.tsdb.max-block-duration="),
@@ -565,11 +562,14 @@ fn query_deduplicates_on_replica_over_both_sidecars_and_the_store() -> anyhow::R
     if command.first().map(String::as_str) != Some("query") {
         problems.push(format!("thanos-query: not `query`: {command:?}"));
     }
-    if !command.iter().any(|c| c == "--query.replica-label=replica") {
-        problems.push("thanos-query: no --query.replica-label=replica".into());
-    }
-    // The label it drops is the one prometheus.yml sets from PROMETHEUS_REPLICA.
+    // Every external label (the replica's, and those the same on every replica) is dropped
+    // from query results, so a series looks as it does on one Prometheus.
     let config = xtask::yaml::read(&root().join("prometheus/prometheus.yml"))?;
+    for label in xtask::ha::external_labels()? {
+        if !command.iter().any(|c| *c == format!("--query.replica-label={label}")) {
+            problems.push(format!("thanos-query: no --query.replica-label={label}"));
+        }
+    }
     if str_at(&config, &["global", "external_labels", "replica"]) != Some("${PROMETHEUS_REPLICA}") {
         problems
             .push("prometheus.yml: external label `replica` is not ${PROMETHEUS_REPLICA}".into());
@@ -619,12 +619,8 @@ fn one_compactor_downsamples_and_applies_the_retention() -> anyhow::Result<()> {
     if replicas(s) != 1 {
         problems.push(format!("{name}: {} replicas: the bucket takes one compactor", replicas(s)));
     }
-    for flag in [
-        "--wait",
-        "--retention.resolution-raw=30d",
-        "--retention.resolution-5m=180d",
-        "--retention.resolution-1h=2y",
-    ] {
+    // The retention the native proof's compactor runs with too.
+    for flag in std::iter::once("--wait").chain(xtask::ha::COMPACTOR_RETENTION) {
         if !command.iter().any(|c| c == flag) {
             problems.push(format!("{name}: no `{flag}` in {command:?}"));
         }

@@ -30,12 +30,15 @@ impl TableLock {
 
     /// [`TableLock::take`] on the platform's database on 127.0.0.1:`port`.
     pub fn take_on(port: u16, table: &'static str) -> anyhow::Result<TableLock> {
-        let mut command = super::psql_on(port, &[
-            "-qc",
-            &format!(
-                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
-            ),
-        ])?;
+        let mut command = super::psql_on(
+            port,
+            &[
+                "-qc",
+                &format!(
+                    "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
+                ),
+            ],
+        )?;
         let session = command
             .env("PGAPPNAME", LOCK_APP)
             .stdout(std::process::Stdio::null())
@@ -58,10 +61,13 @@ impl TableLock {
     pub fn release(mut self) -> anyhow::Result<()> {
         // The function in the select list: in the WHERE clause Postgres may call it for every
         // session before filtering, cancelling them all (this query included).
-        let cancelled = super::sql_on(self.port, &format!(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+        let cancelled = super::sql_on(
+            self.port,
+            &format!(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
              WHERE application_name = '{LOCK_APP}'"
-        ))?;
+            ),
+        )?;
         anyhow::ensure!(
             cancelled == "t",
             "expected to cancel the one session locking {}, cancelled {cancelled}",

@@ -50,7 +50,8 @@ pub fn query(expr: &str) -> anyhow::Result<Vec<Value>> {
 
 /// [`query`] on the server at `base`, with `extra` parameters.
 pub fn query_on(base: &str, expr: &str, extra: &[(&str, &str)]) -> anyhow::Result<Vec<Value>> {
-    let params: Vec<(&str, &str)> = [("query", expr)].into_iter().chain(extra.iter().copied()).collect();
+    let params: Vec<(&str, &str)> =
+        [("query", expr)].into_iter().chain(extra.iter().copied()).collect();
     let data = get_on(base, "/api/v1/query", &params)?;
     Ok(match data["resultType"].as_str() {
         Some("vector") | Some("matrix") => data["result"].as_array().cloned().unwrap_or_default(),

@@ -419,9 +419,8 @@ fn prometheus() -> anyhow::Result<Native> {
         "--storage.tsdb.retention.time=30d".into(),
         format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}").into(),
         "--web.enable-lifecycle".into(),
-        // prometheus.yml's `replica` external label comes from the environment.
-        "--enable-feature=expand-external-labels".into(),
     ];
+    // prometheus.yml's `replica` external label comes from the environment.
     native.env = vec![("PROMETHEUS_REPLICA", "prometheus".to_string())];
     native.dirs = vec![data];
     Ok(native)

@@ -15,8 +15,10 @@ pub struct Block {
     pub max_time: i64,
     pub samples: u64,
     pub series: u64,
-    /// Bytes of its chunks and index.
-    pub bytes: u64,
+    /// Bytes of its chunks (the samples, compressed).
+    pub chunk_bytes: u64,
+    /// Bytes of its index (the series, their labels and where their chunks are).
+    pub index_bytes: u64,
 }
 
 /// The blocks of the bucket at `bucket` whose external label `replica` is `replica`.
@@ -35,7 +37,8 @@ pub fn blocks(bucket: &Path, replica: &str) -> Vec<Block> {
             max_time: meta["maxTime"].as_i64().unwrap_or(0),
             samples: meta["stats"]["numSamples"].as_u64().unwrap_or(0),
             series: meta["stats"]["numSeries"].as_u64().unwrap_or(0),
-            bytes: size(&dir),
+            chunk_bytes: size(&dir.join("chunks")),
+            index_bytes: std::fs::metadata(dir.join("index")).map_or(0, |m| m.len()),
         });
     }
     out.sort_by_key(|b| b.min_time);
@@ -67,9 +70,8 @@ pub fn report(stack: &HaStack) {
     let a = stack.prometheus_url(0);
     let figure = |name: &str, value: String| println!("capacity: {name}={value}");
     for (name, job) in [("api", "orgraph/api"), ("worker", "orgraph/worker")] {
-        let expr = format!(
-            "max(count by (instance) ({{job=\"{job}\", __name__!~\".*:.*|ALERTS.*\"}}))"
-        );
+        let expr =
+            format!("max(count by (instance) ({{job=\"{job}\", __name__!~\".*:.*|ALERTS.*\"}}))");
         figure(&format!("series_per_{name}_instance"), show(prom::value_on(&a, &expr, &[])));
     }
     for job in ["orgraph/postgres", "orgraph/redis", "orgraph/host"] {
@@ -81,10 +83,7 @@ pub fn report(stack: &HaStack) {
         "prometheus_head_series",
         show(prom::value_on(&a, "max(prometheus_tsdb_head_series)", &[])),
     );
-    figure(
-        "recording_rule_series",
-        show(prom::value_on(&a, "count({__name__=~\".+:.+\"})", &[])),
-    );
+    figure("recording_rule_series", show(prom::value_on(&a, "count({__name__=~\".+:.+\"})", &[])));
     let mut served_total = 0u64;
     for (i, gateway) in GATEWAYS.iter().enumerate() {
         let series = testkit::http_get(&stack.gateway_metrics_url(i))
@@ -97,19 +96,20 @@ pub fn report(stack: &HaStack) {
     }
     figure("gateways_series_served", served_total.to_string());
     figure("agent_rss_kib", format!("{:?}", stack.pid("agent").and_then(rss_kib)));
-    for replica in ["a", "b"] {
-        let blocks = blocks(&stack.bucket_dir(), replica);
-        let (samples, bytes, series): (u64, u64, u64) = blocks
-            .iter()
-            .fold((0, 0, 0), |(s, b, n), x| (s + x.samples, b + x.bytes, n.max(x.series)));
-        figure(&format!("blocks_{replica}"), blocks.len().to_string());
-        if samples > 0 {
-            figure(
-                &format!("bytes_per_sample_{replica}"),
-                format!("{:.2}", bytes as f64 / samples as f64),
-            );
-            figure(&format!("block_series_{replica}"), series.to_string());
-        }
+    // The samples' cost grows with time, the index's with series per block: reported apart
+    // (2-minute blocks here make the index a far larger share than 2-hour blocks do).
+    let blocks: Vec<Block> =
+        ["a", "b"].iter().flat_map(|r| blocks(&stack.bucket_dir(), r)).collect();
+    let samples: u64 = blocks.iter().map(|b| b.samples).sum();
+    let chunks: u64 = blocks.iter().map(|b| b.chunk_bytes).sum();
+    let series: u64 = blocks.iter().map(|b| b.series).sum();
+    let index: u64 = blocks.iter().map(|b| b.index_bytes).sum();
+    figure("blocks_uploaded", blocks.len().to_string());
+    figure("samples_uploaded", samples.to_string());
+    if samples > 0 && series > 0 {
+        figure("chunk_bytes_per_sample", format!("{:.2}", chunks as f64 / samples as f64));
+        figure("index_bytes_per_series_per_block", format!("{:.1}", index as f64 / series as f64));
+        figure("samples_per_series_per_block", format!("{:.1}", samples as f64 / series as f64));
     }
     for name in PROMETHEUS {
         let rss = stack.pid(name).and_then(rss_kib);

@@ -124,8 +124,8 @@ impl Shared {
             &self.files.resolver,
             &format!(
                 "# The gateways alive, written by the HA proof (natively the orchestrator's part).\n\
-                 exporters:\n  loadbalancing/metrics:\n    resolver:\n      {resolver}\n  \
-                 loadbalancing/traces:\n    resolver:\n      {resolver}\n"
+                 exporters:\n  load_balancing/metrics:\n    resolver:\n      {resolver}\n  \
+                 load_balancing/traces:\n    resolver:\n      {resolver}\n"
             ),
         )?;
         let exporters = list(alive.iter().map(|&i| p.gateway_exporter[i]).collect());

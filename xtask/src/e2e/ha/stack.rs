@@ -194,7 +194,9 @@ impl HaStack {
             ports.gateway_health.map(|p| format!("{}/", url(p))),
             GatewayFiles {
                 resolver: config.gateways.clone(),
-                exporter_targets: config.prometheus_dir.join("targets/otel-collector-exporter.yaml"),
+                exporter_targets: config
+                    .prometheus_dir
+                    .join("targets/otel-collector-exporter.yaml"),
                 telemetry_targets: config.prometheus_dir.join("targets/otel-collector.yaml"),
             },
             ports.clone(),
@@ -240,12 +242,15 @@ impl HaStack {
         let health = proc.health.clone();
         let command = (proc.command)();
         let started = std::time::Instant::now();
-        proc.server.start(command, &format!("{name} healthy at {health}"), START_TIMEOUT, || {
-            match http_get(&health)? {
+        proc.server.start(
+            command,
+            &format!("{name} healthy at {health}"),
+            START_TIMEOUT,
+            || match http_get(&health)? {
                 (200, _) => Ok(()),
                 (status, body) => anyhow::bail!("{health} answered {status}: {body}"),
-            }
-        })?;
+            },
+        )?;
         if name == "agent"
             && let Some(pid) = self.pid("agent")
         {
@@ -345,7 +350,10 @@ impl HaStack {
                 c.arg(flag("config.file", &config_file))
                     .arg(flag("storage.path", &storage))
                     .arg(format!("--web.listen-address={}", loopback(p.alertmanager[i])))
-                    .arg(format!("--cluster.listen-address={}", loopback(p.alertmanager_cluster[i])))
+                    .arg(format!(
+                        "--cluster.listen-address={}",
+                        loopback(p.alertmanager_cluster[i])
+                    ))
                     .arg(format!("--cluster.peer={}", loopback(p.alertmanager_cluster[1 - i])));
                 c
             });
@@ -362,7 +370,6 @@ impl HaStack {
                     .arg(format!("--storage.tsdb.min-block-duration={BLOCK_DURATION}"))
                     .arg(format!("--storage.tsdb.max-block-duration={BLOCK_DURATION}"))
                     .arg(format!("--web.listen-address={}", loopback(p.prometheus[i])))
-                    .arg("--enable-feature=expand-external-labels")
                     .env("PROMETHEUS_REPLICA", ["a", "b"][i]);
                 c
             });
@@ -410,13 +417,17 @@ impl HaStack {
         }
         {
             let (thanos, dir, p) = (thanos.clone(), dir.clone(), p.clone());
+            let dropped = xtask::ha::external_labels()?;
             self.define_one("query", p.query_http, "/-/ready", move || {
                 let mut args = vec![
                     "query".into(),
                     format!("--grpc-address={}", loopback(p.query_grpc)),
                     format!("--http-address={}", loopback(p.query_http)),
-                    "--query.replica-label=replica".into(),
                 ];
+                // `replica`, and the external labels the same on every replica (xtask::ha).
+                for label in &dropped {
+                    args.push(format!("--query.replica-label={label}"));
+                }
                 for port in [p.sidecar_grpc[0], p.sidecar_grpc[1], p.store_grpc] {
                     args.push(format!("--endpoint={}", loopback(port)));
                 }
@@ -434,7 +445,7 @@ impl HaStack {
                     "--wait".into(),
                     "--wait-interval=30s".into(),
                 ];
-                args.extend(COMPACTOR_RETENTION.iter().map(|f| f.to_string()));
+                args.extend(xtask::ha::COMPACTOR_RETENTION.iter().map(|f| f.to_string()));
                 thanos_command(&thanos, &dir, args)
             });
         }
@@ -524,15 +535,6 @@ impl Drop for HaStack {
         }
     }
 }
-
-/// The Compactor's retention: raw samples 30 days (as long as the single Prometheus keeps them),
-/// 5-minute downsamples 180 days, 1-hour downsamples 2 years. compose.ha.yaml passes the same
-/// flags (a test compares them).
-pub const COMPACTOR_RETENTION: [&str; 3] = [
-    "--retention.resolution-raw=30d",
-    "--retention.resolution-5m=180d",
-    "--retention.resolution-1h=2y",
-];
 
 /// The files the membership thread keeps up to date.
 pub struct GatewayFiles {

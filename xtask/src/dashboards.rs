@@ -4,10 +4,12 @@
 //! gives every (dashboard title, panel title, expr) with Grafana's variables replaced by
 //! [`SUBSTITUTIONS`], ready for Prometheus' `/api/v1/query`. Also what the panels may query:
 //! the series of the metric catalogue ([`contract`]) and the recording rules of
-//! `prometheus/rules/recording.yaml` ([`recording_rules`]).
+//! `prometheus/rules/recording.yaml` ([`recording_rules`]). And what no panel or rule may sum over
+//! instances: the catalogue's shared gauges ([`shared_gauges`]), with every rule's expression
+//! ([`rule_exprs`]).
 
 pub use crate::trace_links::{TraceLink, trace_links};
-use otel::catalogue::{infrastructure, prometheus};
+use otel::catalogue::{self, Scope, infrastructure, prometheus};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -236,4 +238,54 @@ pub fn recording_rules() -> Vec<RecordingRule> {
             })
         })
         .collect()
+}
+
+/// A gauge every instance of a service reads alike from one shared thing (`Scope::Shared` in the
+/// catalogue), by its Prometheus name: each instance reports the same number, so a sum over
+/// instances counts it once per instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedGauge {
+    /// The Prometheus series.
+    pub series: String,
+    /// Shared only on the series with this (label, value); the others are the instance's own.
+    pub only_when: Option<(String, String)>,
+}
+
+/// The catalogue's shared gauges ([`catalogue::shared`]) under their Prometheus names.
+pub fn shared_gauges() -> Vec<SharedGauge> {
+    catalogue::shared()
+        .filter_map(|instrument| match instrument.scope {
+            Scope::Shared { only_when, .. } => Some(SharedGauge {
+                series: prometheus::family(instrument).name,
+                only_when: only_when
+                    .map(|(key, value)| (prometheus::label_name(key), value.to_string())),
+            }),
+            Scope::Instance => None,
+        })
+        .collect()
+}
+
+/// `prometheus/rules/`.
+pub fn rules_dir() -> PathBuf {
+    repo_root().join("prometheus").join("rules")
+}
+
+/// Every rule of every file of `prometheus/rules/`, recording and alerting: (file name, the name
+/// it records or alerts as, its PromQL); panics naming the file if one cannot be read.
+pub fn rule_exprs() -> Vec<(String, String, String)> {
+    let files = crate::yaml::files_in(&rules_dir()).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut out = Vec::new();
+    for path in files {
+        let yaml = crate::yaml::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let groups = yaml["groups"].as_sequence().into_iter().flatten();
+        for rule in groups.flat_map(|group| group["rules"].as_sequence().into_iter().flatten()) {
+            let name = rule["record"].as_str().or_else(|| rule["alert"].as_str());
+            let expr = rule["expr"].as_str();
+            if let (Some(name), Some(expr)) = (name, expr) {
+                out.push((file.clone(), name.to_string(), expr.to_string()));
+            }
+        }
+    }
+    out
 }

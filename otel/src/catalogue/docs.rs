@@ -3,7 +3,7 @@
 //! file differs from what the catalogue says now.
 
 use super::infrastructure::{self, INFRA_METRICS, Source};
-use super::{ALL, Attribute, Values, prometheus};
+use super::{ALL, Attribute, Scope, Values, prometheus, shared};
 use std::fmt::Write;
 
 /// The heading of the infrastructure section, after the services' tables: readers of the file
@@ -53,8 +53,35 @@ pub fn markdown() -> String {
         let _ =
             writeln!(out, "- `{}` ({}): {}", instrument.name, instrument.unit, bounds.join(", "));
     }
+    instances_section(&mut out);
     infrastructure_section(&mut out);
     out
+}
+
+/// How the values of several instances of a service combine: the shared gauges.
+fn instances_section(out: &mut String) {
+    out.push_str(
+        "\n## Across instances\n\n\
+         A service may run as several instances (replicas), each exporting its own series (its\n\
+         own `instance`). Counters and histograms count each instance's own events: sum them\n\
+         over instances. Most gauges are the instance's own too (its pools, memory, in-flight\n\
+         requests): sum them, or show them per instance. A stopped instance's last values stay\n\
+         in the collector for `metric_expiration` (5m): its counters rate 0, its gauges are\n\
+         still there, and the rules' sums of gauges leave out the instances of\n\
+         `job_instance:process_uptime_seconds:frozen2m` (`prometheus/rules/recording.yaml`).\n\n\
+         These gauges are readings of one shared thing that every instance reads alike: each\n\
+         instance reports the same number, so combine them with `max` over instances, never\n\
+         with `sum` (a test fails on any panel or rule that sums one):\n\n",
+    );
+    for instrument in shared() {
+        let Scope::Shared { what, only_when } = instrument.scope else { continue };
+        let series = prometheus::family(instrument).name;
+        let when = only_when.map_or(String::new(), |(key, value)| {
+            let label = prometheus::label_name(key);
+            format!(" (the series with `{label}=\"{value}\"`; the others are the instance's own)")
+        });
+        let _ = writeln!(out, "- `{series}`{when}: {what}.");
+    }
 }
 
 /// What the collector reads itself: the jobs with their budgets, then one row per family.

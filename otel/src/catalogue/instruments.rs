@@ -1,7 +1,7 @@
 //! The instruments, grouped by what they watch. [`ALL`] lists every one of them; a test fails if
 //! an instrument is declared but missing there, or recorded without being declared.
 
-use super::{Attribute, Instrument, Kind, attributes::*, buckets::*, labels::*};
+use super::{Attribute, Instrument, Kind, Scope, attributes::*, buckets::*, labels::*};
 use opentelemetry_semantic_conventions::metric as semconv;
 
 const fn instrument(
@@ -11,7 +11,7 @@ const fn instrument(
     description: &'static str,
     attributes: &'static [Attribute],
 ) -> Instrument {
-    Instrument { name, kind, unit, description, attributes, buckets: &[] }
+    Instrument { name, kind, unit, description, attributes, buckets: &[], scope: Scope::Instance }
 }
 
 const fn histogram(
@@ -21,7 +21,15 @@ const fn histogram(
     attributes: &'static [Attribute],
     buckets: &'static [f64],
 ) -> Instrument {
-    Instrument { name, kind: Kind::Histogram, unit, description, attributes, buckets }
+    Instrument {
+        name,
+        kind: Kind::Histogram,
+        unit,
+        description,
+        attributes,
+        buckets,
+        scope: Scope::Instance,
+    }
 }
 
 // --- HTTP server (semantic conventions) -------------------------------------------------------
@@ -79,7 +87,8 @@ pub const CACHE_SIZE: Instrument = instrument(
     "By",
     "Approximate size of the entries a cache holds.",
     &[CACHE_LAYER, CACHE_NAME],
-);
+)
+.shared_when("the L2 cache in Redis, read by every API instance", "cache.layer", "l2");
 /// Entries held by a cache.
 pub const CACHE_ITEMS: Instrument = instrument(
     "orgraph.cache.items",
@@ -87,7 +96,8 @@ pub const CACHE_ITEMS: Instrument = instrument(
     "{item}",
     "Number of entries a cache holds.",
     &[CACHE_LAYER, CACHE_NAME],
-);
+)
+.shared_when("the L2 cache in Redis, read by every API instance", "cache.layer", "l2");
 
 // --- Connection pools (semantic conventions: db.client.connection.*) ---------------------------
 
@@ -141,7 +151,8 @@ pub const QUEUE_JOBS: Instrument = instrument(
     "{job}",
     "Jobs in a queue by state (pending is the queue depth), read from the queue backend.",
     &[QUEUE, JOB_STATE],
-);
+)
+.shared("the job queues in Postgres, read by every worker instance");
 /// Age of the oldest pending job.
 pub const QUEUE_OLDEST_PENDING_AGE: Instrument = instrument(
     "orgraph.queue.oldest_pending_age",
@@ -149,7 +160,8 @@ pub const QUEUE_OLDEST_PENDING_AGE: Instrument = instrument(
     "s",
     "Age of the oldest job still pending in a queue (0 when none is pending).",
     &[QUEUE],
-);
+)
+.shared("the job queues in Postgres, read by every worker instance");
 /// Jobs enqueued.
 pub const MESSAGING_CLIENT_SENT_MESSAGES: Instrument = instrument(
     semconv::MESSAGING_CLIENT_SENT_MESSAGES,
@@ -195,7 +207,8 @@ pub const GRAPH_NODES: Instrument = instrument(
     "{node}",
     "Number of nodes (employees) in the org graph.",
     &[],
-);
+)
+.shared("the org graph in Postgres, read by every API instance");
 /// Relations in the graph.
 pub const GRAPH_EDGES: Instrument = instrument(
     "orgraph.graph.edges",
@@ -203,7 +216,8 @@ pub const GRAPH_EDGES: Instrument = instrument(
     "{edge}",
     "Number of edges (relations) in the org graph.",
     &[],
-);
+)
+.shared("the org graph in Postgres, read by every API instance");
 /// Time to apply a graph change.
 pub const GRAPH_UPDATE_DURATION: Instrument = histogram(
     "orgraph.graph.update.duration",
@@ -281,7 +295,8 @@ pub const EXPORT_SLOW_THRESHOLD: Instrument = instrument(
     "s",
     "Export duration above which an export counts as slow (the worker's EXPORT_SLOW_MS).",
     &[],
-);
+)
+.shared("the EXPORT_SLOW_MS setting, the same on every worker instance");
 
 /// Export files removed by the worker's retention.
 pub const EXPORT_RETENTION_REMOVED: Instrument = instrument(

@@ -17,12 +17,14 @@ pub mod infrastructure;
 mod instruments;
 mod labels;
 pub mod prometheus;
+mod scope;
 
 pub use attributes::*;
 pub use buckets::*;
 pub use docs::markdown;
 pub use instruments::*;
 pub use labels::*;
+pub use scope::{Scope, shared};
 
 /// What kind of OpenTelemetry instrument a catalogue entry is. Whether it is recorded
 /// synchronously or observed by a callback does not change what the collector emits, so it is
@@ -113,6 +115,8 @@ pub struct Instrument {
     pub attributes: &'static [Attribute],
     /// Explicit bucket boundaries (histograms only; empty otherwise).
     pub buckets: &'static [f64],
+    /// Whose fact a value is, the instance's or a shared thing's: how instances combine.
+    pub scope: Scope,
 }
 
 impl Instrument {

@@ -61,7 +61,7 @@ fn prove(
     queue_depth_against_sql(checks, stack)?;
     every_query_answers(checks, stack);
     history_from_the_bucket(checks, stack)?;
-    one_notification(checks, stack, sink);
+    one_notification(checks, stack, sink)?;
     capacity::report(stack);
     Ok(())
 }
@@ -394,43 +394,57 @@ fn history_from_the_bucket(checks: &mut Checks, stack: &mut HaStack) -> anyhow::
     Ok(())
 }
 
-/// The Watchdog fires on both replicas; the Alertmanager cluster sends its receiver one
-/// notification per repeat (a minute), holding one alert, not one per replica or per node.
-fn one_notification(checks: &mut Checks, stack: &HaStack, sink: &Sink) {
-    step("the Watchdog, firing on both replicas, reaches its receiver once per repeat");
-    let firing = |i: usize| {
-        prom::value_on(
-            &stack.prometheus_url(i),
-            "count(ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"})",
-            &[],
-        )
-    };
-    let both =
-        testkit::wait_for("the Watchdog firing on both replicas", Duration::from_secs(60), || {
-            Ok((firing(0)?.is_some() && firing(1)?.is_some()).then_some(()))
-        });
-    // Long enough for a repeat (1 m) and for the second node's own attempt (15 s after the
-    // first's), so a duplicate would show.
+/// An API replica killed: ApiInstanceLost fires on both Prometheus replicas, and the receiver
+/// gets it once (the alerts carry no `replica`, and the Alertmanager cluster shares its
+/// notification log); the Watchdog, firing on both all along, arrives once per repeat (a minute).
+fn one_notification(checks: &mut Checks, stack: &mut HaStack, sink: &Sink) -> anyhow::Result<()> {
+    step("api-2 killed: ApiInstanceLost, firing on both replicas, reaches its receiver once");
     let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(80));
-    let notified: Vec<Instant> = sink
-        .notified(Some("/watchdog"), "firing")
-        .into_iter()
-        .filter(|n| n.name == "Watchdog" && n.at >= started)
-        .map(|n| n.at)
-        .collect();
-    let gaps: Vec<f64> =
-        notified.windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64()).collect();
-    checks.check(
-        "the Watchdog fired on both replicas and each notification held it once, a minute apart",
-        both.is_ok() && !notified.is_empty() && gaps.iter().all(|g| *g >= 45.0),
+    stack.kill(APIS[1])?;
+    let firing = |i: usize, alert: &str| {
+        let expr = format!("count(ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}})");
+        prom::value_on(&stack.prometheus_url(i), &expr, &[])
+    };
+    let notified = |path: &str, alert: &str| -> Vec<Instant> {
+        sink.notified(Some(path), "firing")
+            .into_iter()
+            .filter(|n| n.name == alert && n.at >= started)
+            .map(|n| n.at)
+            .collect()
+    };
+    // ApiInstanceLost: a minute without an answer, then its `for` of a minute.
+    let both = testkit::wait_for(
+        "ApiInstanceLost firing on both Prometheus replicas",
+        Duration::from_secs(240),
         || {
-            format!(
-                "firing on both: {both:?}; notifications in 80 s: {}, gaps {gaps:?} s",
-                notified.len()
-            )
+            Ok((firing(0, "ApiInstanceLost")?.is_some() && firing(1, "ApiInstanceLost")?.is_some())
+                .then_some(()))
         },
     );
+    let arrived =
+        testkit::wait_for("ApiInstanceLost at the receiver", Duration::from_secs(60), || {
+            Ok((!notified("/alerts", "ApiInstanceLost").is_empty()).then_some(()))
+        });
+    // Long enough for the second Alertmanager's own attempt (15 s after the first's) and for
+    // the other replica's copy, were either to make a second notification.
+    std::thread::sleep(Duration::from_secs(40));
+    let lost = notified("/alerts", "ApiInstanceLost");
+    checks.check(
+        "ApiInstanceLost fired on both Prometheus replicas and reached the receiver once",
+        both.is_ok() && arrived.is_ok() && lost.len() == 1,
+        || format!("firing on both: {both:?}; notifications: {}", lost.len()),
+    );
+    let watchdog = notified("/watchdog", "Watchdog");
+    let gaps: Vec<f64> =
+        watchdog.windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64()).collect();
+    let on_both = firing(0, "Watchdog").ok().flatten().is_some()
+        && firing(1, "Watchdog").ok().flatten().is_some();
+    checks.check(
+        "the Watchdog, firing on both replicas, reached its receiver once per repeat (a minute)",
+        on_both && !watchdog.is_empty() && gaps.iter().all(|g| *g >= 45.0),
+        || format!("firing on both: {on_both}; notifications: {}, gaps {gaps:?} s", watchdog.len()),
+    );
+    Ok(())
 }
 
 /// Polls an instant query on `base` until `done` holds; the last value seen.

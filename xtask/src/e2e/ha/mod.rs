@@ -6,9 +6,10 @@
 //! the bound docs/SCALING.md gives; that no panel double-counts the queue depth two workers both
 //! report (against SQL); that every dashboard and rule query answers through Thanos Query as it
 //! does on one Prometheus; that a replica's history, its TSDB deleted, is answered from the
-//! bucket by the Store Gateway; and that the Watchdog, firing on both replicas, reaches the
-//! receiver once per repeat through the Alertmanager cluster. It prints the capacity figures
-//! docs/SCALING.md is built on. It ends with one `N passed, M failed` line.
+//! bucket by the Store Gateway; and that an alert firing on both replicas (ApiInstanceLost, an
+//! API replica killed; the Watchdog) reaches the receiver once through the Alertmanager cluster.
+//! It prints the capacity figures docs/SCALING.md is built on. It ends with one `N passed, M
+//! failed` line.
 
 mod capacity;
 mod membership;
@@ -296,19 +297,19 @@ fn queue_depth_against_sql(checks: &mut Checks, stack: &HaStack) -> anyhow::Resu
     Ok(())
 }
 
-/// Every dashboard query and every recording rule's query answers through Thanos Query as on
-/// Prometheus a: it parses, and where a has data, Thanos Query has the same series (a `sum` of
-/// replicas would double them; a missing replica label would split them).
+/// Every dashboard query and every rule's query (recording and alerting) answers through Thanos
+/// Query as on Prometheus a: it parses, and where a has data, Thanos Query has the same series
+/// (a `sum` of replicas would double them; a missing replica label would split them).
 fn every_query_answers(checks: &mut Checks, stack: &HaStack) {
-    step("every dashboard and recording-rule query through Thanos Query, against Prometheus a");
+    step("every dashboard and rule query through Thanos Query, against Prometheus a");
     let mut queries: Vec<(String, String)> = xtask::dashboards::queries()
         .into_iter()
         .map(|(dashboard, panel, expr)| (format!("{dashboard} / {panel}"), expr))
         .collect();
     queries.extend(
-        xtask::dashboards::recording_rules()
+        xtask::dashboards::rule_exprs()
             .into_iter()
-            .map(|rule| (format!("recording rule {}", rule.name), rule.expr)),
+            .map(|(file, name, expr)| (format!("rule {name} ({file})"), expr)),
     );
     let (mut same, mut empty, mut differ) = (0, 0, Vec::new());
     let now = format!("{:.3}", unix_now());
@@ -334,8 +335,8 @@ fn every_query_answers(checks: &mut Checks, stack: &HaStack) {
     println!("    {same} queries answer the same series, {empty} are empty on both");
     checks.check(
         &format!(
-            "all {} dashboard and recording-rule queries answer through Thanos Query with the \
-             series Prometheus a has",
+            "all {} dashboard and rule queries answer through Thanos Query with the series \
+             Prometheus a has",
             queries.len()
         ),
         differ.is_empty() && same > queries.len() / 2,

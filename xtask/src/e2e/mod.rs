@@ -470,9 +470,19 @@ fn step(text: &str) {
 
 /// Polls an instant query until `done` holds for its value; returns the last value seen.
 fn wait_for_value(expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) -> Option<f64> {
+    wait_for_value_on(prom::PROMETHEUS, expr, done, deadline)
+}
+
+/// [`wait_for_value`] on the Prometheus-API server at `base`.
+fn wait_for_value_on(
+    base: &str,
+    expr: &str,
+    done: impl Fn(f64) -> bool,
+    deadline: Duration,
+) -> Option<f64> {
     let last = std::cell::Cell::new(None);
     let _ = testkit::wait_for(expr, deadline, || {
-        last.set(prom::value(expr)?);
+        last.set(prom::value_on(base, expr, &[])?);
         Ok(last.get().filter(|v| done(*v)))
     });
     last.get()

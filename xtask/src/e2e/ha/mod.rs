@@ -16,7 +16,7 @@ mod membership;
 mod stack;
 
 use super::checks::Checks;
-use super::{prom, sink::Sink};
+use super::{prom, sink::Sink, wait_for_value_on as wait_for};
 use load::{Options, Stop};
 use stack::{APIS, GATEWAYS, HaStack, PROMETHEUS, SIDECARS, say};
 use std::time::{Duration, Instant};
@@ -446,16 +446,6 @@ fn one_notification(checks: &mut Checks, stack: &mut HaStack, sink: &Sink) -> an
         || format!("firing on both: {on_both}; notifications: {}, gaps {gaps:?} s", watchdog.len()),
     );
     Ok(())
-}
-
-/// Polls an instant query on `base` until `done` holds; the last value seen.
-fn wait_for(base: &str, expr: &str, done: impl Fn(f64) -> bool, deadline: Duration) -> Option<f64> {
-    let last = std::cell::Cell::new(None);
-    let _ = testkit::wait_for(expr, deadline, || {
-        last.set(prom::value_on(base, expr, &[])?);
-        Ok(last.get().filter(|v| done(*v)))
-    });
-    last.get()
 }
 
 fn unix_now() -> f64 {

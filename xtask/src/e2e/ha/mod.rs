@@ -238,9 +238,11 @@ fn nothing_lost(checks: &mut Checks, stack: &HaStack, expected: u64, (from, to):
         steps(base, expr).map(|v| v.iter().filter(|x| x.is_none()).count())
     };
     let through_query = holes(&query, samples);
-    // b's own scrapes (`up`): the request series on b are partly refilled after its restart by
-    // the copies a gateway still served from before a handoff (older samples, in order for b).
-    let on_b = holes(&stack.prometheus_url(1), "sum(count_over_time(up[1m]))");
+    // b's own scrapes of the Prometheus servers (`up` of job prometheus). Not the services'
+    // series: after b's restart the copies a gateway still served from before a handoff (older
+    // samples, in order for b) refill part of its hole; nor any `up`: the agent's receivers
+    // export one of their own through the gateways.
+    let on_b = holes(&stack.prometheus_url(1), "sum(count_over_time(up{job=\"prometheus\"}[1m]))");
     checks.check(
         "through Thanos Query the count never steps back and every 15 s step of the run has samples",
         back == Some(0) && through_query == Some(0),

@@ -6,7 +6,7 @@ use super::go;
 use super::manifest::{self, Manifest};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testkit::process::{self, Output};
 use testkit::tools;
 
@@ -35,6 +35,7 @@ pub fn ensure_otelcol(builder: &Path, manifest: &Manifest) -> anyhow::Result<Pat
     let dir = tools::otelcol_build_dir()?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    let start = Instant::now();
     let mut command = Command::new(builder);
     command.arg("--config").arg(manifest::path()).current_dir(&dir);
     process::run(
@@ -45,6 +46,7 @@ pub fn ensure_otelcol(builder: &Path, manifest: &Manifest) -> anyhow::Result<Pat
     )?;
     tools::require(&path, "otelcol")?;
     built_as(&path, manifest).map_err(|e| e.context("the collector just built"))?;
+    eprintln!("otelcol {version}: built in {:.0?} ({})", start.elapsed(), path.display());
     Ok(path)
 }
 

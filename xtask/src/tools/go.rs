@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testkit::process::{self, Output, run};
 use testkit::tools;
 
@@ -19,7 +19,8 @@ pub fn go() -> anyhow::Result<std::path::PathBuf> {
 
 /// The `commands` of one tool at `version` (each a name and the path it must be at), each checked
 /// by running it with `version_flag`. When one is missing or does not run, `build` (which says
-/// what it builds, and `go install`s it) runs first, and then each must be there.
+/// what it builds, and `go install`s it) runs first, and then each must be there; how long the
+/// build took is printed (CI's time goes there on a cold cache).
 pub fn ensure<const N: usize>(
     version: &str,
     commands: [(&str, PathBuf); N],
@@ -32,9 +33,11 @@ pub fn ensure<const N: usize>(
             eprintln!("{name} {version}: ok ({})", path.display());
         }
     } else {
+        let start = Instant::now();
         build()?;
         for (name, path) in &commands {
             tools::require(path, name)?;
+            eprintln!("{name} {version}: built in {:.0?} ({})", start.elapsed(), path.display());
         }
     }
     Ok(commands.map(|(_, path)| path))

@@ -38,6 +38,9 @@ mod services;
 mod traces;
 mod worker;
 
+/// A process's resident memory, read from `/proc` (the live proofs report it too).
+pub use services::rss_bytes;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testkit::process::human;

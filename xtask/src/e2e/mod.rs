@@ -582,15 +582,7 @@ impl Stack {
     /// A service's resident memory, from its pid file and `/proc`.
     fn rss_kib(&self, service: &str) -> Option<u64> {
         let pid = std::fs::read_to_string(self.dir.join(format!("{service}.pid"))).ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
+        bench::rss_bytes(pid.trim().parse().ok()?).ok().map(|bytes| bytes / 1024)
     }
 
     fn run(&self, args: &[&str]) -> anyhow::Result<()> {

@@ -59,9 +59,7 @@ fn size(dir: &Path) -> u64 {
 
 /// Resident memory of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    bench::rss_bytes(pid).ok().map(|bytes| bytes / 1024)
 }
 
 /// Prints the capacity figures.

@@ -444,6 +444,24 @@ fn about_this_machine(labels: &serde_json::Value) -> bool {
     labels["service"].as_str() == Some("host")
 }
 
+/// Copies the repo's `prometheus.yml` and the files of its subdirectories `subdirs` into `dir`,
+/// for a proof to run (and change) its own copy; returns the copy of `prometheus.yml`.
+fn copy_prometheus(dir: &std::path::Path, subdirs: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+    let repo = testkit::repo_root().join("prometheus");
+    for sub in subdirs {
+        std::fs::create_dir_all(dir.join(sub))?;
+        for entry in std::fs::read_dir(repo.join(sub))? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, dir.join(sub).join(name))?;
+            }
+        }
+    }
+    let config = dir.join("prometheus.yml");
+    std::fs::copy(repo.join("prometheus.yml"), &config)?;
+    Ok(config)
+}
+
 /// The native stack's Postgres port (compose's).
 const POSTGRES_PORT: u16 = 5432;
 
@@ -561,18 +579,7 @@ impl Stack {
         if prometheus_dir.exists() {
             std::fs::remove_dir_all(&prometheus_dir)?;
         }
-        let repo_prometheus = testkit::repo_root().join("prometheus");
-        for sub in ["rules", "targets"] {
-            std::fs::create_dir_all(prometheus_dir.join(sub))?;
-            for entry in std::fs::read_dir(repo_prometheus.join(sub))? {
-                let path = entry?.path();
-                if let Some(name) = path.file_name() {
-                    std::fs::copy(&path, prometheus_dir.join(sub).join(name))?;
-                }
-            }
-        }
-        let prometheus_config = prometheus_dir.join("prometheus.yml");
-        std::fs::copy(repo_prometheus.join("prometheus.yml"), &prometheus_config)?;
+        let prometheus_config = copy_prometheus(&prometheus_dir, &["rules", "targets"])?;
         let stack = Stack { dir, exe, prometheus_config };
         step("cargo xtask stack up (fresh state in target/e2e/stack)");
         stack.run(&["up"])?;

@@ -560,18 +560,9 @@ impl Config {
     fn write(dir: &Path, p: &Ports) -> anyhow::Result<Config> {
         let root = testkit::repo_root();
         let prometheus_dir = dir.join("prometheus");
-        std::fs::create_dir_all(prometheus_dir.join("rules"))?;
+        // The rules as they are; the targets are this topology's own.
+        crate::e2e::copy_prometheus(&prometheus_dir, &["rules"])?;
         std::fs::create_dir_all(prometheus_dir.join("targets"))?;
-        std::fs::copy(
-            root.join("prometheus").join("prometheus.yml"),
-            prometheus_dir.join("prometheus.yml"),
-        )?;
-        for entry in std::fs::read_dir(root.join("prometheus").join("rules"))? {
-            let path = entry?.path();
-            if let Some(name) = path.file_name() {
-                std::fs::copy(&path, prometheus_dir.join("rules").join(name))?;
-            }
-        }
         let targets = |ports: &[u16]| {
             let list: Vec<String> = ports.iter().map(|p| format!("\"{}\"", loopback(*p))).collect();
             format!("# written by the HA proof\n- targets: [{}]\n", list.join(", "))
